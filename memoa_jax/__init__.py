@@ -1,0 +1,37 @@
+"""memoa_jax — MEMOA: massive mixtures of online agents via mean-field decentralized Nash
+equilibria (Yang, Emerson, Tavakoli, Kratsios, 2026), in JAX.
+
+The public API is what this module re-exports.
+"""
+
+from ._agents import map_agents as map_agents
+from ._agents import mean_field_control as mean_field_control
+from ._agents import ridge_control as ridge_control
+from ._encoders import RFNEncoder as RFNEncoder
+from ._encoders import RFNParams as RFNParams
+from ._loop import SimResult as SimResult
+from ._loop import Simulation as Simulation
+from ._loop import StepStats as StepStats
+from ._loop import Summary as Summary
+from ._loop import init_agents as init_agents
+from ._loop import simulate as simulate
+from ._mean_field import CostParams as CostParams
+from ._mean_field import MeanFieldSolution as MeanFieldSolution
+from ._mean_field import best_response_to_flow as best_response_to_flow
+from ._mean_field import nce_fixed_point as nce_fixed_point
+from ._mean_field import solve_mean_field as solve_mean_field
+from ._mean_field import window_weights as window_weights
+from ._methods import AbstractMethod as AbstractMethod
+from ._methods import FollowTheMean as FollowTheMean
+from ._methods import LocalRidge as LocalRidge
+from ._methods import MeanFieldGame as MeanFieldGame
+from ._methods import default_methods as default_methods
+from ._mixture import AbstractServer as AbstractServer
+from ._mixture import HedgeMixture as HedgeMixture
+from ._mixture import RidgeMixture as RidgeMixture
+from ._mixture import ridge_weights as ridge_weights
+from ._mixture import ridge_weights_dense as ridge_weights_dense
+from ._moments import rfn_moments as rfn_moments
+from ._moments import second_moment_operator as second_moment_operator
+
+__version__ = "0.1.0"

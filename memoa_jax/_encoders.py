@@ -1,0 +1,83 @@
+"""Random-feature encoders of the agents (spec §1.2, §2).
+
+An agent's encoder turns the public input `x_t` into a random feature matrix
+`Z_t ∈ ℝ^{d×p}`; its prediction moves by `Z_t β_t`. The random-feature network (RFN) of
+FedMOE is `Z_t = ReLU(A x_t 1ᵀ + b + σ w_tᵀ)` with `A ∈ ℝ^{d×d_x}`, `b ∈ ℝ^{d×p}` drawn once
+per agent from `N(0, 1)` and `w_t ~ N(0, I_p)` fresh at every step.
+
+Keys: agent `i` owns `jr.fold_in(key, i)`; its parameters come from that key and its noise at
+time `t` from `jr.fold_in(noise_key_i, t)`, so any slice of the population can be regenerated
+on its own (chunk by chunk, or shard by shard) with the same draws.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+
+from ._custom_types import Array, Float, PRNGKeyArray
+from ._moments import rfn_moments
+
+
+class RFNParams(eqx.Module):
+    """Parameters of one RFN encoder."""
+
+    A: Float[Array, "d d_x"]
+    b: Float[Array, "d p"]
+
+
+class RFNEncoder(eqx.Module):
+    """Random-feature network `Z = ReLU(A x 1ᵀ + b + σ wᵀ)` (FedMOE `random_feature_net.py`).
+
+    Attributes:
+        d: target dimension (rows of Z).
+        d_x: input dimension.
+        p: number of features (columns of Z, the control dimension).
+        sigma: noise scale σ > 0 (one per row or a scalar).
+    """
+
+    d: int = eqx.field(static=True)
+    d_x: int = eqx.field(static=True)
+    p: int = eqx.field(static=True)
+    sigma: Float[Array, " d"] | float = 0.1
+
+    def __check_init__(self):
+        for name in ("d", "d_x", "p"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(
+                    f"encoder size {name} must be a positive integer, got {name}={v!r}"
+                )
+        sig = jnp.asarray(self.sigma)
+        if sig.ndim > 1 or (sig.ndim == 1 and sig.shape[0] != self.d):
+            raise ValueError(f"sigma must be a scalar or have shape ({self.d},), got {sig.shape}")
+        if not isinstance(self.sigma, jax.core.Tracer) and not bool(jnp.all(sig > 0)):
+            raise ValueError(f"noise scale must be positive, got sigma={self.sigma}")
+
+    def init(self, key: PRNGKeyArray, dtype=float) -> RFNParams:
+        """Draw one agent's `(A, b)` from `N(0, 1)`."""
+        kA, kb = jr.split(key)
+        return RFNParams(
+            A=jr.normal(kA, (self.d, self.d_x), dtype), b=jr.normal(kb, (self.d, self.p), dtype)
+        )
+
+    def _sigma(self, dtype) -> Float[Array, " d"]:
+        return jnp.broadcast_to(jnp.asarray(self.sigma, dtype), (self.d,))
+
+    def preactivation(self, params: RFNParams, x: Float[Array, " d_x"]) -> Float[Array, "d p"]:
+        return (params.A @ x)[:, None] + params.b
+
+    def features(
+        self, params: RFNParams, x: Float[Array, " d_x"], *, key: PRNGKeyArray
+    ) -> Float[Array, "d p"]:
+        """One draw of `Z` for input `x` (the noise comes from `key`)."""
+        pre = self.preactivation(params, x)
+        w = jr.normal(key, (self.p,), pre.dtype)
+        return jnp.maximum(pre + self._sigma(pre.dtype)[:, None] * w[None, :], 0.0)
+
+    def moments(
+        self, params: RFNParams, x: Float[Array, " d_x"]
+    ) -> tuple[Float[Array, "d p"], Float[Array, "d p d p"]]:
+        """Exact `(E Z, E[Z ⊗ Z])` over the step noise, given the parameters and input."""
+        pre = self.preactivation(params, x)
+        return rfn_moments(pre, self._sigma(pre.dtype))

@@ -1,0 +1,285 @@
+"""The MEMOA online protocol: one `step` scanned over time, agents vmapped (spec §7.1, §9).
+
+Per step `t = 0..n−2` (the target of step `t` is `y_{t+1}`):
+
+1. every agent draws its features `Zⁱ_t = enc_i(x_t)` (shared by all methods);
+2. every method computes its controls and next predictions `Ŷ_{t+1}` (see `_methods.py`);
+3. the server fits weights on `(Ŷ_t, y_t)` and predicts `ŷ^srv_{t+1} = w_tᵀ Ŷ_{t+1}`;
+4. per-step statistics are emitted and per-agent accumulators updated — never an N × T array.
+
+State holds only per-agent arrays (predictions, a ring of the last `H` feature draws, square
+error and cost accumulators) plus N-independent ring buffers of the population moments.
+"""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jax import lax
+
+from ._agents import map_agents
+from ._custom_types import Array, Float, Key, PRNGKeyArray
+from ._encoders import RFNEncoder, RFNParams
+from ._mean_field import CostParams
+from ._methods import AbstractMethod, MethodState, StepContext
+from ._mixture import AbstractServer, RidgeMixture
+
+
+def solve_dtype():
+    """Window moments and gains are kept in float64 whenever JAX allows it (spec §13)."""
+    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+
+
+class Simulation(eqx.Module):
+    """Everything that defines a run except the data and the key.
+
+    Attributes:
+        n_agents: population size N.
+        encoder: the agents' random-feature encoder.
+        methods: client update rules run side by side on the same draws (`default_methods`).
+        server: the mixture rule applied to every method's predictions.
+        cost: weights of the realized online cost reported for every method (spec §3, §9).
+        homogeneity: "h1" — one shared encoder, agents differ by their noise (exact theory);
+            "h2" — each agent draws its own `(A, b)`, the policy uses population moments (an
+            all-reduce over agents) (spec §2.2).
+        batch_size: process agents in chunks of this size (`lax.map`); None = all at once.
+        dtype: float type of the per-agent arrays.
+    """
+
+    n_agents: int = eqx.field(static=True)
+    encoder: RFNEncoder
+    methods: tuple[AbstractMethod, ...]
+    server: AbstractServer = RidgeMixture()
+    cost: CostParams = CostParams()
+    homogeneity: str = eqx.field(static=True, default="h2")
+    batch_size: int | None = eqx.field(static=True, default=None)
+    dtype: type = eqx.field(static=True, default=jnp.float64)
+
+    def __check_init__(self):
+        if not isinstance(self.n_agents, int) or self.n_agents < 1:
+            raise ValueError(f"need at least one agent, got n_agents={self.n_agents!r}")
+        if self.homogeneity not in ("h1", "h2"):
+            raise ValueError(f"homogeneity must be 'h1' or 'h2', got {self.homogeneity!r}")
+        if self.batch_size is not None and (
+            not isinstance(self.batch_size, int) or self.batch_size < 1
+        ):
+            raise ValueError(
+                f"batch_size must be a positive integer, got batch_size={self.batch_size!r}"
+            )
+        if not self.methods:
+            raise ValueError("need at least one method")
+        names = [m.name for m in self.methods]
+        if len(set(names)) != len(names):
+            raise ValueError(f"method names must be unique, got {names}")
+        if jnp.dtype(self.dtype) == jnp.float64 and not jax.config.jax_enable_x64:
+            raise ValueError(
+                "dtype=float64 needs `jax.config.update('jax_enable_x64', True)` first "
+                "(or pass dtype=jnp.float32)"
+            )
+
+    @property
+    def history(self) -> int:
+        return max(m.history for m in self.methods)
+
+
+class StepStats(NamedTuple):
+    """Per-step statistics of one method (each a scalar per step)."""
+
+    mse: Array  # mean over agents of ‖y_{t+1} − ŷⁱ_{t+1}‖²
+    worst_se: Array  # max over agents of the same
+    server_se: Array  # ‖y_{t+1} − ŷ^srv_{t+1}‖²
+    mean_field_se: Array  # ‖y_{t+1} − ȳ_{t+1}‖²
+
+
+class Summary(NamedTuple):
+    """Run metrics of one method (spec §9)."""
+
+    avg_rmse: Array  # mean over agents of each agent's RMSE
+    worst_rmse: Array  # max over agents (the under-performer)
+    worst_agent: Array  # index of that agent
+    server_rmse: Array
+    mean_field_rmse: Array
+    worst_cost: Array  # realized under-performer regret: max_i Σ_t stage cost
+    mean_cost: Array
+
+
+class SimResult(eqx.Module):
+    """Output of `simulate`: per-step statistics, summaries and per-agent RMSE, per method."""
+
+    steps: dict[str, StepStats]
+    summary: dict[str, Summary]
+    agent_rmse: dict[str, Float[Array, " n"]]
+
+
+class _Acc(NamedTuple):
+    sse: Float[Array, " n"]
+    cost: Float[Array, " n"]
+
+
+class _State(NamedTuple):
+    noise_keys: Key[Array, " n"]
+    params: RFNParams
+    z_ring: Float[Array, "n H d p"]
+    mom_M: Float[Array, "H d p"]
+    mom_S: Float[Array, "H d p d p"]
+    methods: dict[str, MethodState]
+    acc: dict[str, _Acc]
+
+
+def init_agents(sim: Simulation, *, key: PRNGKeyArray) -> tuple[RFNParams, Key[Array, " n"]]:
+    """Per-agent encoder parameters and noise keys; agent `i` owns `fold_in(agents_key, i)`."""
+    agents_key, shared_key = jr.split(key)
+    agent_keys = jax.vmap(lambda i: jr.fold_in(agents_key, i))(jnp.arange(sim.n_agents))
+    param_keys, noise_keys = jax.vmap(jr.split, out_axes=1)(agent_keys)
+    if sim.homogeneity == "h2":
+        params = jax.vmap(lambda k: sim.encoder.init(k, sim.dtype))(param_keys)
+    else:  # h1: one encoder for everyone, drawn from its own key
+        params = sim.encoder.init(shared_key, sim.dtype)
+    return params, noise_keys
+
+
+def _validate_data(sim: Simulation, x, y):
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"need x (time, d_x) and y (time, d) of equal length, got {x.shape}, {y.shape}"
+        )
+    if x.shape[1] != sim.encoder.d_x or y.shape[1] != sim.encoder.d:
+        raise ValueError(
+            f"data shapes x{tuple(x.shape)}, y{tuple(y.shape)} do not match the encoder "
+            f"(d_x={sim.encoder.d_x}, d={sim.encoder.d})"
+        )
+    n = x.shape[0]
+    longest = max(getattr(m, "window", 0) for m in sim.methods)
+    if n - 1 <= longest:
+        raise ValueError(
+            f"window={longest} is not shorter than the {n - 1} prediction steps of the series "
+            f"({n} rows): the game would never be played"
+        )
+
+
+def simulate(
+    sim: Simulation,
+    x: Float[Array, "time d_x"],
+    y: Float[Array, "time d"],
+    *,
+    key: PRNGKeyArray,
+    progress: Callable[[int], None] | None = None,
+) -> SimResult:
+    """Run the online protocol over the whole series (spec §7.1).
+
+    Args:
+        sim: the population, methods and server.
+        x: public inputs `x_0..x_{n−1}`.
+        y: targets `y_0..y_{n−1}`; all agents start at `ŷ_0 = y_0` and predict `y_1..y_{n−1}`.
+        key: the run's PRNG key (encoders and all feature noise).
+        progress: optional host callback, called with `t` after each step (e.g. a progress bar).
+
+    Returns:
+        A `SimResult`. Wrap the call in `jax.jit` / `eqx.filter_jit` once, outside.
+
+    Raises:
+        ValueError: data shapes that do not match the encoder, a window not shorter than the
+            series.
+    """
+    _validate_data(sim, x, y)
+    dt, sdt = sim.dtype, solve_dtype()
+    x, y = jnp.asarray(x, dt), jnp.asarray(y, dt)
+    N, H, enc = sim.n_agents, sim.history, sim.encoder
+    d, p = enc.d, enc.p
+    params, noise_keys = init_agents(sim, key=key)
+    h2 = sim.homogeneity == "h2"
+    need_moments = any(hasattr(m, "window") for m in sim.methods)
+    bs = sim.batch_size
+
+    y0 = jnp.broadcast_to(y[0], (N, d))
+    zeros_n = jnp.zeros((N,), dt)
+    init = _State(
+        noise_keys=noise_keys,
+        params=params,
+        z_ring=jnp.zeros((N, H, d, p), dt),
+        mom_M=jnp.zeros((H, d, p), sdt),
+        mom_S=jnp.zeros((H, d, p, d, p), sdt),
+        methods={m.name: MethodState(y0, jnp.zeros((N, H, d), dt)) for m in sim.methods},
+        acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
+    )
+    c = sim.cost
+
+    def step(state: _State, t):
+        x_t, y_t, y_next = x[t], y[t], y[t + 1]
+        slot = jnp.mod(t, H)
+
+        # FEATURES (shared by all methods) AND POPULATION MOMENTS AT x_t
+        def draw(params_i, key_i):
+            return enc.features(params_i, x_t, key=jr.fold_in(key_i, t))
+
+        if h2:
+            z_now = map_agents(draw, state.params, state.noise_keys, batch_size=bs)
+        else:
+            z_now = map_agents(lambda k: draw(state.params, k), state.noise_keys, batch_size=bs)
+        if need_moments:
+            if h2:
+                Ms, Ss = map_agents(lambda q: enc.moments(q, x_t), state.params, batch_size=bs)
+                M_t, S_t = jnp.mean(Ms.astype(sdt), 0), jnp.mean(Ss.astype(sdt), 0)
+            else:
+                M_t, S_t = enc.moments(state.params, x_t)
+            mom_M = state.mom_M.at[slot].set(M_t.astype(sdt))
+            mom_S = state.mom_S.at[slot].set(S_t.astype(sdt))
+        else:
+            mom_M, mom_S = state.mom_M, state.mom_S
+
+        ctx = StepContext(t, y, z_now, state.z_ring, state.mom_M, state.mom_S, bs)
+        methods, acc, stats = {}, {}, {}
+        for m in sim.methods:
+            ms, a = state.methods[m.name], state.acc[m.name]
+            # CLIENT UPDATE
+            base, beta, y_hat_next = m.step(ctx, ms)
+            # SERVER MIXTURE: weights fitted on (Ŷ_t, y_t), applied to Ŷ_{t+1}
+            srv = sim.server.predict(ms.yhat, y_t, y_hat_next, a.sse)
+            # METRICS
+            sq = jnp.sum((y_next - y_hat_next) ** 2, axis=-1)
+            ybar_next = jnp.mean(y_hat_next, axis=0)
+            dev = jnp.sum((y_hat_next - ybar_next) ** 2, axis=-1)
+            stage = c.q * sq + c.lam * dev + c.gamma * jnp.sum(beta**2, axis=-1)
+            stats[m.name] = StepStats(
+                mse=jnp.mean(sq),
+                worst_se=jnp.max(sq),
+                server_se=jnp.sum((y_next - srv) ** 2),
+                mean_field_se=jnp.sum((y_next - ybar_next) ** 2),
+            )
+            acc[m.name] = _Acc(a.sse + sq, a.cost + stage)
+            methods[m.name] = MethodState(y_hat_next, ms.yhat_ring.at[:, slot].set(base))
+
+        new = _State(
+            noise_keys=state.noise_keys,
+            params=state.params,
+            z_ring=state.z_ring.at[:, slot].set(z_now),
+            mom_M=mom_M,
+            mom_S=mom_S,
+            methods=methods,
+            acc=acc,
+        )
+        if progress is not None:
+            jax.debug.callback(progress, t)
+        return new, stats
+
+    n_steps = x.shape[0] - 1
+    final, steps = lax.scan(step, init, jnp.arange(n_steps))
+
+    summary, agent_rmse = {}, {}
+    for m in sim.methods:
+        a, st = final.acc[m.name], steps[m.name]
+        rmse = jnp.sqrt(a.sse / n_steps)
+        agent_rmse[m.name] = rmse
+        summary[m.name] = Summary(
+            avg_rmse=jnp.mean(rmse),
+            worst_rmse=jnp.max(rmse),
+            worst_agent=jnp.argmax(rmse),
+            server_rmse=jnp.sqrt(jnp.mean(st.server_se)),
+            mean_field_rmse=jnp.sqrt(jnp.mean(st.mean_field_se)),
+            worst_cost=jnp.max(a.cost),
+            mean_cost=jnp.mean(a.cost),
+        )
+    return SimResult(steps=steps, summary=summary, agent_rmse=agent_rmse)

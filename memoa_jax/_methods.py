@@ -1,0 +1,209 @@
+"""Client update rules run by the online loop: MEMOA and the greedy baselines (spec §4, §7).
+
+Every method owns one prediction state per agent and, at step `t`, returns the state it
+builds on, its control `β_t` and the next prediction `ŷ_{t+1}`. All of them see the same
+data and the same feature draws `Zⁱ_t`, so they run side by side in one scan.
+
+* `MeanFieldGame` — MEMOA (spec §4, §7.1): every `sync_every` steps once `t ≥ T`, the
+  closed-form mean-field gains of the last `T` steps are solved (independent of N) and the
+  window is replayed in hindsight with each agent's realized features, from the observed
+  `y_{t−T}`, each agent using only its own state and the broadcast mean field `ȳ`.
+  Before the first sync it runs the greedy ridge update. G2 (`window=1`) and G3 (`lam=0`)
+  are instances of it.
+* `LocalRidge` — G1, FedMOE's greedy local ridge client.
+* `FollowTheMean` — G4, every agent restarts from the population mean and adds its G1 step.
+"""
+
+import abc
+from typing import Literal, NamedTuple
+
+import equinox as eqx
+import jax.numpy as jnp
+from jax import lax
+
+from ._agents import map_agents, matvec, mean_field_control, ridge_control
+from ._custom_types import Array, Float
+from ._mean_field import CostParams, solve_mean_field
+
+
+class StepContext(NamedTuple):
+    """What the loop shares with every method at step `t` (agent axis first).
+
+    `z_ring` and `mom_*` are ring buffers of length `H`: slot `τ mod H` holds time `τ`, for
+    `τ = t−H..t−1`; slots of negative times hold zeros (`Z_{τ<0} = 0`).
+    """
+
+    t: Array
+    y: Float[Array, "time d"]
+    z_now: Float[Array, "n d p"]
+    z_ring: Float[Array, "n H d p"]
+    mom_M: Float[Array, "H d p"]
+    mom_S: Float[Array, "H d p d p"]
+    batch_size: int | None
+
+
+class MethodState(NamedTuple):
+    yhat: Float[Array, "n d"]  # each agent's prediction of y_t
+    yhat_ring: Float[Array, "n H d"]  # the states it built on at times t−H..t−1 (ring)
+
+
+def _slot_times(t, H: int):
+    """Time τ held by each ring slot j at step t: the τ in [t−H, t−1] with τ ≡ j (mod H)."""
+    j = jnp.arange(H)
+    return t - H + jnp.mod(j - t, H)
+
+
+class AbstractMethod(eqx.Module):
+    """A client update rule. `name` labels its results; `ridge_window` is its greedy `T_c`."""
+
+    name: eqx.AbstractVar[str]
+    cost: eqx.AbstractVar[CostParams]
+    ridge_window: eqx.AbstractVar[int]
+
+    @property
+    def history(self) -> int:
+        """How many past steps of features this method reads."""
+        return self.ridge_window
+
+    def greedy(self, ctx: StepContext, state: MethodState) -> Float[Array, "n p"]:
+        """G1 ridge controls of all agents on their own past (spec §7.2)."""
+        H = ctx.z_ring.shape[1]
+        tau = _slot_times(ctx.t, H)
+        dt = ctx.y.dtype
+        in_window = (tau >= ctx.t - self.ridge_window) & (tau >= 0)
+        weights = jnp.where(in_window, jnp.exp(-self.cost.alpha * (ctx.t - 1 - tau)), 0.0)
+        y_next = ctx.y[jnp.clip(tau + 1, 0, ctx.y.shape[0] - 1)]
+        fn = lambda z_i, yh_i: ridge_control(
+            z_i, yh_i, y_next, weights.astype(dt), jnp.asarray(self.cost.gamma, dt)
+        )
+        return map_agents(fn, ctx.z_ring, state.yhat_ring, batch_size=ctx.batch_size)
+
+    @abc.abstractmethod
+    def step(
+        self, ctx: StepContext, state: MethodState
+    ) -> tuple[Float[Array, "n d"], Float[Array, "n p"], Float[Array, "n d"]]:
+        """Return `(base state ŷ_t, control β_t, next prediction ŷ_{t+1})`."""
+
+
+def _advance(yhat, z, beta, batch_size):
+    return map_agents(
+        lambda y_i, z_i, b_i: y_i + matvec(z_i, b_i), yhat, z, beta, batch_size=batch_size
+    )
+
+
+class LocalRidge(AbstractMethod):
+    """G1: greedy local ridge (FedMOE's non-game client), `ŷ_{t+1} = ŷ_t + Z_t β^{ridge}_t`."""
+
+    cost: CostParams
+    ridge_window: int = eqx.field(static=True, default=3)
+    name: str = eqx.field(static=True, default="g1_ridge")
+
+    def step(self, ctx, state):
+        beta = self.greedy(ctx, state)
+        return state.yhat, beta, _advance(state.yhat, ctx.z_now, beta, ctx.batch_size)
+
+
+class FollowTheMean(AbstractMethod):
+    """G4: `ŷⁱ_{t+1} = ȳ_t + Zⁱ_t βⁱ` with the G1 step `βⁱ` (`ȳ_t` alone if `increment=False`)."""
+
+    cost: CostParams
+    ridge_window: int = eqx.field(static=True, default=3)
+    increment: bool = eqx.field(static=True, default=True)
+    name: str = eqx.field(static=True, default="g4_follow_mean")
+
+    def step(self, ctx, state):
+        base = jnp.broadcast_to(jnp.mean(state.yhat, axis=0), state.yhat.shape)
+        if not self.increment:
+            return base, jnp.zeros(ctx.z_now.shape[::2], base.dtype), base
+        beta = self.greedy(ctx, state)
+        return base, beta, _advance(base, ctx.z_now, beta, ctx.batch_size)
+
+
+class MeanFieldGame(AbstractMethod):
+    """MEMOA: the closed-form decentralized mean-field policy replayed over a hindsight window.
+
+    Attributes:
+        cost: the per-agent cost (spec §3); `lam=0` gives G3 (independent agents).
+        window: game window `T` (`window=1` gives G2, the myopic mean-field policy).
+        sync_every: play the game every this many steps (FedMOE `game_sync_freq`).
+        ridge_window: `T_c` of the greedy warm-up used before the first sync.
+        mean_field: "realized" — agents use the broadcast empirical mean ȳ_s (default, A5);
+            "flow" — they use the deterministic flow m_s (no communication inside the window).
+    """
+
+    cost: CostParams
+    window: int = eqx.field(static=True, default=3)
+    sync_every: int = eqx.field(static=True, default=1)
+    ridge_window: int = eqx.field(static=True, default=3)
+    mean_field: str = eqx.field(static=True, default="realized")
+    name: str = eqx.field(static=True, default="memoa")
+
+    def __check_init__(self):
+        for k in ("window", "sync_every", "ridge_window"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{k} must be a positive integer, got {k}={v!r}")
+        if self.mean_field not in ("realized", "flow"):
+            raise ValueError(f"mean_field must be 'realized' or 'flow', got {self.mean_field!r}")
+
+    @property
+    def history(self) -> int:
+        return max(self.window, self.ridge_window)
+
+    def gains(self, ctx: StepContext):
+        """Mean-field solution for the window `τ = t−T..t` (float64 when enabled)."""
+        T, H = self.window, ctx.z_ring.shape[1]
+        slots = jnp.mod(ctx.t - T + jnp.arange(T), H)
+        yw = lax.dynamic_slice_in_dim(ctx.y, ctx.t - T, T + 1).astype(ctx.mom_M.dtype)
+        return solve_mean_field(ctx.mom_M[slots], ctx.mom_S[slots], yw, self.cost), slots, yw
+
+    def replay(self, ctx: StepContext, state: MethodState):
+        """Hindsight re-simulation of the window (spec §7.1 c): returns `(ŷ_T, β_{T−1})`."""
+        sol, slots, yw = self.gains(ctx)
+        dt = state.yhat.dtype
+        y0 = jnp.broadcast_to(yw[0].astype(dt), state.yhat.shape)
+
+        def body(yh, xs):
+            K, L, g, slot, m = xs
+            ybar = jnp.mean(yh, axis=0) if self.mean_field == "realized" else m
+            z = ctx.z_ring[:, slot]
+            agent = lambda y_i, z_i: (
+                y_i + matvec(z_i, b := mean_field_control(K, L, g, y_i, ybar)),
+                b,
+            )
+            yh_next, beta = map_agents(agent, yh, z, batch_size=ctx.batch_size)
+            return yh_next, beta
+
+        xs = (sol.K.astype(dt), sol.L.astype(dt), sol.g.astype(dt), slots, sol.m[:-1].astype(dt))
+        yT, betas = lax.scan(body, y0, xs)
+        return yT, betas[-1]
+
+    def step(self, ctx, state):
+        is_sync = (ctx.t >= self.window) & (jnp.mod(ctx.t, self.sync_every) == 0)
+        base, beta = lax.cond(
+            is_sync,
+            lambda: self.replay(ctx, state),
+            lambda: (state.yhat, self.greedy(ctx, state)),
+        )
+        return base, beta, _advance(base, ctx.z_now, beta, ctx.batch_size)
+
+
+def default_methods(
+    cost: CostParams,
+    *,
+    window: int = 3,
+    ridge_window: int = 3,
+    sync_every: int = 1,
+    mean_field: Literal["realized", "flow"] = "realized",
+) -> tuple[AbstractMethod, ...]:
+    """MEMOA and the greedy baselines G1–G4 of spec §7.2, all on the same cost weights."""
+    game = dict(sync_every=sync_every, ridge_window=ridge_window, mean_field=mean_field)
+    return (
+        MeanFieldGame(cost, window=window, name="memoa", **game),
+        LocalRidge(cost, ridge_window=ridge_window),
+        MeanFieldGame(cost, window=1, name="g2_myopic", **game),
+        MeanFieldGame(
+            eqx.tree_at(lambda c: c.lam, cost, 0.0), window=window, name="g3_independent", **game
+        ),
+        FollowTheMean(cost, ridge_window=ridge_window),
+    )

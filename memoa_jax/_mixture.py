@@ -1,0 +1,111 @@
+"""The server's online weighting of client predictions (spec §8).
+
+At step `t` the server fits weights `w_t` to the clients' predictions `Ŷ_t` of the observed
+`y_t`, then publishes `ŷ^srv_{t+1} = w_tᵀ Ŷ_{t+1}`.
+
+* `RidgeMixture` (default; FedMOE `Server.compute_mixture_weights`):
+  `w_t = argmin ‖y_t − Y_t w‖² + κ‖w‖²  s.t. 𝟙ᵀw = η`, `Y_t = [ŷ¹_t … ŷᴺ_t] ∈ ℝ^{d×N}`,
+  in O(N d²) by the push-through identity: `C = (κ I_d + Y Yᵀ)⁻¹`, `a = YᵀC y`,
+  `c = (𝟙 − YᵀC Y 𝟙)/κ`, `w = a − ((𝟙ᵀa − η)/𝟙ᵀc) c`. The server prediction needs only
+  d×d reductions over agents, so the N weights are never formed.
+* `HedgeMixture` (option, reconstructed): exponentially weighted average forecaster
+  `w_{t,i} ∝ exp(−η_E Σ_{u≤t} ‖y_u − ŷⁱ_u‖²)`, log-sum-exp stabilised (Cesa-Bianchi & Lugosi
+  2006, Prop. 3.1: exp-concave square loss on [−B, B]^d with `η_E = 1/(8B²)`).
+"""
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ._custom_types import Array, Float
+
+
+def _f64(x):
+    return x.astype(jnp.float64) if jax.config.jax_enable_x64 else x
+
+
+class AbstractServer(eqx.Module):
+    """A server rule: from `(Ŷ_t, y_t)` and the clients' losses, predict `y_{t+1}`."""
+
+    @abc.abstractmethod
+    def predict(
+        self,
+        Y_t: Float[Array, "n d"],
+        y_t: Float[Array, " d"],
+        Y_next: Float[Array, "n d"],
+        cum_loss: Float[Array, " n"],
+    ) -> Float[Array, " d"]:
+        """Server prediction of `y_{t+1}`; `cum_loss[i] = Σ_{u≤t} ‖y_u − ŷⁱ_u‖²`."""
+
+
+class RidgeMixture(AbstractServer):
+    """Constrained ridge weights (spec §8), O(N d²).
+
+    Attributes:
+        kappa: ridge κ > 0 (κ → ∞ gives the uniform weights η/N).
+        eta: the weights' sum η.
+    """
+
+    kappa: Float[Array, ""] | float = 1.0
+    eta: Float[Array, ""] | float = 1.0
+
+    def __check_init__(self):
+        if not isinstance(self.kappa, jax.core.Tracer) and not float(self.kappa) > 0:
+            raise ValueError(f"server ridge must be positive, got kappa={self.kappa}")
+
+    def predict(self, Y_t, y_t, Y_next, cum_loss):
+        del cum_loss
+        Y, Yn, y = _f64(Y_t), _f64(Y_next), _f64(y_t)
+        n, d = Y.shape
+        C = jnp.linalg.inv(self.kappa * jnp.eye(d, dtype=Y.dtype) + Y.T @ Y)  # d×d
+        s = jnp.sum(Y, axis=0)  # Y 𝟙
+        cross = Yn.T @ Y  # Ŷ_{t+1} Ŷ_tᵀ
+        sum_a = s @ C @ y
+        sum_c = (n - s @ C @ s) / self.kappa
+        nu = (sum_a - self.eta) / sum_c
+        pred = cross @ C @ y - nu * (jnp.sum(Yn, axis=0) - cross @ C @ s) / self.kappa
+        return pred.astype(Y_next.dtype)
+
+
+def ridge_weights(Y: Float[Array, "n d"], y: Float[Array, " d"], kappa, eta) -> Float[Array, " n"]:
+    """The N constrained-ridge weights themselves, O(N d²) (spec §8)."""
+    n, d = Y.shape
+    C = jnp.linalg.inv(kappa * jnp.eye(d, dtype=Y.dtype) + Y.T @ Y)
+    a = Y @ (C @ y)
+    c = (1.0 - Y @ (C @ jnp.sum(Y, axis=0))) / kappa
+    return a - ((jnp.sum(a) - eta) / jnp.sum(c)) * c
+
+
+def ridge_weights_dense(
+    Y: Float[Array, "n d"], y: Float[Array, " d"], kappa, eta
+) -> Float[Array, " n"]:
+    """FedMOE's O(N³) closed form, kept as the reference: `A = 2(YᵀY + κI)`, `b = 2Yᵀy`,
+    `ν = (𝟙ᵀA⁻¹b − η)/(𝟙ᵀA⁻¹𝟙)`, `w = A⁻¹(b − ν𝟙)` (here `Y` is `n × d`, clients first)."""
+    n = Y.shape[0]
+    A = 2.0 * (Y @ Y.T + kappa * jnp.eye(n, dtype=Y.dtype))
+    b = 2.0 * Y @ y
+    ones = jnp.ones(n, Y.dtype)
+    Ainv_b, Ainv_1 = jnp.linalg.solve(A, b), jnp.linalg.solve(A, ones)
+    nu = (ones @ Ainv_b - eta) / (ones @ Ainv_1)
+    return Ainv_b - nu * Ainv_1
+
+
+class HedgeMixture(AbstractServer):
+    """Exponentially weighted average of the clients (option; spec §8, A10).
+
+    Attributes:
+        rate: learning rate η_E > 0 of `w_i ∝ exp(−η_E · cumulative square loss_i)`.
+    """
+
+    rate: Float[Array, ""] | float = 1.0
+
+    def __check_init__(self):
+        if not isinstance(self.rate, jax.core.Tracer) and not float(self.rate) > 0:
+            raise ValueError(f"hedge learning rate must be positive, got rate={self.rate}")
+
+    def predict(self, Y_t, y_t, Y_next, cum_loss):
+        del Y_t, y_t
+        w = jax.nn.softmax(-self.rate * _f64(cum_loss))
+        return (w @ _f64(Y_next)).astype(Y_next.dtype)

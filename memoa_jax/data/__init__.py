@@ -1,0 +1,68 @@
+"""Data sets (spec §10): synthetic FedMOE series and the embedded ECB default.
+
+`Dataset` rows follow spec §2: `x[t]` is public at time `t`, and at time `t` agents predict
+`y[t + 1]`. The registry `DATASETS` maps each name to a zero-argument factory;
+`load_dataset` looks a name up and optionally keeps only the first rows. This package is
+pure NumPy and never imports JAX.
+"""
+
+from collections.abc import Callable
+
+from ._dataset import Dataset as Dataset
+from ._ecb import ECB_CREDIT as ECB_CREDIT
+from ._ecb import ecb as ecb
+from ._synthetic import concept as concept
+from ._synthetic import concept_drift as concept_drift
+from ._synthetic import logistic as logistic
+from ._synthetic import periodic as periodic
+
+# The registry lives here rather than in `_dataset.py` so that the private modules import
+# only `Dataset` and never each other in a cycle.
+DATASETS: dict[str, Callable[[], Dataset]] = {
+    "ecb": ecb,
+    "periodic": periodic,
+    "logistic": logistic,
+    "concept": concept,
+    "concept-drift": concept_drift,
+}
+
+
+def load_dataset(name: str, n_rows: int | None = None) -> Dataset:
+    """Builds a registered data set, optionally keeping only its first rows.
+
+    Args:
+        name: a key of `DATASETS`: `"concept"`, `"concept-drift"`, `"ecb"`, `"logistic"` or
+            `"periodic"`.
+        n_rows: if given, keep the first `n_rows` rows (`Dataset.head`), so a short run sees
+            exactly the beginning of the full one. The defaults have 201 rows (synthetic) and
+            2001 rows (`"ecb"`); for a longer or differently normalised ECB series call
+            `ecb(n_rows=...)` directly.
+
+    Returns:
+        The `Dataset`.
+
+    Raises:
+        ValueError: if `name` is not registered, or if `n_rows` is below 2 or exceeds the
+            rows of the data set.
+    """
+    try:
+        factory = DATASETS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}"
+        ) from None
+    dataset = factory()
+    return dataset if n_rows is None else dataset.head(n_rows)
+
+
+__all__ = [
+    "DATASETS",
+    "ECB_CREDIT",
+    "Dataset",
+    "concept",
+    "concept_drift",
+    "ecb",
+    "load_dataset",
+    "logistic",
+    "periodic",
+]
