@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
+from ._agents import matvec
 from ._custom_types import Array, Float, PRNGKeyArray
-from ._moments import rfn_moments
+from ._moments import rfn_moment_parts, rfn_moments
 
 
 class RFNParams(eqx.Module):
@@ -34,12 +35,17 @@ class RFNEncoder(eqx.Module):
         d_x: input dimension.
         p: number of features (columns of Z, the control dimension).
         sigma: noise scale σ > 0 (one per row or a scalar).
+        noise_dtype: float type in which the step noise `w` is drawn, then cast. float32 by
+            default: drawing float64 normals (threefry + a float64 erfinv) is the single most
+            expensive op of a CPU step, and a 24-bit mantissa changes nothing a population
+            statistic can see (the moments are those of the continuous law either way).
     """
 
     d: int = eqx.field(static=True)
     d_x: int = eqx.field(static=True)
     p: int = eqx.field(static=True)
     sigma: Float[Array, " d"] | float = 0.1
+    noise_dtype: str = eqx.field(static=True, default="float32")
 
     def __check_init__(self):
         for name in ("d", "d_x", "p"):
@@ -65,14 +71,15 @@ class RFNEncoder(eqx.Module):
         return jnp.broadcast_to(jnp.asarray(self.sigma, dtype), (self.d,))
 
     def preactivation(self, params: RFNParams, x: Float[Array, " d_x"]) -> Float[Array, "d p"]:
-        return (params.A @ x)[:, None] + params.b
+        """`A x 1ᵀ + b` (entry by entry: see `_agents.py` on why)."""
+        return matvec(params.A, x)[:, None] + params.b
 
     def features(
         self, params: RFNParams, x: Float[Array, " d_x"], *, key: PRNGKeyArray
     ) -> Float[Array, "d p"]:
         """One draw of `Z` for input `x` (the noise comes from `key`)."""
         pre = self.preactivation(params, x)
-        w = jr.normal(key, (self.p,), pre.dtype)
+        w = jr.normal(key, (self.p,), jnp.dtype(self.noise_dtype)).astype(pre.dtype)
         return jnp.maximum(pre + self._sigma(pre.dtype)[:, None] * w[None, :], 0.0)
 
     def moments(
@@ -81,3 +88,10 @@ class RFNEncoder(eqx.Module):
         """Exact `(E Z, E[Z ⊗ Z])` over the step noise, given the parameters and input."""
         pre = self.preactivation(params, x)
         return rfn_moments(pre, self._sigma(pre.dtype))
+
+    def moment_parts(
+        self, params: RFNParams, x: Float[Array, " d_x"]
+    ) -> tuple[Float[Array, "d p"], Float[Array, "d d p"]]:
+        """`(E Z, E[Z_ak Z_bk])`: what a population average of the moments needs."""
+        pre = self.preactivation(params, x)
+        return rfn_moment_parts(pre, self._sigma(pre.dtype))

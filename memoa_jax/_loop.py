@@ -26,6 +26,7 @@ from ._encoders import RFNEncoder, RFNParams
 from ._mean_field import CostParams
 from ._methods import AbstractMethod, MethodState, StepContext
 from ._mixture import AbstractServer, RidgeMixture
+from ._moments import assemble_second_moment
 
 
 def solve_dtype():
@@ -122,7 +123,7 @@ class _Acc(NamedTuple):
 class _State(NamedTuple):
     noise_keys: Key[Array, " n"]
     params: RFNParams
-    z_ring: Float[Array, "n H d p"]
+    z_ring: Float[Array, "H d p n"]
     mom_M: Float[Array, "H d p"]
     mom_S: Float[Array, "H d p d p"]
     methods: dict[str, MethodState]
@@ -134,8 +135,8 @@ def init_agents(sim: Simulation, *, key: PRNGKeyArray) -> tuple[RFNParams, Key[A
     agents_key, shared_key = jr.split(key)
     agent_keys = jax.vmap(lambda i: jr.fold_in(agents_key, i))(jnp.arange(sim.n_agents))
     param_keys, noise_keys = jax.vmap(jr.split, out_axes=1)(agent_keys)
-    if sim.homogeneity == "h2":
-        params = jax.vmap(lambda k: sim.encoder.init(k, sim.dtype))(param_keys)
+    if sim.homogeneity == "h2":  # agent axis last, like all per-agent state
+        params = jax.vmap(lambda k: sim.encoder.init(k, sim.dtype), out_axes=-1)(param_keys)
     else:  # h1: one encoder for everyone, drawn from its own key
         params = sim.encoder.init(shared_key, sim.dtype)
     return params, noise_keys
@@ -194,15 +195,15 @@ def simulate(
     need_moments = any(hasattr(m, "window") for m in sim.methods)
     bs = sim.batch_size
 
-    y0 = jnp.broadcast_to(y[0], (N, d))
+    y0 = jnp.broadcast_to(y[0][:, None], (d, N))
     zeros_n = jnp.zeros((N,), dt)
     init = _State(
         noise_keys=noise_keys,
         params=params,
-        z_ring=jnp.zeros((N, H, d, p), dt),
+        z_ring=jnp.zeros((H, d, p, N), dt),
         mom_M=jnp.zeros((H, d, p), sdt),
         mom_S=jnp.zeros((H, d, p, d, p), sdt),
-        methods={m.name: MethodState(y0, jnp.zeros((N, H, d), dt)) for m in sim.methods},
+        methods={m.name: MethodState(y0, jnp.zeros((H, d, N), dt)) for m in sim.methods},
         acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
     )
     c = sim.cost
@@ -220,9 +221,12 @@ def simulate(
         else:
             z_now = map_agents(lambda k: draw(state.params, k), state.noise_keys, batch_size=bs)
         if need_moments:
-            if h2:
-                Ms, Ss = map_agents(lambda q: enc.moments(q, x_t), state.params, batch_size=bs)
-                M_t, S_t = jnp.mean(Ms.astype(sdt), 0), jnp.mean(Ss.astype(sdt), 0)
+            if h2:  # population moments: an all-reduce of d p + d² p + (d p)² numbers
+                Ms, Cs = map_agents(lambda q: enc.moment_parts(q, x_t), state.params, batch_size=bs)
+                Ms, Cs = Ms.astype(sdt), Cs.astype(sdt)
+                M_t = jnp.mean(Ms, -1)
+                outer = jnp.einsum("akn,bln->akbl", Ms, Ms) / N
+                S_t = assemble_second_moment(outer, jnp.mean(Cs, -1))
             else:
                 M_t, S_t = enc.moments(state.params, x_t)
             mom_M = state.mom_M.at[slot].set(M_t.astype(sdt))
@@ -239,10 +243,10 @@ def simulate(
             # SERVER MIXTURE: weights fitted on (Ŷ_t, y_t), applied to Ŷ_{t+1}
             srv = sim.server.predict(ms.yhat, y_t, y_hat_next, a.sse)
             # METRICS
-            sq = jnp.sum((y_next - y_hat_next) ** 2, axis=-1)
-            ybar_next = jnp.mean(y_hat_next, axis=0)
-            dev = jnp.sum((y_hat_next - ybar_next) ** 2, axis=-1)
-            stage = c.q * sq + c.lam * dev + c.gamma * jnp.sum(beta**2, axis=-1)
+            sq = jnp.sum((y_next[:, None] - y_hat_next) ** 2, axis=0)
+            ybar_next = jnp.mean(y_hat_next, axis=1)
+            dev = jnp.sum((y_hat_next - ybar_next[:, None]) ** 2, axis=0)
+            stage = c.q * sq + c.lam * dev + c.gamma * jnp.sum(beta**2, axis=0)
             stats[m.name] = StepStats(
                 mse=jnp.mean(sq),
                 worst_se=jnp.max(sq),
@@ -250,12 +254,12 @@ def simulate(
                 mean_field_se=jnp.sum((y_next - ybar_next) ** 2),
             )
             acc[m.name] = _Acc(a.sse + sq, a.cost + stage)
-            methods[m.name] = MethodState(y_hat_next, ms.yhat_ring.at[:, slot].set(base))
+            methods[m.name] = MethodState(y_hat_next, ms.yhat_ring.at[slot].set(base))
 
         new = _State(
             noise_keys=state.noise_keys,
             params=state.params,
-            z_ring=state.z_ring.at[:, slot].set(z_now),
+            z_ring=state.z_ring.at[slot].set(z_now),
             mom_M=mom_M,
             mom_S=mom_S,
             methods=methods,

@@ -21,13 +21,13 @@ import equinox as eqx
 import jax.numpy as jnp
 from jax import lax
 
-from ._agents import map_agents, matvec, mean_field_control, ridge_control
+from ._agents import advance, map_agents, mean_field_control, ridge_control
 from ._custom_types import Array, Float
 from ._mean_field import CostParams, solve_mean_field
 
 
 class StepContext(NamedTuple):
-    """What the loop shares with every method at step `t` (agent axis first).
+    """What the loop shares with every method at step `t` (agent axis LAST, see `_agents`).
 
     `z_ring` and `mom_*` are ring buffers of length `H`: slot `τ mod H` holds time `τ`, for
     `τ = t−H..t−1`; slots of negative times hold zeros (`Z_{τ<0} = 0`).
@@ -35,16 +35,16 @@ class StepContext(NamedTuple):
 
     t: Array
     y: Float[Array, "time d"]
-    z_now: Float[Array, "n d p"]
-    z_ring: Float[Array, "n H d p"]
+    z_now: Float[Array, "d p n"]
+    z_ring: Float[Array, "H d p n"]
     mom_M: Float[Array, "H d p"]
     mom_S: Float[Array, "H d p d p"]
     batch_size: int | None
 
 
 class MethodState(NamedTuple):
-    yhat: Float[Array, "n d"]  # each agent's prediction of y_t
-    yhat_ring: Float[Array, "n H d"]  # the states it built on at times t−H..t−1 (ring)
+    yhat: Float[Array, "d n"]  # each agent's prediction of y_t
+    yhat_ring: Float[Array, "H d n"]  # the states it built on at times t−H..t−1 (ring)
 
 
 def _slot_times(t, H: int):
@@ -65,9 +65,9 @@ class AbstractMethod(eqx.Module):
         """How many past steps of features this method reads."""
         return self.ridge_window
 
-    def greedy(self, ctx: StepContext, state: MethodState) -> Float[Array, "n p"]:
+    def greedy(self, ctx: StepContext, state: MethodState) -> Float[Array, "p n"]:
         """G1 ridge controls of all agents on their own past (spec §7.2)."""
-        H = ctx.z_ring.shape[1]
+        H = ctx.z_ring.shape[0]
         tau = _slot_times(ctx.t, H)
         dt = ctx.y.dtype
         in_window = (tau >= ctx.t - self.ridge_window) & (tau >= 0)
@@ -81,14 +81,12 @@ class AbstractMethod(eqx.Module):
     @abc.abstractmethod
     def step(
         self, ctx: StepContext, state: MethodState
-    ) -> tuple[Float[Array, "n d"], Float[Array, "n p"], Float[Array, "n d"]]:
+    ) -> tuple[Float[Array, "d n"], Float[Array, "p n"], Float[Array, "d n"]]:
         """Return `(base state ŷ_t, control β_t, next prediction ŷ_{t+1})`."""
 
 
 def _advance(yhat, z, beta, batch_size):
-    return map_agents(
-        lambda y_i, z_i, b_i: y_i + matvec(z_i, b_i), yhat, z, beta, batch_size=batch_size
-    )
+    return map_agents(advance, yhat, z, beta, batch_size=batch_size)
 
 
 class LocalRidge(AbstractMethod):
@@ -112,9 +110,9 @@ class FollowTheMean(AbstractMethod):
     name: str = eqx.field(static=True, default="g4_follow_mean")
 
     def step(self, ctx, state):
-        base = jnp.broadcast_to(jnp.mean(state.yhat, axis=0), state.yhat.shape)
+        base = jnp.broadcast_to(jnp.mean(state.yhat, axis=1, keepdims=True), state.yhat.shape)
         if not self.increment:
-            return base, jnp.zeros(ctx.z_now.shape[::2], base.dtype), base
+            return base, jnp.zeros(ctx.z_now.shape[1:], base.dtype), base
         beta = self.greedy(ctx, state)
         return base, beta, _advance(base, ctx.z_now, beta, ctx.batch_size)
 
@@ -152,7 +150,7 @@ class MeanFieldGame(AbstractMethod):
 
     def gains(self, ctx: StepContext):
         """Mean-field solution for the window `τ = t−T..t` (float64 when enabled)."""
-        T, H = self.window, ctx.z_ring.shape[1]
+        T, H = self.window, ctx.z_ring.shape[0]
         slots = jnp.mod(ctx.t - T + jnp.arange(T), H)
         yw = lax.dynamic_slice_in_dim(ctx.y, ctx.t - T, T + 1).astype(ctx.mom_M.dtype)
         return solve_mean_field(ctx.mom_M[slots], ctx.mom_S[slots], yw, self.cost), slots, yw
@@ -161,17 +159,17 @@ class MeanFieldGame(AbstractMethod):
         """Hindsight re-simulation of the window (spec §7.1 c): returns `(ŷ_T, β_{T−1})`."""
         sol, slots, yw = self.gains(ctx)
         dt = state.yhat.dtype
-        y0 = jnp.broadcast_to(yw[0].astype(dt), state.yhat.shape)
+        y0 = jnp.broadcast_to(yw[0].astype(dt)[:, None], state.yhat.shape)
 
         def body(yh, xs):
             K, L, g, slot, m = xs
-            ybar = jnp.mean(yh, axis=0) if self.mean_field == "realized" else m
-            z = ctx.z_ring[:, slot]
-            agent = lambda y_i, z_i: (
-                y_i + matvec(z_i, b := mean_field_control(K, L, g, y_i, ybar)),
-                b,
-            )
-            yh_next, beta = map_agents(agent, yh, z, batch_size=ctx.batch_size)
+            ybar = jnp.mean(yh, axis=1) if self.mean_field == "realized" else m
+
+            def agent(y_i, z_i):
+                b = mean_field_control(K, L, g, y_i, ybar)
+                return advance(y_i, z_i, b), b
+
+            yh_next, beta = map_agents(agent, yh, ctx.z_ring[slot], batch_size=ctx.batch_size)
             return yh_next, beta
 
         xs = (sol.K.astype(dt), sol.L.astype(dt), sol.g.astype(dt), slots, sol.m[:-1].astype(dt))

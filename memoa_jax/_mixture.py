@@ -32,12 +32,13 @@ class AbstractServer(eqx.Module):
     @abc.abstractmethod
     def predict(
         self,
-        Y_t: Float[Array, "n d"],
+        Y_t: Float[Array, "d n"],
         y_t: Float[Array, " d"],
-        Y_next: Float[Array, "n d"],
+        Y_next: Float[Array, "d n"],
         cum_loss: Float[Array, " n"],
     ) -> Float[Array, " d"]:
-        """Server prediction of `y_{t+1}`; `cum_loss[i] = Σ_{u≤t} ‖y_u − ŷⁱ_u‖²`."""
+        """Server prediction of `y_{t+1}` from the clients' predictions `Y_t = [ŷ¹_t … ŷᴺ_t]`
+        of `y_t`, and `Y_next` of `y_{t+1}`; `cum_loss[i] = Σ_{u≤t} ‖y_u − ŷⁱ_u‖²`."""
 
 
 class RidgeMixture(AbstractServer):
@@ -58,34 +59,35 @@ class RidgeMixture(AbstractServer):
     def predict(self, Y_t, y_t, Y_next, cum_loss):
         del cum_loss
         Y, Yn, y = _f64(Y_t), _f64(Y_next), _f64(y_t)
-        n, d = Y.shape
-        C = jnp.linalg.inv(self.kappa * jnp.eye(d, dtype=Y.dtype) + Y.T @ Y)  # d×d
-        s = jnp.sum(Y, axis=0)  # Y 𝟙
-        cross = Yn.T @ Y  # Ŷ_{t+1} Ŷ_tᵀ
-        sum_a = s @ C @ y
-        sum_c = (n - s @ C @ s) / self.kappa
+        d, n = Y.shape
+        C = jnp.linalg.inv(self.kappa * jnp.eye(d, dtype=Y.dtype) + Y @ Y.T)  # d×d
+        s = jnp.sum(Y, axis=1)  # Y 𝟙
+        cross = Yn @ Y.T  # Ŷ_{t+1} Ŷ_tᵀ, d×d
+        sum_a = s @ C @ y  # 𝟙ᵀa
+        sum_c = (n - s @ C @ s) / self.kappa  # 𝟙ᵀc
         nu = (sum_a - self.eta) / sum_c
-        pred = cross @ C @ y - nu * (jnp.sum(Yn, axis=0) - cross @ C @ s) / self.kappa
+        # Ŷ_{t+1} w = Ŷ_{t+1} a − ν Ŷ_{t+1} c, each through d×d reductions only
+        pred = cross @ C @ y - nu * (jnp.sum(Yn, axis=1) - cross @ C @ s) / self.kappa
         return pred.astype(Y_next.dtype)
 
 
-def ridge_weights(Y: Float[Array, "n d"], y: Float[Array, " d"], kappa, eta) -> Float[Array, " n"]:
-    """The N constrained-ridge weights themselves, O(N d²) (spec §8)."""
-    n, d = Y.shape
-    C = jnp.linalg.inv(kappa * jnp.eye(d, dtype=Y.dtype) + Y.T @ Y)
-    a = Y @ (C @ y)
-    c = (1.0 - Y @ (C @ jnp.sum(Y, axis=0))) / kappa
+def ridge_weights(Y: Float[Array, "d n"], y: Float[Array, " d"], kappa, eta) -> Float[Array, " n"]:
+    """The N constrained-ridge weights themselves, O(N d²) (spec §8); `Y = [ŷ¹ … ŷᴺ]`."""
+    d, n = Y.shape
+    C = jnp.linalg.inv(kappa * jnp.eye(d, dtype=Y.dtype) + Y @ Y.T)
+    a = Y.T @ (C @ y)
+    c = (1.0 - Y.T @ (C @ jnp.sum(Y, axis=1))) / kappa
     return a - ((jnp.sum(a) - eta) / jnp.sum(c)) * c
 
 
 def ridge_weights_dense(
-    Y: Float[Array, "n d"], y: Float[Array, " d"], kappa, eta
+    Y: Float[Array, "d n"], y: Float[Array, " d"], kappa, eta
 ) -> Float[Array, " n"]:
     """FedMOE's O(N³) closed form, kept as the reference: `A = 2(YᵀY + κI)`, `b = 2Yᵀy`,
-    `ν = (𝟙ᵀA⁻¹b − η)/(𝟙ᵀA⁻¹𝟙)`, `w = A⁻¹(b − ν𝟙)` (here `Y` is `n × d`, clients first)."""
-    n = Y.shape[0]
-    A = 2.0 * (Y @ Y.T + kappa * jnp.eye(n, dtype=Y.dtype))
-    b = 2.0 * Y @ y
+    `ν = (𝟙ᵀA⁻¹b − η)/(𝟙ᵀA⁻¹𝟙)`, `w = A⁻¹(b − ν𝟙)`."""
+    n = Y.shape[1]
+    A = 2.0 * (Y.T @ Y + kappa * jnp.eye(n, dtype=Y.dtype))
+    b = 2.0 * Y.T @ y
     ones = jnp.ones(n, Y.dtype)
     Ainv_b, Ainv_1 = jnp.linalg.solve(A, b), jnp.linalg.solve(A, ones)
     nu = (ones @ Ainv_b - eta) / (ones @ Ainv_1)
@@ -108,4 +110,4 @@ class HedgeMixture(AbstractServer):
     def predict(self, Y_t, y_t, Y_next, cum_loss):
         del Y_t, y_t
         w = jax.nn.softmax(-self.rate * _f64(cum_loss))
-        return (w @ _f64(Y_next)).astype(Y_next.dtype)
+        return (_f64(Y_next) @ w).astype(Y_next.dtype)

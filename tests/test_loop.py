@@ -74,9 +74,10 @@ def test_agents_are_a_prefix_of_a_larger_population(logistic, getkey):
     )
 
 
-def test_vmapped_policy_equals_python_loop(getkey):
+@pytest.mark.parametrize("H,d,p", [(4, 2, 3), (3, 1, 5)])  # primal and dual ridge systems
+def test_vmapped_policy_equals_python_loop(getkey, H, d, p):
     """The one-agent functions, vmapped, equal a Python loop over agents."""
-    n, H, d, p = 5, 4, 2, 3
+    n = 5
     z = jax.random.uniform(getkey(), (n, H, d, p))
     yh = jax.random.normal(getkey(), (n, H, d))
     y_next = jax.random.normal(getkey(), (H, d))

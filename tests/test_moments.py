@@ -68,3 +68,16 @@ def test_encoder_features_have_those_moments(getkey):
 def test_bad_encoder(kwargs, match):
     with pytest.raises(ValueError, match=match):
         mj.RFNEncoder(**kwargs)
+
+
+def test_population_second_moment_is_the_mean_of_agents():
+    """H2: assembling E_i[M_i⊗M_i] and E_i[C_i] gives the mean of the agents' S_i."""
+    rng = np.random.default_rng(11)
+    n, d, p = 7, 2, 3
+    pre, sigma = jnp.asarray(rng.normal(size=(n, d, p))), jnp.asarray([0.4, 1.1])
+    Ms, Ss = jax.vmap(mj.rfn_moments, in_axes=(0, None))(pre, sigma)
+    from memoa_jax._moments import assemble_second_moment, rfn_moment_parts
+
+    Ms2, Cs = jax.vmap(rfn_moment_parts, in_axes=(0, None))(pre, sigma)
+    S = assemble_second_moment(jnp.einsum("nak,nbl->akbl", Ms2, Ms2) / n, jnp.mean(Cs, 0))
+    np.testing.assert_allclose(S, jnp.mean(Ss, 0), rtol=1e-13)
