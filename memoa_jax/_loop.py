@@ -124,10 +124,20 @@ class _State(NamedTuple):
     noise_keys: Key[Array, " n"]
     params: RFNParams
     z_ring: Float[Array, "H d p n"]
+    z_next: Float[Array, "d p n"]  # the features of the coming step, drawn one step ahead
     mom_M: Float[Array, "H d p"]
     mom_S: Float[Array, "H d p d p"]
     methods: dict[str, MethodState]
     acc: dict[str, _Acc]
+
+
+def stage_cost(cost: CostParams, y_next, ybar_next, yhat_next, beta):
+    """One agent's square error `‖y_{t+1} − ŷ_{t+1}‖²` and realized stage cost
+    `q‖y_{t+1} − ŷ_{t+1}‖² + λ‖ŷ_{t+1} − ȳ_{t+1}‖² + γ‖β_t‖²` (spec §3), entry by entry."""
+    sq = sum((y_next[a] - yhat_next[a]) ** 2 for a in range(yhat_next.shape[0]))
+    dev = sum((yhat_next[a] - ybar_next[a]) ** 2 for a in range(yhat_next.shape[0]))
+    ridge = sum(beta[k] ** 2 for k in range(beta.shape[0]))
+    return sq, cost.q * sq + cost.lam * dev + cost.gamma * ridge
 
 
 def init_agents(sim: Simulation, *, key: PRNGKeyArray) -> tuple[RFNParams, Key[Array, " n"]]:
@@ -195,31 +205,41 @@ def simulate(
     need_moments = any(hasattr(m, "window") for m in sim.methods)
     bs = sim.batch_size
 
+    c = sim.cost
+
+    def draw_features(params, noise_keys, t):
+        """Every agent's `Z_t`. The loop draws one step ahead and carries the draws, so that
+        they are materialised once: drawn inside the step, XLA would fuse the noise generation
+        (threefry + erfinv) into every consumer and recompute it once per method."""
+
+        def draw(params_i, key_i):
+            return enc.features(params_i, x[t], key=jr.fold_in(key_i, t))
+
+        if h2:
+            return map_agents(draw, params, noise_keys, batch_size=bs)
+        return map_agents(lambda k: draw(params, k), noise_keys, batch_size=bs)
+
     y0 = jnp.broadcast_to(y[0][:, None], (d, N))
     zeros_n = jnp.zeros((N,), dt)
     init = _State(
         noise_keys=noise_keys,
         params=params,
         z_ring=jnp.zeros((H, d, p, N), dt),
+        z_next=draw_features(params, noise_keys, 0),
         mom_M=jnp.zeros((H, d, p), sdt),
         mom_S=jnp.zeros((H, d, p, d, p), sdt),
         methods={m.name: MethodState(y0, jnp.zeros((H, d, N), dt)) for m in sim.methods},
         acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
     )
-    c = sim.cost
 
     def step(state: _State, t):
         x_t, y_t, y_next = x[t], y[t], y[t + 1]
         slot = jnp.mod(t, H)
 
-        # FEATURES (shared by all methods) AND POPULATION MOMENTS AT x_t
-        def draw(params_i, key_i):
-            return enc.features(params_i, x_t, key=jr.fold_in(key_i, t))
-
-        if h2:
-            z_now = map_agents(draw, state.params, state.noise_keys, batch_size=bs)
-        else:
-            z_now = map_agents(lambda k: draw(state.params, k), state.noise_keys, batch_size=bs)
+        # FEATURES (shared by all methods): Z_t was drawn last step; draw Z_{t+1} now
+        z_now = state.z_next
+        z_next = draw_features(state.params, state.noise_keys, t + 1)
+        # POPULATION MOMENTS AT x_t
         if need_moments:
             if h2:  # population moments: an all-reduce of d p + d² p + (d p)² numbers
                 Ms, Cs = map_agents(lambda q: enc.moment_parts(q, x_t), state.params, batch_size=bs)
@@ -243,10 +263,13 @@ def simulate(
             # SERVER MIXTURE: weights fitted on (Ŷ_t, y_t), applied to Ŷ_{t+1}
             srv = sim.server.predict(ms.yhat, y_t, y_hat_next, a.sse)
             # METRICS
-            sq = jnp.sum((y_next[:, None] - y_hat_next) ** 2, axis=0)
             ybar_next = jnp.mean(y_hat_next, axis=1)
-            dev = jnp.sum((y_hat_next - ybar_next[:, None]) ** 2, axis=0)
-            stage = c.q * sq + c.lam * dev + c.gamma * jnp.sum(beta**2, axis=0)
+            sq, stage = map_agents(
+                lambda yh_i, b_i: stage_cost(c, y_next, ybar_next, yh_i, b_i),
+                y_hat_next,
+                beta,
+                batch_size=bs,
+            )
             stats[m.name] = StepStats(
                 mse=jnp.mean(sq),
                 worst_se=jnp.max(sq),
@@ -260,6 +283,7 @@ def simulate(
             noise_keys=state.noise_keys,
             params=state.params,
             z_ring=state.z_ring.at[slot].set(z_now),
+            z_next=z_next,
             mom_M=mom_M,
             mom_S=mom_S,
             methods=methods,
