@@ -18,6 +18,7 @@ import abc
 from typing import Literal, NamedTuple
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -161,20 +162,24 @@ class MeanFieldGame(AbstractMethod):
         dt = state.yhat.dtype
         y0 = jnp.broadcast_to(yw[0].astype(dt)[:, None], state.yhat.shape)
 
-        def body(yh, xs):
+        def policy_step(yh, xs, with_control: bool):
             K, L, g, slot, m = xs
             ybar = jnp.mean(yh, axis=1) if self.mean_field == "realized" else m
 
             def agent(y_i, z_i):
                 b = mean_field_control(K, L, g, y_i, ybar)
-                return advance(y_i, z_i, b), b
+                return (advance(y_i, z_i, b), b) if with_control else advance(y_i, z_i, b)
 
-            yh_next, beta = map_agents(agent, yh, ctx.z_ring[slot], batch_size=ctx.batch_size)
-            return yh_next, beta
+            return map_agents(agent, yh, ctx.z_ring[slot], batch_size=ctx.batch_size)
 
         xs = (sol.K.astype(dt), sol.L.astype(dt), sol.g.astype(dt), slots, sol.m[:-1].astype(dt))
-        yT, betas = lax.scan(body, y0, xs)
-        return yT, betas[-1]
+        head = jax.tree.map(lambda a: a[:-1], xs)
+        last = jax.tree.map(lambda a: a[-1], xs)
+        # only the last control is kept: the first T−1 steps carry predictions alone
+        yh = y0
+        if self.window > 1:
+            yh, _ = lax.scan(lambda yh, xs: (policy_step(yh, xs, False), None), y0, head)
+        return policy_step(yh, last, True)
 
     def step(self, ctx, state):
         is_sync = (ctx.t >= self.window) & (jnp.mod(ctx.t, self.sync_every) == 0)
