@@ -24,7 +24,7 @@ from ._agents import map_agents
 from ._custom_types import Array, Float, Key, PRNGKeyArray
 from ._encoders import RFNEncoder, RFNParams
 from ._mean_field import CostParams
-from ._methods import AbstractMethod, MethodState, StepContext
+from ._methods import AbstractMethod, MeanFieldGame, MethodState, StepContext
 from ._mixture import AbstractServer, RidgeMixture
 from ._moments import assemble_second_moment
 
@@ -163,7 +163,7 @@ def _validate_data(sim: Simulation, x, y):
             f"(d_x={sim.encoder.d_x}, d={sim.encoder.d})"
         )
     n = x.shape[0]
-    longest = max(getattr(m, "window", 0) for m in sim.methods)
+    longest = max((m.window for m in sim.methods if isinstance(m, MeanFieldGame)), default=0)
     if n - 1 <= longest:
         raise ValueError(
             f"window={longest} is not shorter than the {n - 1} prediction steps of the series "
@@ -202,7 +202,7 @@ def simulate(
     d, p = enc.d, enc.p
     params, noise_keys = init_agents(sim, key=key)
     h2 = sim.homogeneity == "h2"
-    need_moments = any(hasattr(m, "window") for m in sim.methods)
+    need_moments = any(isinstance(m, MeanFieldGame) for m in sim.methods)
     bs = sim.batch_size
 
     c = sim.cost

@@ -25,16 +25,6 @@ class UsageError(Exception):
     """Bad input: reported as one line, exit status 2, nothing written."""
 
 
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
-
-
 def _parser():
     from .data import DATASETS
 
