@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import memoa_jax as mj  # noqa: E402
+from memoa_jax.data import load_dataset  # noqa: E402
 from memoa_jax.reference import (  # noqa: E402
     config_from_simulation,
     rfn_features_numpy,
@@ -54,20 +55,8 @@ WINDOW = RIDGE_WINDOW = 3
 
 def logistic_series() -> tuple[np.ndarray, np.ndarray]:
     """The Logistic series of spec §10 (201 rows, x_t = y_t = s_t)."""
-    try:
-        from memoa_jax.data import load_dataset
-
-        ds = load_dataset("logistic")
-        return np.asarray(ds.x, np.float64), np.asarray(ds.y, np.float64)
-    except (ImportError, ValueError):
-        tau = np.linspace(0.0, 1.0, 202, endpoint=False)
-        rate = 3.6 + 0.13 * sum(np.sin(2 * np.pi * f * tau) for f in (5, 11, 13))
-        s = np.empty(202)
-        s[0] = 0.6
-        for n in range(1, 202):
-            s[n] = rate[n] * s[n - 1] * (1.0 - s[n - 1])
-        s = s[:-1, None]
-        return s, s
+    ds = load_dataset("logistic")
+    return np.asarray(ds.x, np.float64), np.asarray(ds.y, np.float64)
 
 
 def make_simulation(

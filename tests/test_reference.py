@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import memoa_jax as mj  # noqa: E402
+from memoa_jax.data import load_dataset  # noqa: E402
 from memoa_jax.reference import (  # noqa: E402
     config_from_simulation,
     default_methods_config,
@@ -45,14 +46,8 @@ STEP_KEYS = ("mse", "worst_se", "server_se", "mean_field_se")
 
 
 def _logistic(n):
-    tau = np.linspace(0.0, 1.0, 202, endpoint=False)
-    rate = 3.6 + 0.13 * sum(np.sin(2 * np.pi * f * tau) for f in (5, 11, 13))
-    s = np.empty(202)
-    s[0] = 0.6
-    for i in range(1, 202):
-        s[i] = rate[i] * s[i - 1] * (1 - s[i - 1])
-    s = s[:n, None]
-    return s, s
+    ds = load_dataset("logistic", n_rows=n)
+    return np.asarray(ds.x), np.asarray(ds.y)
 
 
 def _smooth_2d(n):
