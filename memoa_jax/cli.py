@@ -1,4 +1,9 @@
-"""Command line: `memoa run` (the main job). `python -m memoa_jax` is the same program."""
+"""Command line `memoa` (`python -m memoa_jax` is the same program).
+
+`memoa run` (the main job) lives here. Other sub-commands live in their own modules
+(`_cmd_<name>.py`), each exposing `add_parser(subparsers)`, which registers the command and
+sets `func=<its main(args) -> int>`; they raise `UsageError` for bad input.
+"""
 
 import argparse
 import json
@@ -79,7 +84,15 @@ def _parser():
     r.add_argument("--batch-size", type=int, help="process agents in chunks of this size")
     r.add_argument("--out", type=Path, help="output folder (default runs/<dataset>-N<n>-<time>)")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    r.set_defaults(func=run)
+    for module in _command_modules():
+        module.add_parser(sub)
     return p
+
+
+def _command_modules():
+    """The other sub-commands, in the order `memoa --help` lists them."""
+    return []
 
 
 def _check(cond, message):
@@ -372,12 +385,10 @@ def _write_outputs(out: Path, args, data, sim, hp, summary, steps):
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "run":
-            return run(args)
+        return args.func(args)
     except UsageError as e:
         print(f"memoa: error: {e}", file=sys.stderr)
         return 2
-    return 2
 
 
 if __name__ == "__main__":
