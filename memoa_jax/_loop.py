@@ -152,6 +152,36 @@ def init_agents(sim: Simulation, *, key: PRNGKeyArray) -> tuple[RFNParams, Key[A
     return params, noise_keys
 
 
+def _agent_sharding(mesh):
+    """A function that places an array (or pytree), agent axis last, on `mesh`'s "agents" axis."""
+    if mesh is None:
+        return lambda tree: tree
+    if "agents" not in mesh.axis_names:
+        raise ValueError(f"the mesh needs an axis named 'agents', got axes {mesh.axis_names}")
+    # GSPMD propagation ("Auto" axes) on the same devices, whatever axis types the caller used
+    # (`jax.make_mesh` makes "Explicit" axes, whose shardings would have to be typed by hand)
+    auto = (jax.sharding.AxisType.Auto,) * len(mesh.axis_names)
+    mesh = jax.sharding.Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
+
+    def constrain(a):
+        spec = jax.sharding.PartitionSpec(*([None] * (a.ndim - 1)), "agents")
+        return lax.with_sharding_constraint(a, jax.sharding.NamedSharding(mesh, spec))
+
+    return lambda tree: jax.tree.map(constrain, tree)
+
+
+def _shard_state(shard, state: "_State", h2: bool) -> "_State":
+    """Pin every per-agent part of the state to the agent sharding (a no-op on one device)."""
+    return state._replace(
+        noise_keys=shard(state.noise_keys),
+        params=shard(state.params) if h2 else state.params,
+        z_ring=shard(state.z_ring),
+        z_next=shard(state.z_next),
+        methods=shard(state.methods),
+        acc=shard(state.acc),
+    )
+
+
 def _validate_data(sim: Simulation, x, y):
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(
@@ -178,6 +208,7 @@ def simulate(
     *,
     key: PRNGKeyArray,
     progress: Callable[[int], None] | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> SimResult:
     """Run the online protocol over the whole series (spec §7.1).
 
@@ -187,6 +218,11 @@ def simulate(
         y: targets `y_0..y_{n−1}`; all agents start at `ŷ_0 = y_0` and predict `y_1..y_{n−1}`.
         key: the run's PRNG key (encoders and all feature noise).
         progress: optional host callback, called with `t` after each step (e.g. a progress bar).
+        mesh: shard the agent axis over this device mesh's axis named "agents" (`jax.sharding`):
+            every per-agent array is split across devices, and the population reductions
+            (mean field, population moments, server statistics, metrics) are the only
+            cross-device communication. None: one device. Results equal single-device ones up
+            to the order of floating-point sums.
 
     Returns:
         A `SimResult`. Wrap the call in `jax.jit` / `eqx.filter_jit` once, outside.
@@ -200,8 +236,18 @@ def simulate(
     x, y = jnp.asarray(x, dt), jnp.asarray(y, dt)
     N, H, enc = sim.n_agents, sim.history, sim.encoder
     d, p = enc.d, enc.p
-    params, noise_keys = init_agents(sim, key=key)
     h2 = sim.homogeneity == "h2"
+    if mesh is not None and sim.batch_size is not None:
+        raise ValueError(
+            f"batch_size={sim.batch_size} with a mesh: chunks of the global agent axis would be "
+            "gathered across devices at every step; shard (each device then holds N/devices "
+            "agents) or chunk, not both"
+        )
+    shard = _agent_sharding(mesh)
+    params, noise_keys = init_agents(sim, key=key)
+    noise_keys = shard(noise_keys)
+    if h2:
+        params = shard(params)
     need_moments = any(isinstance(m, MeanFieldGame) for m in sim.methods)
     bs = sim.batch_size
 
@@ -221,15 +267,19 @@ def simulate(
 
     y0 = jnp.broadcast_to(y[0][:, None], (d, N))
     zeros_n = jnp.zeros((N,), dt)
-    init = _State(
-        noise_keys=noise_keys,
-        params=params,
-        z_ring=jnp.zeros((H, d, p, N), dt),
-        z_next=draw_features(params, noise_keys, 0),
-        mom_M=jnp.zeros((H, d, p), sdt),
-        mom_S=jnp.zeros((H, d, p, d, p), sdt),
-        methods={m.name: MethodState(y0, jnp.zeros((H, d, N), dt)) for m in sim.methods},
-        acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
+    init = _shard_state(
+        shard,
+        _State(
+            noise_keys=noise_keys,
+            params=params,
+            z_ring=jnp.zeros((H, d, p, N), dt),
+            z_next=draw_features(params, noise_keys, 0),
+            mom_M=jnp.zeros((H, d, p), sdt),
+            mom_S=jnp.zeros((H, d, p, d, p), sdt),
+            methods={m.name: MethodState(y0, jnp.zeros((H, d, N), dt)) for m in sim.methods},
+            acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
+        ),
+        h2,
     )
 
     def step(state: _State, t):
@@ -279,15 +329,19 @@ def simulate(
             acc[m.name] = _Acc(a.sse + sq, a.cost + stage)
             methods[m.name] = MethodState(y_hat_next, ms.yhat_ring.at[slot].set(base))
 
-        new = _State(
-            noise_keys=state.noise_keys,
-            params=state.params,
-            z_ring=state.z_ring.at[slot].set(z_now),
-            z_next=z_next,
-            mom_M=mom_M,
-            mom_S=mom_S,
-            methods=methods,
-            acc=acc,
+        new = _shard_state(
+            shard,
+            _State(
+                noise_keys=state.noise_keys,
+                params=state.params,
+                z_ring=state.z_ring.at[slot].set(z_now),
+                z_next=z_next,
+                mom_M=mom_M,
+                mom_S=mom_S,
+                methods=methods,
+                acc=acc,
+            ),
+            h2,
         )
         if progress is not None:
             jax.debug.callback(progress, t)
