@@ -82,6 +82,7 @@ def _parser():
     r.add_argument("--seed", type=int, default=0, help="first seed")
     r.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     r.add_argument("--batch-size", type=int, help="process agents in chunks of this size")
+    _add_device_options(r)
     r.add_argument("--out", type=Path, help="output folder (default runs/<dataset>-N<n>-<time>)")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     r.set_defaults(func=run)
@@ -93,6 +94,49 @@ def _parser():
 def _command_modules():
     """The other sub-commands, in the order `memoa --help` lists them."""
     return []
+
+
+def _add_device_options(parser):
+    g = parser.add_argument_group("devices")
+    g.add_argument(
+        "--shard",
+        action="store_true",
+        help="shard the agents over all devices (jax.sharding mesh axis 'agents')",
+    )
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-host: call jax.distributed.initialize() first (implies --shard); "
+        "on clusters it finds its peers itself, else give the three options below",
+    )
+    g.add_argument("--coordinator", help="--distributed: host:port of process 0")
+    g.add_argument("--num-processes", type=int, help="--distributed: number of processes")
+    g.add_argument("--process-id", type=int, help="--distributed: this process's index")
+
+
+def agent_mesh(args):
+    """The device mesh for `simulate(..., mesh=)`, or None for one device (`--shard`,
+    `--distributed`). Initialises `jax.distributed` first when asked."""
+    import jax
+
+    if args.distributed:
+        given = dict(
+            coordinator_address=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
+        try:
+            jax.distributed.initialize(**{k: v for k, v in given.items() if v is not None})
+        except (RuntimeError, ValueError) as e:
+            raise UsageError(f"--distributed: {e}") from None
+    if not (args.shard or args.distributed):
+        return None
+    _check(
+        args.batch_size is None,
+        f"--batch-size {args.batch_size} with --shard: each device already holds N/devices "
+        "agents; use one or the other",
+    )
+    return jax.make_mesh((jax.device_count(),), ("agents",))
 
 
 def _check(cond, message):
@@ -217,6 +261,7 @@ def run(args) -> int:
     import memoa_jax as mj
 
     data, sim, hp = build(args)
+    mesh = agent_mesh(args)
     out = args.out or Path("runs") / f"{data.name}-N{sim.n_agents}-{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"output folder {str(out)!r} exists and is not empty")
@@ -224,7 +269,12 @@ def run(args) -> int:
     print(
         f"memoa run: {data.name} ({data.n_rows} rows, d_x={data.d_x}, d={data.d}), "
         f"N={sim.n_agents:,}, {sim.homogeneity}, {args.server} server, {args.dtype}, "
-        f"{args.seeds} seed(s), {jax.devices()[0].platform}"
+        f"{args.seeds} seed(s), "
+        + (
+            f"sharded over {mesh.size} {jax.devices()[0].platform} device(s)"
+            if mesh
+            else jax.devices()[0].platform
+        )
     )
     print(
         "  hyper-parameters: "
@@ -243,7 +293,7 @@ def run(args) -> int:
         t0 = time.perf_counter()
         compiled = (
             eqx.filter_jit(mj.simulate)
-            .lower(one, x, y, key=jax.random.key(0), progress=progress)
+            .lower(one, x, y, key=jax.random.key(0), progress=progress, mesh=mesh)
             .compile()
         )
         compile_s = time.perf_counter() - t0
@@ -253,7 +303,7 @@ def run(args) -> int:
             t0 = time.perf_counter()
             try:
                 res = jax.block_until_ready(
-                    compiled(one, x, y, key=jax.random.key(s), progress=progress)
+                    compiled(one, x, y, key=jax.random.key(s), progress=progress, mesh=mesh)
                 )
             except Exception as e:  # runtime checks inside the compiled loop
                 bar.close()
@@ -288,8 +338,9 @@ def run(args) -> int:
             for f in mj.StepStats._fields
         }
 
-    _print_table(summary, sim.n_agents, n_steps, args.seeds)
-    _write_outputs(out, args, data, sim, hp, summary, steps)
+    if jax.process_index() == 0:  # multi-host: one process reports
+        _print_table(summary, sim.n_agents, n_steps, args.seeds)
+        _write_outputs(out, args, data, sim, hp, summary, steps)
     return 0
 
 
@@ -361,6 +412,7 @@ def _write_outputs(out: Path, args, data, sim, hp, summary, steps):
                 **hp,
             ),
             device=str(jax.devices()[0]),
+            n_devices=jax.device_count() if (args.shard or args.distributed) else 1,
             jax_version=jax.__version__,
             summary=summary,
             steps={m: {k: v.tolist() for k, v in s.items()} for m, s in steps.items()},

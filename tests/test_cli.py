@@ -41,6 +41,16 @@ def test_run_writes_table_json_and_figure(tmp_path, capsys):
     assert (out / "run.png").stat().st_size > 10_000
 
 
+def test_sharded_run_matches_unsharded(tmp_path):
+    """`--shard` on the devices at hand (one here; four in `test_sharding.py`)."""
+    common = ["run", "--dataset", "logistic", "-n", "6", "--seeds", "1", "--rows", "30"]
+    common += ["--methods", "memoa", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert main([*common, "--shard", "--out", str(tmp_path / "b")]) == 0
+    a, b = (json.loads((tmp_path / f / "results.json").read_text()) for f in "ab")
+    assert a["summary"]["memoa"]["worst_rmse"] == b["summary"]["memoa"]["worst_rmse"]
+
+
 def test_module_entry_point_help():
     res = subprocess.run(
         [sys.executable, "-m", "memoa_jax", "run", "--help"], capture_output=True, text=True
@@ -61,6 +71,7 @@ def test_module_entry_point_help():
         (["--kappa", "-2"], "kappa=-2.0"),
         (["--alpha", "-0.5"], "alpha=-0.5"),
         (["--methods", "memoa,bogus"], "unknown method 'bogus'"),
+        (["--shard", "--batch-size", "10"], "--batch-size 10 with --shard"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args, match):
