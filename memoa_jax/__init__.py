@@ -4,6 +4,7 @@ equilibria (Yang, Emerson, Tavakoli, Kratsios, 2026), in JAX.
 The public API is what this module re-exports.
 """
 
+from ._agents import Population as Population
 from ._agents import map_agents as map_agents
 from ._agents import mean_field_control as mean_field_control
 from ._agents import ridge_control as ridge_control

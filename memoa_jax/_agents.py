@@ -9,6 +9,7 @@ over memory. (Written with `@` or broadcast-and-sum instead, XLA:CPU lowers the 
 """
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -126,3 +127,38 @@ def map_agents(fn: Callable, *args, batch_size: int | None = None):
         )
 
     return lax.fori_loop(0, -(-n // batch_size), body, out)
+
+
+class Population(NamedTuple):
+    """Which agent slots hold real agents: the first `n_active` of the `n_slots` (the rest
+    is padding, so that one compiled loop serves every N up to `n_slots`).
+
+    Reductions over the agent axis (the LAST axis) go through it; with `n_active=None`
+    every slot is an agent and they are the plain `mean` / `max` / `argmax`.
+    """
+
+    n_slots: int
+    n_active: Array | None = None
+
+    @property
+    def n(self):
+        return self.n_slots if self.n_active is None else self.n_active
+
+    def mask(self) -> Array | None:
+        return None if self.n_active is None else jnp.arange(self.n_slots) < self.n_active
+
+    def zero_padding(self, a: Array) -> Array:
+        """`a` with the padding slots set to 0."""
+        return a if self.n_active is None else jnp.where(self.mask(), a, 0)
+
+    def sum(self, a: Array) -> Array:
+        return jnp.sum(self.zero_padding(a), axis=-1)
+
+    def mean(self, a: Array) -> Array:
+        return jnp.mean(a, axis=-1) if self.n_active is None else self.sum(a) / self.n_active
+
+    def max(self, a: Array) -> Array:
+        return jnp.max(a if self.n_active is None else jnp.where(self.mask(), a, -jnp.inf), -1)
+
+    def argmax(self, a: Array) -> Array:
+        return jnp.argmax(a if self.n_active is None else jnp.where(self.mask(), a, -jnp.inf), -1)

@@ -14,6 +14,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 
 from ._agents import matvec
 from ._custom_types import Array, Float, PRNGKeyArray
@@ -54,10 +55,11 @@ class RFNEncoder(eqx.Module):
                 raise ValueError(
                     f"encoder size {name} must be a positive integer, got {name}={v!r}"
                 )
-        sig = jnp.asarray(self.sigma)
-        if sig.ndim > 1 or (sig.ndim == 1 and sig.shape[0] != self.d):
-            raise ValueError(f"sigma must be a scalar or have shape ({self.d},), got {sig.shape}")
-        if not isinstance(self.sigma, jax.core.Tracer) and not bool(jnp.all(sig > 0)):
+        shape = jnp.shape(self.sigma)
+        if len(shape) > 1 or (len(shape) == 1 and shape[0] != self.d):
+            raise ValueError(f"sigma must be a scalar or have shape ({self.d},), got {shape}")
+        # NumPy, not jnp: inside a jit trace jnp would turn even a Python float into a tracer
+        if not isinstance(self.sigma, jax.core.Tracer) and not np.all(np.asarray(self.sigma) > 0):
             raise ValueError(f"noise scale must be positive, got sigma={self.sigma}")
 
     def init(self, key: PRNGKeyArray, dtype=float) -> RFNParams:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jax import lax
 
-from ._agents import map_agents
+from ._agents import Population, map_agents
 from ._custom_types import Array, Float, Key, PRNGKeyArray
 from ._encoders import RFNEncoder, RFNParams
 from ._mean_field import CostParams
@@ -209,6 +209,7 @@ def simulate(
     key: PRNGKeyArray,
     progress: Callable[[int], None] | None = None,
     mesh: jax.sharding.Mesh | None = None,
+    n_active: int | Array | None = None,
 ) -> SimResult:
     """Run the online protocol over the whole series (spec §7.1).
 
@@ -223,6 +224,11 @@ def simulate(
             (mean field, population moments, server statistics, metrics) are the only
             cross-device communication. None: one device. Results equal single-device ones up
             to the order of floating-point sums.
+        n_active: run only the first `n_active ≤ N` agents; the other slots are padding that
+            no reduction sees, so one compilation serves every population size up to
+            `sim.n_agents` (it may be a traced value). Agent `i` is the same in any
+            population, so this equals a run with `n_agents=n_active`, whose agents are the
+            first slots here. None: all N. Padding slots of `agent_rmse` are NaN.
 
     Returns:
         A `SimResult`. Wrap the call in `jax.jit` / `eqx.filter_jit` once, outside.
@@ -232,6 +238,12 @@ def simulate(
             series.
     """
     _validate_data(sim, x, y)
+    if n_active is not None and not isinstance(n_active, jax.core.Tracer):
+        if not 1 <= int(n_active) <= sim.n_agents:
+            raise ValueError(
+                f"n_active must be in [1, n_agents={sim.n_agents}], got n_active={n_active}"
+            )
+    pop = Population(sim.n_agents, None if n_active is None else jnp.asarray(n_active))
     dt, sdt = sim.dtype, solve_dtype()
     x, y = jnp.asarray(x, dt), jnp.asarray(y, dt)
     N, H, enc = sim.n_agents, sim.history, sim.encoder
@@ -294,9 +306,9 @@ def simulate(
             if h2:  # population moments: an all-reduce of d p + d² p + (d p)² numbers
                 Ms, Cs = map_agents(lambda q: enc.moment_parts(q, x_t), state.params, batch_size=bs)
                 Ms, Cs = Ms.astype(sdt), Cs.astype(sdt)
-                M_t = jnp.mean(Ms, -1)
-                outer = jnp.einsum("akn,bln->akbl", Ms, Ms) / N
-                S_t = assemble_second_moment(outer, jnp.mean(Cs, -1))
+                M_t = pop.mean(Ms)
+                outer = jnp.einsum("akn,bln->akbl", Ms, pop.zero_padding(Ms)) / pop.n
+                S_t = assemble_second_moment(outer, pop.mean(Cs))
             else:
                 M_t, S_t = enc.moments(state.params, x_t)
             mom_M = state.mom_M.at[slot].set(M_t.astype(sdt))
@@ -304,16 +316,16 @@ def simulate(
         else:
             mom_M, mom_S = state.mom_M, state.mom_S
 
-        ctx = StepContext(t, y, z_now, state.z_ring, state.mom_M, state.mom_S, bs)
+        ctx = StepContext(t, y, z_now, state.z_ring, state.mom_M, state.mom_S, bs, pop)
         methods, acc, stats = {}, {}, {}
         for m in sim.methods:
             ms, a = state.methods[m.name], state.acc[m.name]
             # CLIENT UPDATE
             base, beta, y_hat_next = m.step(ctx, ms)
             # SERVER MIXTURE: weights fitted on (Ŷ_t, y_t), applied to Ŷ_{t+1}
-            srv = sim.server.predict(ms.yhat, y_t, y_hat_next, a.sse)
+            srv = sim.server.predict(ms.yhat, y_t, y_hat_next, a.sse, pop)
             # METRICS
-            ybar_next = jnp.mean(y_hat_next, axis=1)
+            ybar_next = pop.mean(y_hat_next)
             sq, stage = map_agents(
                 lambda yh_i, b_i: stage_cost(c, y_next, ybar_next, yh_i, b_i),
                 y_hat_next,
@@ -321,8 +333,8 @@ def simulate(
                 batch_size=bs,
             )
             stats[m.name] = StepStats(
-                mse=jnp.mean(sq),
-                worst_se=jnp.max(sq),
+                mse=pop.mean(sq),
+                worst_se=pop.max(sq),
                 server_se=jnp.sum((y_next - srv) ** 2),
                 mean_field_se=jnp.sum((y_next - ybar_next) ** 2),
             )
@@ -354,14 +366,14 @@ def simulate(
     for m in sim.methods:
         a, st = final.acc[m.name], steps[m.name]
         rmse = jnp.sqrt(a.sse / n_steps)
-        agent_rmse[m.name] = rmse
+        agent_rmse[m.name] = rmse if pop.n_active is None else jnp.where(pop.mask(), rmse, jnp.nan)
         summary[m.name] = Summary(
-            avg_rmse=jnp.mean(rmse),
-            worst_rmse=jnp.max(rmse),
-            worst_agent=jnp.argmax(rmse),
+            avg_rmse=pop.mean(rmse),
+            worst_rmse=pop.max(rmse),
+            worst_agent=pop.argmax(rmse),
             server_rmse=jnp.sqrt(jnp.mean(st.server_se)),
             mean_field_rmse=jnp.sqrt(jnp.mean(st.mean_field_se)),
-            worst_cost=jnp.max(a.cost),
-            mean_cost=jnp.mean(a.cost),
+            worst_cost=pop.max(a.cost),
+            mean_cost=pop.mean(a.cost),
         )
     return SimResult(steps=steps, summary=summary, agent_rmse=agent_rmse)

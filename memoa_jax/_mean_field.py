@@ -14,6 +14,8 @@ The NCE fixed-point form (`nce_fixed_point`) solves the same equilibrium another
 response to a flow `m`, then the fixed point of `m ↦ E ŷ`) and is kept as an independent check.
 """
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -47,7 +49,7 @@ class CostParams(eqx.Module):
             return  # traced (vmap/grad over costs): validated by the caller's concrete values
         v = {k: float(x) for k, x in vals.items()}
         for k, x in v.items():
-            if not jnp.isfinite(x):
+            if not math.isfinite(x):
                 raise ValueError(f"cost weight {k}={x} must be finite")
         if v["q"] < 0:
             raise ValueError(f"own-error weight must be non-negative, got q={v['q']}")

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._agents import advance, map_agents, mean_field_control, ridge_control
+from ._agents import Population, advance, map_agents, mean_field_control, ridge_control
 from ._custom_types import Array, Float
 from ._mean_field import CostParams, solve_mean_field
 
@@ -41,6 +41,7 @@ class StepContext(NamedTuple):
     mom_M: Float[Array, "H d p"]
     mom_S: Float[Array, "H d p d p"]
     batch_size: int | None
+    pop: Population  # which agent slots are real; means over agents go through it
 
 
 class MethodState(NamedTuple):
@@ -111,7 +112,7 @@ class FollowTheMean(AbstractMethod):
     name: str = eqx.field(static=True, default="g4_follow_mean")
 
     def step(self, ctx, state):
-        base = jnp.broadcast_to(jnp.mean(state.yhat, axis=1, keepdims=True), state.yhat.shape)
+        base = jnp.broadcast_to(ctx.pop.mean(state.yhat)[:, None], state.yhat.shape)
         if not self.increment:
             return base, jnp.zeros(ctx.z_now.shape[1:], base.dtype), base
         beta = self.greedy(ctx, state)
@@ -164,7 +165,7 @@ class MeanFieldGame(AbstractMethod):
 
         def policy_step(yh, xs, with_control: bool):
             K, L, g, slot, m = xs
-            ybar = jnp.mean(yh, axis=1) if self.mean_field == "realized" else m
+            ybar = ctx.pop.mean(yh) if self.mean_field == "realized" else m
 
             def agent(y_i, z_i):
                 b = mean_field_control(K, L, g, y_i, ybar)

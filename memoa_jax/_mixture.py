@@ -19,6 +19,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ._agents import Population
 from ._custom_types import Array, Float
 
 
@@ -26,16 +27,18 @@ def _f64(x):
     return x.astype(jnp.float64) if jax.config.jax_enable_x64 else x
 
 
-def _push_through(Y: Float[Array, "d n"], kappa):
+def _push_through(Y: Float[Array, "d n"], kappa, pop: Population | None = None):
     """`C = (κI + YYᵀ)⁻¹`, `s = Y𝟙` and `𝟙ᵀc = (n − sᵀCs)/κ`, the d×d pieces of §8.
 
     `𝟙ᵀc` is formed as `n / (κ(1 + n ȳᵀA⁻¹ȳ))` with the centred `A = κI + ỸỸᵀ`
     (Sherman–Morrison on `κI + YYᵀ = A + n ȳȳᵀ`): the direct difference loses
     `log10(n‖ŷ‖²/κ)` digits when the clients agree, as they do in a large population.
     """
-    d, n = Y.shape
-    ybar = jnp.mean(Y, axis=1)
-    Yc = Y - ybar[:, None]
+    pop = Population(Y.shape[1]) if pop is None else pop
+    d, n = Y.shape[0], pop.n
+    Y = pop.zero_padding(Y)
+    ybar = pop.mean(Y)
+    Yc = pop.zero_padding(Y - ybar[:, None])
     A = kappa * jnp.eye(d, dtype=Y.dtype) + Yc @ Yc.T
     C = jnp.linalg.inv(A + n * jnp.outer(ybar, ybar))
     sum_c = n / (kappa * (1.0 + n * ybar @ jnp.linalg.solve(A, ybar)))
@@ -52,9 +55,11 @@ class AbstractServer(eqx.Module):
         y_t: Float[Array, " d"],
         Y_next: Float[Array, "d n"],
         cum_loss: Float[Array, " n"],
+        pop: Population,
     ) -> Float[Array, " d"]:
         """Server prediction of `y_{t+1}` from the clients' predictions `Y_t = [ŷ¹_t … ŷᴺ_t]`
-        of `y_t`, and `Y_next` of `y_{t+1}`; `cum_loss[i] = Σ_{u≤t} ‖y_u − ŷⁱ_u‖²`."""
+        of `y_t`, and `Y_next` of `y_{t+1}`; `cum_loss[i] = Σ_{u≤t} ‖y_u − ŷⁱ_u‖²`; the
+        clients are the real agent slots of `pop`."""
 
 
 class RidgeMixture(AbstractServer):
@@ -72,10 +77,10 @@ class RidgeMixture(AbstractServer):
         if not isinstance(self.kappa, jax.core.Tracer) and not float(self.kappa) > 0:
             raise ValueError(f"server ridge must be positive, got kappa={self.kappa}")
 
-    def predict(self, Y_t, y_t, Y_next, cum_loss):
+    def predict(self, Y_t, y_t, Y_next, cum_loss, pop):
         del cum_loss
-        Y, Yn, y = _f64(Y_t), _f64(Y_next), _f64(y_t)
-        C, s, sum_c = _push_through(Y, self.kappa)
+        Y, Yn, y = pop.zero_padding(_f64(Y_t)), pop.zero_padding(_f64(Y_next)), _f64(y_t)
+        C, s, sum_c = _push_through(Y, self.kappa, pop)
         cross = Yn @ Y.T  # Ŷ_{t+1} Ŷ_tᵀ, d×d
         sum_a = s @ C @ y  # 𝟙ᵀa
         nu = (sum_a - self.eta) / sum_c
@@ -119,7 +124,10 @@ class HedgeMixture(AbstractServer):
         if not isinstance(self.rate, jax.core.Tracer) and not float(self.rate) > 0:
             raise ValueError(f"hedge learning rate must be positive, got rate={self.rate}")
 
-    def predict(self, Y_t, y_t, Y_next, cum_loss):
+    def predict(self, Y_t, y_t, Y_next, cum_loss, pop):
         del Y_t, y_t
-        w = jax.nn.softmax(-self.rate * _f64(cum_loss))
+        logits = -self.rate * _f64(cum_loss)
+        w = jax.nn.softmax(
+            logits if pop.n_active is None else jnp.where(pop.mask(), logits, -jnp.inf)
+        )
         return (_f64(Y_next) @ w).astype(Y_next.dtype)

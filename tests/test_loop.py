@@ -74,6 +74,37 @@ def test_agents_are_a_prefix_of_a_larger_population(logistic, getkey):
     )
 
 
+@pytest.mark.parametrize(
+    "homogeneity, server",
+    [("h2", mj.RidgeMixture(kappa=0.7)), ("h1", mj.HedgeMixture(rate=2.0))],
+    ids=["h2-ridge", "h1-hedge"],
+)
+def test_padded_population_equals_exact_size(logistic, getkey, homogeneity, server):
+    """`n_active` agents in a larger compiled population: padding slots are invisible to every
+    reduction (mean field, moments, server, metrics), and one compilation serves all sizes."""
+    key = getkey()
+    traces = []
+
+    @eqx.filter_jit
+    def padded(n_active):
+        traces.append(n_active)
+        return mj.simulate(
+            _sim(16, homogeneity, server=server), *logistic, key=key, n_active=n_active
+        )
+
+    for n in (5, 16):
+        exact = eqx.filter_jit(mj.simulate)(_sim(n, homogeneity, server=server), *logistic, key=key)
+        got = padded(jnp.asarray(n))
+        assert tree_allclose(got.summary, exact.summary, rtol=1e-11)
+        assert tree_allclose(got.steps, exact.steps, rtol=1e-11)
+        for name, rmse in got.agent_rmse.items():
+            np.testing.assert_allclose(rmse[:n], exact.agent_rmse[name], rtol=1e-11)
+            assert np.isnan(rmse[n:]).all()
+    assert len(traces) == 1
+    with pytest.raises(ValueError, match="n_active=17"):
+        mj.simulate(_sim(16), *logistic, key=key, n_active=17)
+
+
 @pytest.mark.parametrize("H,d,p", [(4, 2, 3), (3, 1, 5)])  # primal and dual ridge systems
 def test_vmapped_policy_equals_python_loop(getkey, H, d, p):
     """The one-agent functions, vmapped, equal a Python loop over agents."""

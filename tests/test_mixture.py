@@ -37,7 +37,9 @@ def test_server_prediction_is_weights_times_next_predictions():
     Y, Yn, y = rng.normal(size=(2, 30)), rng.normal(size=(2, 30)), rng.normal(size=2)
     w = _dense_numpy(Y, y, 2.0, 1.0)
     srv = mj.RidgeMixture(kappa=2.0, eta=1.0)
-    pred = srv.predict(jnp.asarray(Y), jnp.asarray(y), jnp.asarray(Yn), jnp.zeros(30))
+    pred = srv.predict(
+        jnp.asarray(Y), jnp.asarray(y), jnp.asarray(Yn), jnp.zeros(30), mj.Population(30)
+    )
     np.testing.assert_allclose(pred, Yn @ w, rtol=1e-10)
 
 
@@ -53,7 +55,9 @@ def test_hedge_is_a_stabilised_softmax():
     loss, Yn = rng.uniform(500, 600, size=12), rng.normal(size=(1, 12))
     w = np.exp(-0.5 * (loss - loss.min()))
     w /= w.sum()
-    pred = mj.HedgeMixture(rate=0.5).predict(None, None, jnp.asarray(Yn), jnp.asarray(loss))
+    pred = mj.HedgeMixture(rate=0.5).predict(
+        None, None, jnp.asarray(Yn), jnp.asarray(loss), mj.Population(len(loss))
+    )
     np.testing.assert_allclose(pred, Yn @ w, rtol=1e-12)
     assert np.isfinite(pred).all()
 
