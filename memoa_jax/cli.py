@@ -31,8 +31,6 @@ class UsageError(Exception):
 
 
 def _parser():
-    from .data import DATASETS
-
     p = argparse.ArgumentParser(prog="memoa", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser(
@@ -41,11 +39,37 @@ def _parser():
         description="Run MEMOA and the greedy baselines G1-G4 on the same data and feature "
         "draws; print a table, write results.json and run.png to an output folder.",
     )
+    r.add_argument("-n", "--n-agents", type=int, default=1000, help="population size N")
+    add_model_options(r)
+    r.add_argument("--seeds", type=int, default=3, help="number of seeds (results: mean ± std)")
+    r.add_argument("--seed", type=int, default=0, help="first seed")
+    r.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    r.add_argument("--batch-size", type=int, help="process agents in chunks of this size")
+    _add_device_options(r)
+    r.add_argument("--out", type=Path, help="output folder (default runs/<dataset>-N<n>-<time>)")
+    r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    r.set_defaults(func=run)
+    for module in _command_modules():
+        module.add_parser(sub)
+    return p
+
+
+def _command_modules():
+    """The other sub-commands, in the order `memoa --help` lists them."""
+    from . import _cmd_sweep
+
+    return [_cmd_sweep]
+
+
+def add_model_options(r):
+    """Data, hyper-parameter and method options shared by `run` and the commands that
+    build a `Simulation` the same way (`build(args)`)."""
+    from .data import DATASETS
+
     r.add_argument("--dataset", default="ecb", help=f"one of {', '.join(sorted(DATASETS))}")
     r.add_argument("--csv", type=Path, help="use this CSV instead (header row; numeric columns)")
     r.add_argument("--target", help="--csv: target column(s), comma separated (default: last)")
     r.add_argument("--rows", type=int, help="use only the first ROWS rows of the series")
-    r.add_argument("-n", "--n-agents", type=int, default=1000, help="population size N")
     r.add_argument("--window", type=int, help="game window T (default: per dataset)")
     r.add_argument("--ridge-window", type=int, help="greedy ridge window T_c")
     r.add_argument("--sync-every", type=int, default=1, help="play the game every K steps")
@@ -78,22 +102,6 @@ def _parser():
         default=",".join(METHOD_NAMES),
         help="comma-separated subset of " + ", ".join(METHOD_NAMES),
     )
-    r.add_argument("--seeds", type=int, default=3, help="number of seeds (results: mean ± std)")
-    r.add_argument("--seed", type=int, default=0, help="first seed")
-    r.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    r.add_argument("--batch-size", type=int, help="process agents in chunks of this size")
-    _add_device_options(r)
-    r.add_argument("--out", type=Path, help="output folder (default runs/<dataset>-N<n>-<time>)")
-    r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    r.set_defaults(func=run)
-    for module in _command_modules():
-        module.add_parser(sub)
-    return p
-
-
-def _command_modules():
-    """The other sub-commands, in the order `memoa --help` lists them."""
-    return []
 
 
 def _add_device_options(parser):

@@ -1,0 +1,257 @@
+"""`memoa sweep`: the online loop over a list of population sizes and seeds.
+
+One JSON line per finished `(N, seed)` in `<out>/sweep.jsonl` (the file is rewritten whole
+and moved into place, so it is never half-written); a sweep started again with the same
+configuration skips the points already there. Sizes below `--pad-below` share compilations:
+each runs in the smallest power-of-two population (at least 1024 slots) that holds it, its
+extra slots being padding that no reduction sees (`simulate(..., n_active=N)`; equal to an
+exact-size run, see `tests/test_loop.py`). Above it, padding would cost more run time than a
+compilation, and every size gets its own.
+"""
+
+import dataclasses
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .cli import UsageError, _add_device_options, _check, add_model_options, agent_mesh, build
+
+RESULTS = "sweep.jsonl"
+DEFAULT_SIZES = "1e1,1e2,1e3,1e4,1e5,1e6,1e7"
+
+
+def add_parser(sub):
+    s = sub.add_parser(
+        "sweep",
+        help="run the online loop for many population sizes N (resumable)",
+        description="Run MEMOA and the greedy baselines for each population size and seed; "
+        "append one JSON line per finished point to OUT/sweep.jsonl (a rerun resumes), "
+        "and plot metrics and agent-steps/s against N.",
+    )
+    s.add_argument(
+        "--sizes",
+        default=DEFAULT_SIZES,
+        help=f"comma-separated population sizes, 1e6 notation allowed (default {DEFAULT_SIZES})",
+    )
+    add_model_options(s)
+    s.set_defaults(dataset="logistic")
+    s.add_argument("--seeds", type=int, default=1, help="seeds per size")
+    s.add_argument("--seed", type=int, default=0, help="first seed")
+    s.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    s.add_argument("--batch-size", type=int, help="process agents in chunks of this size")
+    s.add_argument(
+        "--pad-below",
+        type=float,
+        default=1e5,
+        help="sizes below this share compilations by padding to power-of-two buckets "
+        "(0: never pad)",
+    )
+    _add_device_options(s)
+    s.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    s.set_defaults(func=main)
+
+
+def parse_sizes(text: str) -> list[int]:
+    sizes = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            value = float(item)
+        except ValueError:
+            raise UsageError(f"--sizes: {item!r} is not a number") from None
+        if not (value >= 1 and value == int(value)):
+            raise UsageError(f"--sizes: population sizes must be integers >= 1, got {item!r}")
+        sizes.append(int(value))
+    return sorted(set(sizes))
+
+
+def slots_for(n: int, pad_below: float) -> int:
+    """Population size actually compiled for `n` agents."""
+    if n >= pad_below:
+        return n
+    return max(1024, 1 << (n - 1).bit_length())
+
+
+def _config(args, hp) -> dict:
+    """What defines the results (not how they are computed): a resumed sweep must match it."""
+    keys = ("dataset", "csv", "target", "rows", "sync_every", "q", "lam", "homogeneity")
+    keys += ("mean_field", "server", "kappa", "eta", "hedge_rate", "methods", "dtype")
+    cfg = {k: getattr(args, k) for k in keys}
+    cfg["csv"] = None if cfg["csv"] is None else str(cfg["csv"])
+    return {**cfg, **hp}
+
+
+def _read_done(path: Path, config: dict) -> list[dict]:
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for r in records:
+        if r["config"] != config:
+            diff = sorted(k for k in config if r["config"].get(k) != config[k])
+            raise UsageError(
+                f"{path} holds a sweep with another configuration (differs in: "
+                f"{', '.join(diff)}); use another --out"
+            )
+    return records
+
+
+def _write_atomic(path: Path, write):
+    """Write through `write(tmp_path)` into a temporary file, then move it onto `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+class _Progress:
+    """Host callback advancing the bar by one step of the current population. One object for
+    the whole sweep: it is a static argument of the compiled loop, so a new one would
+    recompile."""
+
+    def __init__(self, bar):
+        self.bar, self.slots = bar, 0
+
+    def __call__(self, t):
+        self.bar.update(self.slots)
+
+
+def main(args) -> int:
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    from tqdm.auto import tqdm
+
+    import memoa_jax as mj
+
+    sizes = parse_sizes(args.sizes)
+    _check(args.pad_below >= 0, f"--pad-below must be >= 0, got {args.pad_below}")
+    args.n_agents = max(sizes)
+    data, sim, hp = build(args)
+    mesh = agent_mesh(args)
+    config = _config(args, hp)
+    path = args.out / RESULTS
+    args.out.mkdir(parents=True, exist_ok=True)
+    records = _read_done(path, config)
+    done = {(r["n_agents"], r["seed"]) for r in records}
+    seeds = range(args.seed, args.seed + args.seeds)
+    todo = [(n, s) for n in sizes for s in seeds if (n, s) not in done]
+    n_steps = data.n_rows - 1
+    print(
+        f"memoa sweep: {data.name}, N in {sizes}, {args.seeds} seed(s), "
+        f"{len(sim.methods)} methods, {args.dtype}, {jax.devices()[0].platform}"
+        + (f" x{mesh.size}" if mesh else "")
+        + f"; {len(done)} point(s) already in {path}, {len(todo)} to run"
+    )
+    x, y = jnp.asarray(data.x), jnp.asarray(data.y)
+    work = sum(slots_for(n, args.pad_below) for n, _ in todo) * n_steps
+    bar = tqdm(
+        total=work,
+        unit="agent-step",
+        unit_scale=True,
+        disable=args.no_progress,
+        file=sys.stderr,
+        smoothing=0.0,
+    )
+    progress = _Progress(bar)
+    compiled, compiles = {}, 0
+    for n, seed in todo:
+        slots = slots_for(n, args.pad_below)
+        padded = slots != n
+        one = dataclasses.replace(sim, n_agents=slots)
+        n_active = jnp.asarray(n, jnp.int32) if padded else None
+        call = dict(progress=progress, mesh=mesh, n_active=n_active)
+        bar.set_description(f"N={n:,} seed {seed}")
+        compile_s = 0.0
+        if slots not in compiled:
+            bar.set_description(f"N={n:,}: compiling")
+            t0 = time.perf_counter()
+            exe = eqx.filter_jit(mj.simulate).lower(one, x, y, key=jax.random.key(0), **call)
+            compiled[slots] = exe.compile()
+            compile_s = time.perf_counter() - t0
+            compiles += 1
+            bar.set_description(f"N={n:,} seed {seed}")
+        progress.slots = slots
+        t0 = time.perf_counter()
+        res = jax.block_until_ready(compiled[slots](one, x, y, key=jax.random.key(seed), **call))
+        run_s = time.perf_counter() - t0
+        mem = compiled[slots].compiled.memory_analysis()
+        record = dict(
+            n_agents=n,
+            seed=seed,
+            slots=slots,
+            steps=n_steps,
+            compile_s=compile_s,
+            run_s=run_s,
+            agent_steps_per_s=n * n_steps / run_s,
+            peak_rss_bytes=_peak_rss_bytes(),
+            xla_bytes=None
+            if mem is None
+            else int(
+                mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+            ),
+            device=str(jax.devices()[0]),
+            n_devices=mesh.size if mesh else 1,
+            summary={
+                m: {f: float(v) for f, v in s._asdict().items()} for m, s in res.summary.items()
+            },
+            config=config,
+        )
+        records.append(record)
+        if jax.process_index() == 0:
+            text = "".join(json.dumps(r) + "\n" for r in records)
+            _write_atomic(path, lambda p: p.write_text(text))
+    bar.close()
+    if jax.process_index() != 0:
+        return 0
+    _print_table(records, sizes, seeds)
+    print(f"\ncompilations: {compiles} for {len({n for n, _ in todo})} new size(s)")
+    if records:
+        from ._sweep_plots import plot_sweep
+
+        for name, fig in plot_sweep(records, title=f"{data.name}, {args.dtype}").items():
+            _write_atomic(
+                args.out / f"sweep_{name}.png", lambda p: fig.savefig(p, dpi=110, format="png")
+            )
+            print(f"wrote {args.out / f'sweep_{name}.png'}")
+    print(f"wrote {path}")
+    return 0
+
+
+def _print_table(records, sizes, seeds):
+    rows = [r for r in records if r["n_agents"] in sizes and r["seed"] in seeds]
+    rows.sort(key=lambda r: (r["n_agents"], r["seed"]))
+    if not rows:
+        return
+    methods = sorted(rows[0]["summary"], key=lambda m: (m != "memoa", m))
+    cols = ["N", "seed", "slots", "compile s", "run s", "agent-steps/s", "peak RSS GB"]
+    cols += [f"{m} worst" for m in methods]
+    table = [
+        [
+            f"{r['n_agents']:,}",
+            str(r["seed"]),
+            f"{r['slots']:,}",
+            f"{r['compile_s']:.1f}",
+            f"{r['run_s']:.2f}",
+            f"{r['agent_steps_per_s']:.3g}",
+            f"{r['peak_rss_bytes'] / 2**30:.2f}",
+            *(f"{r['summary'][m]['worst_rmse']:.4g}" for m in methods),
+        ]
+        for r in rows
+    ]
+    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
+    print()
+    for t in [cols, ["-" * w for w in widths], *table]:
+        print("  ".join(v.rjust(w) for v, w in zip(t, widths)))

@@ -1,0 +1,70 @@
+"""`memoa sweep`: shared compilations, resume, padded = exact results, bad input."""
+
+import json
+
+import pytest
+
+from memoa_jax.cli import main
+
+COMMON = ["sweep", "--dataset", "logistic", "--rows", "20", "--no-progress"]
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "sweep.jsonl").read_text().splitlines()]
+
+
+def test_sweep_resumes_and_shares_compilations(tmp_path, capsys):
+    out = tmp_path / "sw"
+    assert main([*COMMON, "--sizes", "3,7", "--out", str(out)]) == 0
+    first = capsys.readouterr().out
+    assert "compilations: 1 for 2 new size(s)" in first  # both padded into 1024 slots
+    recs = _records(out)
+    assert [(r["n_agents"], r["slots"]) for r in recs] == [(3, 1024), (7, 1024)]
+    assert all(r["run_s"] > 0 and r["agent_steps_per_s"] > 0 for r in recs)
+    assert {"memoa", "g1_ridge"} <= set(recs[0]["summary"])
+    assert (out / "sweep_metrics.png").stat().st_size > 10_000
+    assert (out / "sweep_throughput.png").stat().st_size > 10_000
+
+    # started again with one more size: only that one runs, the others are kept as they were
+    assert main([*COMMON, "--sizes", "3,7,5", "--out", str(out)]) == 0
+    assert "0 point(s) already" not in capsys.readouterr().out
+    again = _records(out)
+    assert again[:2] == recs and [r["n_agents"] for r in again] == [3, 7, 5]
+
+    # a padded point equals the exact-size run
+    exact = tmp_path / "exact"
+    assert main([*COMMON, "--sizes", "5", "--pad-below", "0", "--out", str(exact)]) == 0
+    (e,) = _records(exact)
+    assert e["slots"] == 5
+    for m, s in e["summary"].items():
+        for f, v in s.items():
+            assert again[2]["summary"][m][f] == pytest.approx(v, rel=1e-10, abs=1e-12), (m, f)
+
+
+def test_resume_refuses_another_configuration(tmp_path, capsys):
+    out = tmp_path / "sw"
+    assert main([*COMMON, "--sizes", "2", "--methods", "memoa", "--out", str(out)]) == 0
+    before = (out / "sweep.jsonl").read_text()
+    capsys.readouterr()
+    args = [*COMMON, "--sizes", "2", "--methods", "memoa", "--lam", "2", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "differs in: lam" in err[0]
+    assert (out / "sweep.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--sizes", "10,0"], "integers >= 1, got '0'"),
+        (["--sizes", "10,abc"], "'abc' is not a number"),
+        (["--sizes", "2.5"], "got '2.5'"),
+        (["--sizes", "4", "--pad-below", "-1"], "--pad-below must be >= 0, got -1.0"),
+    ],
+)
+def test_bad_sizes(tmp_path, capsys, args, match):
+    out = tmp_path / "sw"
+    assert main([*COMMON, *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0], err
+    assert not (out / "sweep.jsonl").exists()
