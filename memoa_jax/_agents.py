@@ -92,8 +92,15 @@ def mean_field_control(
     yhat: Float[Array, " d"],
     ybar: Float[Array, " d"],
 ) -> Float[Array, " p"]:
-    """The decentralized MEMOA policy `β = K ŷ + L ȳ + g` (spec §4): own state + mean field."""
-    return matvec(K, yhat) + matvec(L, ybar) + g
+    """The decentralized MEMOA policy `β = K ŷ + L ȳ + g` (spec §4): own state + mean field.
+
+    Each entry is one scalar expression, stacked once at the end: a sum of stacked vectors
+    would make XLA materialise all of `β` (p numbers per agent) between this and `advance`.
+    """
+    p, d = K.shape
+    return jnp.stack(
+        [sum(K[k, b] * yhat[b] + L[k, b] * ybar[b] for b in range(d)) + g[k] for k in range(p)]
+    )
 
 
 def advance(yhat: Float[Array, " d"], z: Float[Array, "d p"], beta: Float[Array, " p"]):

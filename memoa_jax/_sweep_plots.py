@@ -47,3 +47,50 @@ def plot_sweep(records, *, title: str) -> dict:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return {"metrics": fig_m, "throughput": fig_t}
+
+
+def plot_bench(record: dict):
+    """Throughput vs N (loop and policy step; JAX, NumPy, Python) with the roofline, and the
+    fraction of the roofline reached."""
+    bw = record["copy"]["bytes_per_s"]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True)
+    series = [
+        ("loop", "agent_steps_per_s", "full loop, JAX", "C0", "-o"),
+        ("loop", "numpy_agent_steps_per_s", "full loop, NumPy", "C0", "--s"),
+        ("policy", "agent_steps_per_s", "policy step, JAX", "C1", "-o"),
+        ("policy", "numpy_agent_steps_per_s", "policy step, NumPy", "C1", "--s"),
+        ("policy", "python_agent_steps_per_s", "policy step, Python loop", "C1", ":^"),
+    ]
+    for part, key, label, color, style in series:
+        pts = [(p["n_agents"], p[part][key]) for p in record["points"] if key in p.get(part, {})]
+        if pts:
+            ax.plot(*zip(*pts), style, color=color, label=label, ms=4)
+    for part, key, label, color in [
+        ("policy", "bytes_per_agent", "policy roofline", "C1"),
+        ("loop", "carry_bytes_per_agent_step", "loop roofline (carry)", "C0"),
+    ]:
+        pts = [p for p in record["points"] if part in p]
+        if pts:
+            ax.axhline(bw / pts[0][part][key], color=color, lw=0.8, alpha=0.6, label=label)
+    ax.set(xscale="log", yscale="log", xlabel="agents N", ylabel="agent-steps / s")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    for part, label, color in [("policy", "policy step", "C1"), ("loop", "full loop", "C0")]:
+        pts = [(p["n_agents"], p[part]["roofline_fraction"]) for p in record["points"] if part in p]
+        if pts:
+            ax2.plot(*zip(*pts), "-o", color=color, label=label, ms=4)
+    ax2.axhline(0.5, color="k", lw=0.8, ls=":", label="50%")
+    ax2.set(
+        xscale="log",
+        xlabel="agents N",
+        ylabel="fraction of copy-bandwidth roofline",
+        ylim=(0, 1.05),
+    )
+    ax2.grid(True, which="both", alpha=0.3)
+    ax2.legend(fontsize=8)
+    fig.suptitle(
+        f"memoa bench: {record['device_kind'] or record['platform']}, {record['dtype']}, "
+        f"copy bandwidth {bw / 1e9:.1f} GB/s, {record['steps']} steps",
+        fontsize=10,
+    )
+    return fig

@@ -1,7 +1,7 @@
 """Independent float64 NumPy implementation of the MEMOA online loop (the oracle and the baseline).
 
 This module never imports JAX itself: it is the cross-check of `memoa_jax.simulate` and the
-NumPy baseline of `benchmarks/bench_loop.py`. (Imported as `memoa_jax.reference`, the
+NumPy baseline of `memoa bench`. (Imported as `memoa_jax.reference`, the
 package's `__init__` still loads JAX; load the file on its own, e.g. with `importlib.util`, to
 avoid that.) It is written directly from the spec (`memoa-math.md` §2.1, §4, §7, §8, §9),
 not as a translation of the JAX code: a plain Python loop over time, NumPy arrays over agents

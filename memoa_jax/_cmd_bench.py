@@ -1,0 +1,414 @@
+"""`memoa bench`: throughput of the online loop and of the bare policy step, against NumPy, a
+per-agent Python loop and the machine's copy-bandwidth roofline, in one run.
+
+Problem (spec §10, FedMOE logistic defaults): the Logistic series (first `--steps` + 1 rows),
+H2 random-feature agents (d = 1, p = 5, σ = .1), q = 1, λ = .5, γ = 15, α = 1e−4, T = T_c = 3,
+constrained-ridge server; all five methods (MEMOA, G1–G4) in one loop.
+
+* full loop: `simulate` compiled once per N (compile time apart), run `--repeat` times (the
+  minimum is reported) vs `reference.simulate_numpy` (vectorised float64 NumPy, the same
+  protocol) up to `--numpy-max` agents. agent-steps/s = N · steps / run time.
+* policy step: `ŷ' = ŷ + Z(Kŷ + Lȳ + g)` with `ȳ` the population mean, the decentralized
+  MEMOA step itself (the same `mean_field_control` / `advance` the loop uses), vs NumPy and,
+  up to `--python-max` agents, a Python loop over agents.
+* roofline: the policy step must read `Z` (d·p numbers) and `ŷ` (d) and write `ŷ'` (d) per
+  agent; its floor is those bytes over the copy bandwidth measured here (`a + 1` on a
+  `--copy-mib` array: one read, one write). For the full loop the floor is the loop carry
+  read once and its changed part written once per step (the per-agent state of all methods);
+  XLA's own estimate of bytes accessed is printed beside it.
+"""
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from .cli import UsageError, _check
+
+D, D_X, P, SIGMA = 1, 1, 5, 0.1
+COST = dict(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
+WINDOW = RIDGE_WINDOW = 3
+
+
+def add_parser(sub):
+    b = sub.add_parser(
+        "bench",
+        help="throughput of the loop and the policy step vs NumPy and the roofline",
+        description=__doc__.split("\n\n")[0],
+    )
+    b.add_argument("--sizes", help="population sizes (default 1e3..1e7 on CPU, ..1e9 on GPU)")
+    b.add_argument("--steps", type=int, default=50, help="prediction steps of the full loop")
+    b.add_argument("--repeat", type=int, default=3, help="timed runs per point (min reported)")
+    b.add_argument("--numpy-max", type=float, default=1e6, help="largest N for the NumPy loop")
+    b.add_argument("--python-max", type=float, default=1e4, help="largest N for the Python loop")
+    b.add_argument("--loop-max", type=float, help="largest N for the full loop (default: all)")
+    b.add_argument("--copy-mib", type=int, default=512, help="array size of the copy test")
+    b.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    b.add_argument("--out", type=Path, default=Path("figures"), help="writes bench.json, png")
+    b.set_defaults(func=main)
+
+
+def _best(fn, repeat):
+    """Minimum wall time of `repeat` calls of `fn` (each blocks until done)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def copy_bandwidth(mib: int, repeat: int = 5) -> dict:
+    """Bytes per second of `a + 1` (read + write) in JAX and of `np.add(a, 1, out=b)`."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    n = mib * 2**20 // 8
+    # the input buffer is donated and updated in place, as a scan carry is: a fresh output
+    # each call would time the OS handing out new pages, not the memory bus
+    f = jax.jit(lambda v: v + 1, donate_argnums=0)
+    box = [f(jnp.ones(n, jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))]
+
+    def jax_copy():
+        box[0] = jax.block_until_ready(f(box[0]))
+
+    jax_copy()
+    t_jax = _best(jax_copy, repeat)
+    an, bn = np.ones(n), np.empty(n)
+    t_np = _best(lambda: np.add(an, 1.0, out=bn), repeat)
+    bytes_jax, bytes_np = 2 * box[0].nbytes, 2 * an.nbytes
+    return dict(
+        array_bytes=int(an.nbytes),
+        jax_bytes_per_s=bytes_jax / t_jax,
+        numpy_bytes_per_s=bytes_np / t_np,
+        bytes_per_s=max(bytes_jax / t_jax, bytes_np / t_np),
+    )
+
+
+def make_simulation(n_agents, n_steps, dtype):
+    import memoa_jax as mj
+
+    cost = mj.CostParams(**COST)
+    enc = mj.RFNEncoder(d=D, d_x=D_X, p=P, sigma=SIGMA)
+    methods = mj.default_methods(cost, window=WINDOW, ridge_window=RIDGE_WINDOW)
+    return mj.Simulation(n_agents, enc, methods, mj.RidgeMixture(), cost, "h2", dtype=dtype)
+
+
+def carry_bytes_per_agent(sim, itemsize) -> int:
+    """Floor of the loop's memory traffic per agent-step: every per-agent array of the carry
+    read once, and the parts a step changes written once (see the module docstring)."""
+    H, d, p, n_methods = sim.history, sim.encoder.d, sim.encoder.p, len(sim.methods)
+    params = d * sim.encoder.d_x + d * p
+    read = H * d * p + d * p + params + n_methods * (d + H * d + 2)
+    written = 2 * d * p + n_methods * (2 * d + 2)  # z_next, one ring slot; per method ŷ, slot, acc
+    return (read + written) * itemsize + 8  # + the agent's noise key (2 × uint32), read
+
+
+def time_loop(n, x, y, dtype, repeat):
+    import jax
+    import jax.random as jr
+
+    import memoa_jax as mj
+
+    sim = make_simulation(n, x.shape[0] - 1, dtype)
+    fn = jax.jit(lambda x_, y_, k: mj.simulate(sim, x_, y_, key=k))
+    t0 = time.perf_counter()
+    compiled = fn.lower(x, y, jr.key(0)).compile()
+    compile_s = time.perf_counter() - t0
+    run_s = _best(lambda: jax.block_until_ready(compiled(x, y, jr.key(0))), repeat)
+    cost = compiled.cost_analysis() or {}
+    if isinstance(cost, list):
+        cost = cost[0] if cost else {}
+    res = compiled(x, y, jr.key(0))
+    return dict(
+        compile_s=compile_s,
+        run_s=run_s,
+        xla_bytes_accessed_per_agent=float(cost.get("bytes accessed", float("nan"))) / n,
+        memoa_worst_rmse=float(res.summary["memoa"].worst_rmse),
+        carry_bytes_per_agent_step=carry_bytes_per_agent(sim, jax.numpy.dtype(dtype).itemsize),
+    )
+
+
+def time_numpy_loop(n, x, y, repeat):
+    import numpy as np
+
+    from .reference import (
+        config_from_simulation,
+        rfn_features_numpy,
+        rfn_population_moments_numpy,
+        simulate_numpy,
+    )
+
+    config = config_from_simulation(make_simulation(n, x.shape[0] - 1, np.float64))
+
+    def once():
+        rng = np.random.default_rng(0)
+        A, b = rng.standard_normal((n, D, D_X)), rng.standard_normal((n, D, P))
+        noise_dtype = config["encoder"]["noise_dtype"]
+
+        def features(t):
+            return rfn_features_numpy(A, b, SIGMA, x[t], rng, noise_dtype=noise_dtype)
+
+        def moments(t):
+            return rfn_population_moments_numpy((A @ x[t])[..., None] + b, SIGMA)
+
+        return simulate_numpy(config, x, y, features, moments)
+
+    return dict(run_s=_best(once, repeat))
+
+
+def policy_inputs(n, dtype, seed=0):
+    import jax.numpy as jnp
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    yhat = rng.standard_normal((D, n)).astype(dtype)
+    z = np.maximum(rng.standard_normal((D, P, n)), 0).astype(dtype)
+    K, L, g = (rng.standard_normal(s).astype(dtype) * 0.1 for s in ((P, D), (P, D), (P,)))
+    return dict(
+        yhat=jnp.asarray(yhat),
+        z=jnp.asarray(z),
+        K=jnp.asarray(K),
+        L=jnp.asarray(L),
+        g=jnp.asarray(g),
+    )
+
+
+def policy_step(yhat, z, K, L, g):
+    """The decentralized MEMOA step of every agent: `ŷ' = ŷ + Z(Kŷ + Lȳ + g)`."""
+    import jax.numpy as jnp
+
+    from ._agents import advance, map_agents, mean_field_control
+
+    ybar = jnp.mean(yhat, axis=-1)
+    return map_agents(
+        lambda y_i, z_i: advance(y_i, z_i, mean_field_control(K, L, g, y_i, ybar)), yhat, z
+    )
+
+
+def time_policy(n, dtype, repeat, numpy_max, python_max):
+    import jax
+    import numpy as np
+
+    inp = policy_inputs(n, dtype)
+    npi = {k: np.asarray(v) for k, v in inp.items()}
+    ref = np.asarray(jax.jit(policy_step)(**inp))
+    # ŷ is donated and updated in place, as in the loop's carry
+    step = jax.jit(policy_step, donate_argnames="yhat")
+    box = dict(inp)
+
+    def run():
+        box["yhat"] = jax.block_until_ready(step(**box))
+
+    run()
+    run_s = _best(run, repeat)
+    itemsize = np.dtype(dtype).itemsize
+    out = dict(run_s=run_s, bytes_per_agent=(D * P + 2 * D) * itemsize)
+    if n <= numpy_max:
+
+        def numpy_step():
+            y, z, K, L, g = npi["yhat"], npi["z"], npi["K"], npi["L"], npi["g"]
+            beta = K @ y + (L @ y.mean(axis=1) + g)[:, None]
+            return y + np.einsum("dpn,pn->dn", z, beta)
+
+        np.testing.assert_allclose(numpy_step(), ref, rtol=1e-5, atol=1e-5)
+        out["numpy_run_s"] = _best(numpy_step, repeat)
+    if n <= python_max:
+
+        def python_step():
+            y, z, K, L, g = npi["yhat"], npi["z"], npi["K"], npi["L"], npi["g"]
+            ybar = y.mean(axis=1)
+            new = np.empty_like(y)
+            for i in range(y.shape[1]):
+                beta = K @ y[:, i] + L @ ybar + g
+                new[:, i] = y[:, i] + z[:, :, i] @ beta
+            return new
+
+        np.testing.assert_allclose(python_step(), ref, rtol=1e-5, atol=1e-5)
+        out["python_run_s"] = _best(python_step, 1)
+    return out
+
+
+def _sizes(args, platform_name):
+    if args.sizes is None:
+        top = 9 if platform_name == "gpu" else 7
+        return [10**k for k in range(3, top + 1)]
+    from ._cmd_sweep import parse_sizes
+
+    return parse_sizes(args.sizes)
+
+
+def main(args) -> int:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from .data import load_dataset
+
+    _check(args.steps >= 4, f"--steps must be at least 4 (game window 3), got {args.steps}")
+    _check(args.repeat >= 1, f"--repeat must be at least 1, got {args.repeat}")
+    _check(args.copy_mib >= 1, f"--copy-mib must be at least 1, got {args.copy_mib}")
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    dtype = jnp.float64 if args.dtype == "float64" else jnp.float32
+    dev = jax.devices()[0]
+    sizes = _sizes(args, dev.platform)
+    data = load_dataset("logistic")
+    _check(args.steps < data.n_rows, f"--steps must be below {data.n_rows}, got {args.steps}")
+    x = jnp.asarray(data.x[: args.steps + 1], dtype)
+    y = jnp.asarray(data.y[: args.steps + 1], dtype)
+    xn, yn = np.asarray(data.x[: args.steps + 1]), np.asarray(data.y[: args.steps + 1])
+    loop_max = args.loop_max or max(sizes)
+
+    print(
+        f"memoa bench: {dev.platform} ({getattr(dev, 'device_kind', '')}), jax {jax.__version__},"
+        f" {os.cpu_count()} CPUs, {args.dtype}, N in {sizes}, {args.steps} steps"
+    )
+    bw = copy_bandwidth(args.copy_mib)
+    print(
+        f"copy bandwidth (a + 1 on {bw['array_bytes'] / 2**20:.0f} MiB, read + write): "
+        f"JAX {bw['jax_bytes_per_s'] / 1e9:.2f} GB/s, NumPy {bw['numpy_bytes_per_s'] / 1e9:.2f}"
+        f" GB/s -> roofline {bw['bytes_per_s'] / 1e9:.2f} GB/s"
+    )
+    record = dict(
+        command="memoa " + " ".join(sys.argv[1:]),
+        device=str(dev),
+        platform=dev.platform,
+        device_kind=getattr(dev, "device_kind", ""),
+        cpu_count=os.cpu_count(),
+        machine=platform.machine(),
+        jax_version=jax.__version__,
+        numpy_version=np.__version__,
+        dtype=args.dtype,
+        steps=args.steps,
+        repeat=args.repeat,
+        problem=dict(
+            dataset="logistic",
+            homogeneity="h2",
+            d=D,
+            p=P,
+            sigma=SIGMA,
+            window=WINDOW,
+            ridge_window=RIDGE_WINDOW,
+            server="ridge",
+            **COST,
+        ),
+        copy=bw,
+        points=[],
+    )
+    from tqdm.auto import tqdm
+
+    for n in tqdm(sizes, desc="bench", file=sys.stderr, leave=False):
+        point = dict(n_agents=n)
+        try:
+            pol = time_policy(n, np.dtype(args.dtype), args.repeat, args.numpy_max, args.python_max)
+            pol["agent_steps_per_s"] = n / pol["run_s"]
+            pol["roofline_fraction"] = pol["bytes_per_agent"] * n / pol["run_s"] / bw["bytes_per_s"]
+            for k in ("numpy", "python"):
+                if f"{k}_run_s" in pol:
+                    pol[f"{k}_agent_steps_per_s"] = n / pol[f"{k}_run_s"]
+                    pol[f"speedup_vs_{k}"] = pol[f"{k}_run_s"] / pol["run_s"]
+            point["policy"] = pol
+            if n <= loop_max:
+                loop = time_loop(n, x, y, dtype, args.repeat)
+                loop["agent_steps_per_s"] = n * args.steps / loop["run_s"]
+                floor = loop["carry_bytes_per_agent_step"] * n * args.steps / bw["bytes_per_s"]
+                loop["roofline_fraction"] = floor / loop["run_s"]
+                if n <= args.numpy_max:
+                    loop["numpy_run_s"] = time_numpy_loop(
+                        n, xn, yn, 1 if n >= 1e6 else args.repeat
+                    )["run_s"]
+                    loop["numpy_agent_steps_per_s"] = n * args.steps / loop["numpy_run_s"]
+                    loop["speedup_vs_numpy"] = loop["numpy_run_s"] / loop["run_s"]
+                point["loop"] = loop
+        except Exception as e:  # out of memory at the largest sizes: record it, go on
+            if "RESOURCE_EXHAUSTED" not in str(e) and "Out of memory" not in str(e):
+                raise
+            point["error"] = str(e).splitlines()[0][:200]
+        record["points"].append(point)
+        _write_json(args.out / "bench.json", record)  # after every size: partial results survive
+    _print_tables(record)
+    from ._sweep_plots import plot_bench
+
+    fig = plot_bench(record)
+    fig.savefig(args.out / "bench_throughput.png", dpi=110)
+    print(f"\nwrote {args.out / 'bench.json'} and {args.out / 'bench_throughput.png'}")
+    return 0
+
+
+def _write_json(path: Path, record):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
+
+
+def _table(cols, rows):
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    for r in [cols, ["-" * w for w in widths], *rows]:
+        print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
+
+
+def _g(d, k, fmt="{:.3g}"):
+    return fmt.format(d[k]) if k in d else "-"
+
+
+def _print_tables(record):
+    pts = record["points"]
+    print("\nfull online loop (5 methods), agent-steps/s:")
+    rows = [
+        [
+            f"{p['n_agents']:.0e}",
+            _g(p["loop"], "compile_s", "{:.1f}"),
+            _g(p["loop"], "run_s"),
+            _g(p["loop"], "agent_steps_per_s"),
+            _g(p["loop"], "numpy_agent_steps_per_s"),
+            _g(p["loop"], "speedup_vs_numpy", "{:.1f}x"),
+            _g(p["loop"], "roofline_fraction", "{:.1%}"),
+            _g(p["loop"], "xla_bytes_accessed_per_agent", "{:.0f}"),
+        ]
+        for p in pts
+        if "loop" in p
+    ]
+    if rows:
+        _table(
+            [
+                "N",
+                "compile s",
+                "run s",
+                "JAX",
+                "NumPy",
+                "JAX/NumPy",
+                "of roofline",
+                "XLA bytes/agent",
+            ],
+            rows,
+        )
+    print("\nbare policy step, agent-steps/s:")
+    rows = [
+        [
+            f"{p['n_agents']:.0e}",
+            _g(p["policy"], "run_s", "{:.3g}"),
+            _g(p["policy"], "agent_steps_per_s"),
+            _g(p["policy"], "numpy_agent_steps_per_s"),
+            _g(p["policy"], "python_agent_steps_per_s"),
+            _g(p["policy"], "speedup_vs_numpy", "{:.1f}x"),
+            _g(p["policy"], "speedup_vs_python", "{:.0f}x"),
+            _g(p["policy"], "roofline_fraction", "{:.1%}"),
+        ]
+        for p in pts
+        if "policy" in p
+    ]
+    if rows:
+        _table(
+            ["N", "run s", "JAX", "NumPy", "Python loop", "JAX/NumPy", "JAX/Python", "of roofline"],
+            rows,
+        )
+    for p in pts:
+        if "error" in p:
+            print(f"N={p['n_agents']:.0e}: {p['error']}")
+    if not pts:
+        raise UsageError("no sizes to run")

@@ -1,0 +1,43 @@
+"""`memoa bench` end to end on tiny sizes (the figures it prints are measurements, not
+asserted here), and its bad input."""
+
+import json
+
+import pytest
+
+from memoa_jax.cli import main
+
+
+def test_bench_writes_json_and_figure(tmp_path, capsys):
+    args = ["bench", "--sizes", "100,300", "--loop-max", "100", "--steps", "6", "--repeat", "1"]
+    assert main([*args, "--copy-mib", "8", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "full online loop" in text and "bare policy step" in text
+    rec = json.loads((tmp_path / "bench.json").read_text())
+    assert rec["copy"]["bytes_per_s"] > 0
+    small, large = rec["points"]
+    assert small["n_agents"] == 100 and large["n_agents"] == 300 and "loop" not in large
+    loop = small["loop"]
+    for k in ("compile_s", "run_s", "numpy_run_s", "speedup_vs_numpy", "roofline_fraction"):
+        assert loop[k] > 0, k
+    assert 0 < loop["memoa_worst_rmse"] < 10
+    for p in (small, large):  # the policy step is checked against NumPy and the Python loop
+        assert p["policy"]["speedup_vs_numpy"] > 0 and p["policy"]["speedup_vs_python"] > 0
+        assert 0 < p["policy"]["roofline_fraction"]
+    assert (tmp_path / "bench_throughput.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--steps", "2"], "--steps must be at least 4 (game window 3), got 2"),
+        (["--steps", "900"], "--steps must be below 201, got 900"),
+        (["--repeat", "0"], "--repeat must be at least 1, got 0"),
+        (["--sizes", "0"], "integers >= 1, got '0'"),
+    ],
+)
+def test_bench_bad_input(tmp_path, capsys, args, match):
+    assert main(["bench", *args, "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0], err
+    assert not (tmp_path / "b").exists()
