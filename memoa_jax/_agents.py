@@ -112,23 +112,31 @@ def map_agents(fn: Callable, *args, batch_size: int | None = None):
     """Apply a one-agent function over the LAST (agent) axis of every array in `args`.
 
     `batch_size=None` vmaps the whole population at once. An integer processes it in chunks
-    of that many agents, bounding the memory of intermediates, with the same result: a loop
-    over chunks that slices and writes back along the agent axis (the last chunk is shifted
-    to end at N, recomputing a few agents, so any N works without padding).
+    of that many agents, bounding the memory of intermediates, with the same result (see
+    `map_chunks`).
     """
-    vfn = jax.vmap(fn, in_axes=-1, out_axes=-1)
+    return map_chunks(jax.vmap(fn, in_axes=-1, out_axes=-1), *args, batch_size=batch_size)
+
+
+def map_chunks(fn: Callable, *args, batch_size: int | None = None):
+    """Apply `fn`, which maps arrays with a trailing agent axis to arrays with a trailing agent
+    axis agent by agent, to the whole population (`batch_size=None`) or chunk by chunk.
+
+    Chunks: a loop that slices and writes back along the agent axis (the last chunk is
+    shifted to end at N, recomputing a few agents, so any N works without padding).
+    """
     if batch_size is None:
-        return vfn(*args)
+        return fn(*args)
     n = jax.tree.leaves(args)[0].shape[-1]
     if batch_size >= n:
-        return vfn(*args)
+        return fn(*args)
     take = lambda a, start: lax.dynamic_slice_in_dim(a, start, batch_size, axis=a.ndim - 1)
-    shapes = jax.eval_shape(vfn, *jax.tree.map(lambda a: take(a, 0), args))
+    shapes = jax.eval_shape(fn, *jax.tree.map(lambda a: take(a, 0), args))
     out = jax.tree.map(lambda s: jnp.zeros(s.shape[:-1] + (n,), s.dtype), shapes)
 
     def body(i, out):
         start = jnp.minimum(i * batch_size, n - batch_size)
-        res = vfn(*jax.tree.map(lambda a: take(a, start), args))
+        res = fn(*jax.tree.map(lambda a: take(a, start), args))
         return jax.tree.map(
             lambda o, r: lax.dynamic_update_slice_in_dim(o, r, start, axis=o.ndim - 1), out, res
         )

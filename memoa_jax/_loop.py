@@ -20,13 +20,14 @@ import jax.numpy as jnp
 import jax.random as jr
 from jax import lax
 
-from ._agents import Population, map_agents
-from ._custom_types import Array, Float, Key, PRNGKeyArray
+from ._agents import Population, map_agents, map_chunks
+from ._custom_types import Array, Float, PRNGKeyArray, UInt32
 from ._encoders import RFNEncoder, RFNParams
 from ._mean_field import CostParams
 from ._methods import AbstractMethod, MeanFieldGame, MethodState, StepContext
 from ._mixture import AbstractServer, RidgeMixture
 from ._moments import assemble_second_moment
+from ._random import key_words
 
 
 def solve_dtype():
@@ -121,7 +122,7 @@ class _Acc(NamedTuple):
 
 
 class _State(NamedTuple):
-    noise_keys: Key[Array, " n"]
+    noise_keys: UInt32[Array, "2 n"]
     params: RFNParams
     z_ring: Float[Array, "H d p n"]
     z_next: Float[Array, "d p n"]  # the features of the coming step, drawn one step ahead
@@ -140,8 +141,10 @@ def stage_cost(cost: CostParams, y_next, ybar_next, yhat_next, beta):
     return sq, cost.q * sq + cost.lam * dev + cost.gamma * ridge
 
 
-def init_agents(sim: Simulation, *, key: PRNGKeyArray) -> tuple[RFNParams, Key[Array, " n"]]:
-    """Per-agent encoder parameters and noise keys; agent `i` owns `fold_in(agents_key, i)`."""
+def init_agents(sim: Simulation, *, key: PRNGKeyArray) -> tuple[RFNParams, UInt32[Array, "2 n"]]:
+    """Per-agent encoder parameters and two-word noise keys (agent axis last, as everything
+    per agent); agent `i` owns `fold_in(agents_key, i)`, so agent `i` is the same in any
+    population."""
     agents_key, shared_key = jr.split(key)
     agent_keys = jax.vmap(lambda i: jr.fold_in(agents_key, i))(jnp.arange(sim.n_agents))
     param_keys, noise_keys = jax.vmap(jr.split, out_axes=1)(agent_keys)
@@ -149,7 +152,16 @@ def init_agents(sim: Simulation, *, key: PRNGKeyArray) -> tuple[RFNParams, Key[A
         params = jax.vmap(lambda k: sim.encoder.init(k, sim.dtype), out_axes=-1)(param_keys)
     else:  # h1: one encoder for everyone, drawn from its own key
         params = sim.encoder.init(shared_key, sim.dtype)
-    return params, noise_keys
+    return params, key_words(noise_keys)
+
+
+def _population_moments(enc: RFNEncoder, params: RFNParams, x_t, pop: Population, bs, dtype):
+    """H2 population moments at `x_t` (spec §2.2): the means over agents of each agent's exact
+    `M` and `C`, and of `M ⊗ M` as one GEMM over the agents (no per-agent `(d p)²` tensor)."""
+    M, C = map_chunks(lambda q: enc.moment_parts(q, x_t), params, batch_size=bs)
+    M, C = M.astype(dtype), C.astype(dtype)
+    outer = jnp.einsum("akn,bln->akbl", M, pop.zero_padding(M)) / pop.n
+    return pop.mean(M), assemble_second_moment(outer, pop.mean(C))
 
 
 def _agent_sharding(mesh):
@@ -269,13 +281,11 @@ def simulate(
         """Every agent's `Z_t`. The loop draws one step ahead and carries the draws, so that
         they are materialised once: drawn inside the step, XLA would fuse the noise generation
         (threefry + erfinv) into every consumer and recompute it once per method."""
-
-        def draw(params_i, key_i):
-            return enc.features(params_i, x[t], key=jr.fold_in(key_i, t))
-
         if h2:
-            return map_agents(draw, params, noise_keys, batch_size=bs)
-        return map_agents(lambda k: draw(params, k), noise_keys, batch_size=bs)
+            draw = lambda q, k: enc.features(q, x[t], enc.noise(k, t))
+            return map_chunks(draw, params, noise_keys, batch_size=bs)
+        draw = lambda k: enc.features(params, x[t], enc.noise(k, t))
+        return map_chunks(draw, noise_keys, batch_size=bs)
 
     y0 = jnp.broadcast_to(y[0][:, None], (d, N))
     zeros_n = jnp.zeros((N,), dt)
@@ -304,11 +314,7 @@ def simulate(
         # POPULATION MOMENTS AT x_t
         if need_moments:
             if h2:  # population moments: an all-reduce of d p + d² p + (d p)² numbers
-                Ms, Cs = map_agents(lambda q: enc.moment_parts(q, x_t), state.params, batch_size=bs)
-                Ms, Cs = Ms.astype(sdt), Cs.astype(sdt)
-                M_t = pop.mean(Ms)
-                outer = jnp.einsum("akn,bln->akbl", Ms, pop.zero_padding(Ms)) / pop.n
-                S_t = assemble_second_moment(outer, pop.mean(Cs))
+                M_t, S_t = _population_moments(enc, state.params, x_t, pop, bs, sdt)
             else:
                 M_t, S_t = enc.moments(state.params, x_t)
             mom_M = state.mom_M.at[slot].set(M_t.astype(sdt))

@@ -37,16 +37,17 @@ def second_moment_operator(
 
 
 def rfn_moment_parts(
-    pre: Float[Array, "d p"], sigma: Float[Array, " d"]
-) -> tuple[Float[Array, "d p"], Float[Array, "d d p"]]:
-    """The distinct moments of `Z_ak = ReLU(pre_ak + sigma_a w_k)`, `w ~ N(0, I_p)` (§2.1).
+    pre: Float[Array, "d p *n"], sigma: Float[Array, " d"]
+) -> tuple[Float[Array, "d p *n"], Float[Array, "d d p *n"]]:
+    """The distinct moments of `Z_ak = ReLU(pre_ak + sigma_a w_k)`, `w ~ N(0, I_p)` (§2.1),
+    of one agent or, with a trailing agent axis on `pre`, of each agent.
 
     Returns:
         `(M, C)`: `M[a, k] = E Z_ak` and `C[a, b, k] = E Z_ak Z_bk` (same noise coordinate).
         Every other entry of the second moment factorises, `E Z_ak Z_bl = M_ak M_bl` (k ≠ l).
     """
     d = pre.shape[0]
-    sig = sigma[:, None]
+    sig = sigma.reshape((d,) + (1,) * (pre.ndim - 1))
     r = pre / sig
     cdf, pdf = ndtr(r), _pdf(r)
     mean = pre * cdf + sig * pdf
@@ -59,7 +60,7 @@ def rfn_moment_parts(
     c = jnp.maximum(-a1 / s1, -a2 / s2)
     tail, pdf_c = ndtr(-c), _pdf(c)
     cross = a1 * a2 * tail + (a1 * s2 + a2 * s1) * pdf_c + s1 * s2 * (c * pdf_c + tail)
-    eye = jnp.eye(d, dtype=bool)[:, :, None]
+    eye = jnp.eye(d, dtype=bool).reshape((d, d) + (1,) * (pre.ndim - 1))
     return mean, jnp.where(eye, square[:, None, :], cross)
 
 

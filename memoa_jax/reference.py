@@ -74,8 +74,8 @@ def rfn_features_numpy(
         x: `(d_x,)` the public input.
         rng: a NumPy generator (the noise source).
         n_agents: the population size when `A`, `b` are shared (H1).
-        noise_dtype: float type in which `w` is drawn (then promoted to float64), as the
-            encoder's `noise_dtype` (numpy supports float32 and float64).
+        noise_dtype: float type in which `w` is drawn (then promoted to float64); the JAX
+            encoders draw float32 (numpy supports float32 and float64).
 
     Returns:
         `(N, d, p)` features.
@@ -367,7 +367,7 @@ def config_from_simulation(sim) -> dict:
             d_x=int(enc.d_x),
             p=int(enc.p),
             sigma=sigma.tolist(),
-            noise_dtype=str(np.dtype(getattr(enc, "noise_dtype", "float64"))),
+            noise_dtype="float32",  # the encoders draw their step noise in float32
         ),
     )
 

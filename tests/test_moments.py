@@ -54,8 +54,8 @@ def test_encoder_features_have_those_moments(getkey):
     enc = mj.RFNEncoder(d=2, d_x=3, p=2, sigma=0.4)
     params = enc.init(getkey())
     x = jnp.array([0.3, -1.0, 0.5])
-    keys = jax.random.split(getkey(), 200_000)
-    Z = jax.vmap(lambda k: enc.features(params, x, key=k))(keys)
+    keys = jax.random.bits(getkey(), (2, 200_000), jnp.uint32)  # two-word noise keys
+    Z = jax.vmap(lambda k: enc.features(params, x, enc.noise(k, 7)), in_axes=-1)(keys)
     M, _ = enc.moments(params, x)
     se = jnp.std(Z, axis=0) / np.sqrt(Z.shape[0])
     assert jnp.all(jnp.abs(jnp.mean(Z, axis=0) - M) <= 5 * se + 1e-12)

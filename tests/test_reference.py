@@ -127,24 +127,27 @@ def _agent_axis(params, enc, n):
 
 @eqx.filter_jit
 def _jax_draws(sim, x, key):
-    """The features and population moments the loop draws at every step `t`, as `_loop.py`
-    does: agent `i`'s `Z_t = enc.features(params_i, x_t, key=fold_in(noise_key_i, t))` and the
+    """The features and population moments the loop draws at every step `t`, one agent at a
+    time: agent `i`'s `Z_t = enc.features(params_i, x_t, enc.noise(noise_key_i, t))` and the
     population moments at `x_t` (H2: mean of the agents' exact moments; H1: the shared ones).
 
     Returns `(Z (n_steps, N, d, p), M (n_steps, d, p), S (n_steps, d, p, d, p))`."""
     params, noise_keys = mj.init_agents(sim, key=key)
     enc = sim.encoder
     ax = _agent_axis(params, enc, sim.n_agents) if sim.homogeneity == "h2" else None
+    assert noise_keys.shape == (2, sim.n_agents), noise_keys.shape
 
     def at(t):
         x_t = x[t]
         if ax is not None:
             z = jax.vmap(
-                lambda p_i, k_i: enc.features(p_i, x_t, key=jr.fold_in(k_i, t)), in_axes=(ax, 0)
+                lambda p_i, k_i: enc.features(p_i, x_t, enc.noise(k_i, t)), in_axes=(ax, -1)
             )(params, noise_keys)
             Ms, Ss = jax.vmap(lambda p_i: enc.moments(p_i, x_t), in_axes=ax)(params)
             return z, jnp.mean(Ms, 0), jnp.mean(Ss, 0)
-        z = jax.vmap(lambda k_i: enc.features(params, x_t, key=jr.fold_in(k_i, t)))(noise_keys)
+        z = jax.vmap(lambda k_i: enc.features(params, x_t, enc.noise(k_i, t)), in_axes=-1)(
+            noise_keys
+        )
         M, S = enc.moments(params, x_t)
         return z, M, S
 
