@@ -41,3 +41,16 @@ def test_bench_bad_input(tmp_path, capsys, args, match):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0], err
     assert not (tmp_path / "b").exists()
+
+
+def test_bench_float32_in_a_fresh_process(tmp_path):
+    """float32 runs without `jax_enable_x64` (the test session enables it), NumPy beside it."""
+    import subprocess
+    import sys
+
+    args = ["--sizes", "100", "--steps", "5", "--repeat", "1", "--copy-mib", "4"]
+    cmd = [sys.executable, "-m", "memoa_jax", "bench", "--dtype", "float32", *args]
+    res = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rec = json.loads((tmp_path / "bench.json").read_text())
+    assert rec["dtype"] == "float32" and rec["points"][0]["loop"]["speedup_vs_numpy"] > 0
