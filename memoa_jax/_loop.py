@@ -124,12 +124,19 @@ class _Acc(NamedTuple):
 class _State(NamedTuple):
     noise_keys: UInt32[Array, "2 n"]
     params: RFNParams
-    z_ring: Float[Array, "H d p n"]
+    z_ring: Float[Array, "R d p n"]  # R = H + 1 slots: times t−H..t (see StepContext)
     z_next: Float[Array, "d p n"]  # the features of the coming step, drawn one step ahead
-    mom_M: Float[Array, "H d p"]
-    mom_S: Float[Array, "H d p d p"]
+    mom_M: Float[Array, "R d p"]
+    mom_S: Float[Array, "R d p d p"]
     methods: dict[str, MethodState]
     acc: dict[str, _Acc]
+
+
+def _ring_set(ring: Array, slot, value: Array) -> Array:
+    """`ring[slot] = value` as a dynamic-update-slice, in place in the scan carry when nothing
+    reads the old ring afterwards (`.at[slot].set` is a scatter, which XLA:CPU made a select
+    over the whole ring)."""
+    return lax.dynamic_update_index_in_dim(ring, value, slot, 0)
 
 
 def stage_cost(cost: CostParams, y_next, ybar_next, yhat_next, beta):
@@ -258,7 +265,8 @@ def simulate(
     pop = Population(sim.n_agents, None if n_active is None else jnp.asarray(n_active))
     dt, sdt = sim.dtype, solve_dtype()
     x, y = jnp.asarray(x, dt), jnp.asarray(y, dt)
-    N, H, enc = sim.n_agents, sim.history, sim.encoder
+    N, enc = sim.n_agents, sim.encoder
+    R = sim.history + 1  # ring slots: the history and the current step
     d, p = enc.d, enc.p
     h2 = sim.homogeneity == "h2"
     if mesh is not None and sim.batch_size is not None:
@@ -294,11 +302,11 @@ def simulate(
         _State(
             noise_keys=noise_keys,
             params=params,
-            z_ring=jnp.zeros((H, d, p, N), dt),
+            z_ring=jnp.zeros((R, d, p, N), dt),
             z_next=draw_features(params, noise_keys, 0),
-            mom_M=jnp.zeros((H, d, p), sdt),
-            mom_S=jnp.zeros((H, d, p, d, p), sdt),
-            methods={m.name: MethodState(y0, jnp.zeros((H, d, N), dt)) for m in sim.methods},
+            mom_M=jnp.zeros((R, d, p), sdt),
+            mom_S=jnp.zeros((R, d, p, d, p), sdt),
+            methods={m.name: MethodState(y0, jnp.zeros((R, d, N), dt)) for m in sim.methods},
             acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
         ),
         h2,
@@ -306,7 +314,7 @@ def simulate(
 
     def step(state: _State, t):
         x_t, y_t, y_next = x[t], y[t], y[t + 1]
-        slot = jnp.mod(t, H)
+        slot = jnp.mod(t, R)
 
         # FEATURES (shared by all methods): Z_t was drawn last step; draw Z_{t+1} now
         z_now = state.z_next
@@ -317,12 +325,15 @@ def simulate(
                 M_t, S_t = _population_moments(enc, state.params, x_t, pop, bs, sdt)
             else:
                 M_t, S_t = enc.moments(state.params, x_t)
-            mom_M = state.mom_M.at[slot].set(M_t.astype(sdt))
-            mom_S = state.mom_S.at[slot].set(S_t.astype(sdt))
+            mom_M = _ring_set(state.mom_M, slot, M_t.astype(sdt))
+            mom_S = _ring_set(state.mom_S, slot, S_t.astype(sdt))
         else:
             mom_M, mom_S = state.mom_M, state.mom_S
 
-        ctx = StepContext(t, y, z_now, state.z_ring, state.mom_M, state.mom_S, bs, pop)
+        # the rings take step t first: written before any read, they are updated in place
+        # (written after the reads, XLA:CPU copied the whole feature ring twice per step)
+        z_ring = _ring_set(state.z_ring, slot, z_now)
+        ctx = StepContext(t, y, z_now, z_ring, mom_M, mom_S, bs, pop)
         methods, acc, stats = {}, {}, {}
         for m in sim.methods:
             ms, a = state.methods[m.name], state.acc[m.name]
@@ -345,14 +356,14 @@ def simulate(
                 mean_field_se=jnp.sum((y_next - ybar_next) ** 2),
             )
             acc[m.name] = _Acc(a.sse + sq, a.cost + stage)
-            methods[m.name] = MethodState(y_hat_next, ms.yhat_ring.at[slot].set(base))
+            methods[m.name] = MethodState(y_hat_next, _ring_set(ms.yhat_ring, slot, base))
 
         new = _shard_state(
             shard,
             _State(
                 noise_keys=state.noise_keys,
                 params=state.params,
-                z_ring=state.z_ring.at[slot].set(z_now),
+                z_ring=z_ring,
                 z_next=z_next,
                 mom_M=mom_M,
                 mom_S=mom_S,

@@ -30,29 +30,34 @@ from ._mean_field import CostParams, solve_mean_field
 class StepContext(NamedTuple):
     """What the loop shares with every method at step `t` (agent axis LAST, see `_agents`).
 
-    `z_ring` and `mom_*` are ring buffers of length `H`: slot `τ mod H` holds time `τ`, for
-    `τ = t−H..t−1`; slots of negative times hold zeros (`Z_{τ<0} = 0`).
+    `z_ring` and `mom_*` are ring buffers of length `R = H + 1` (`H` = the longest history a
+    method reads): slot `τ mod R` holds time `τ`, for `τ = t−H..t` — the current step
+    included (`z_ring[t mod R]` is `z_now`), so that the loop writes it before anything reads
+    the ring and XLA updates the ring in place. Slots of negative times hold zeros
+    (`Z_{τ<0} = 0`).
     """
 
     t: Array
     y: Float[Array, "time d"]
     z_now: Float[Array, "d p n"]
-    z_ring: Float[Array, "H d p n"]
-    mom_M: Float[Array, "H d p"]
-    mom_S: Float[Array, "H d p d p"]
+    z_ring: Float[Array, "R d p n"]
+    mom_M: Float[Array, "R d p"]
+    mom_S: Float[Array, "R d p d p"]
     batch_size: int | None
     pop: Population  # which agent slots are real; means over agents go through it
 
 
 class MethodState(NamedTuple):
     yhat: Float[Array, "d n"]  # each agent's prediction of y_t
-    yhat_ring: Float[Array, "H d n"]  # the states it built on at times t−H..t−1 (ring)
+    yhat_ring: Float[Array, "R d n"]  # the states it built on at times t−R..t−1 (ring, R = H+1)
 
 
-def _slot_times(t, H: int):
-    """Time τ held by each ring slot j at step t: the τ in [t−H, t−1] with τ ≡ j (mod H)."""
-    j = jnp.arange(H)
-    return t - H + jnp.mod(j - t, H)
+def _slot_times(t, R: int):
+    """Time τ held by each slot j of a ring of length R at step t: the τ in [t−R+1, t] with
+    τ ≡ j (mod R) (for `yhat_ring`, whose slot `t mod R` still holds `t − R`, the row of that
+    slot is never used)."""
+    j = jnp.arange(R)
+    return t - R + 1 + jnp.mod(j - t - 1, R)
 
 
 class AbstractMethod(eqx.Module):
@@ -69,10 +74,9 @@ class AbstractMethod(eqx.Module):
 
     def greedy(self, ctx: StepContext, state: MethodState) -> Float[Array, "p n"]:
         """G1 ridge controls of all agents on their own past (spec §7.2)."""
-        H = ctx.z_ring.shape[0]
-        tau = _slot_times(ctx.t, H)
+        tau = _slot_times(ctx.t, ctx.z_ring.shape[0])
         dt = ctx.y.dtype
-        in_window = (tau >= ctx.t - self.ridge_window) & (tau >= 0)
+        in_window = (tau >= ctx.t - self.ridge_window) & (tau >= 0) & (tau < ctx.t)
         weights = jnp.where(in_window, jnp.exp(-self.cost.alpha * (ctx.t - 1 - tau)), 0.0)
         y_next = ctx.y[jnp.clip(tau + 1, 0, ctx.y.shape[0] - 1)]
         fn = lambda z_i, yh_i: ridge_control(
@@ -152,8 +156,8 @@ class MeanFieldGame(AbstractMethod):
 
     def gains(self, ctx: StepContext):
         """Mean-field solution for the window `τ = t−T..t` (float64 when enabled)."""
-        T, H = self.window, ctx.z_ring.shape[0]
-        slots = jnp.mod(ctx.t - T + jnp.arange(T), H)
+        T, R = self.window, ctx.z_ring.shape[0]
+        slots = jnp.mod(ctx.t - T + jnp.arange(T), R)
         yw = lax.dynamic_slice_in_dim(ctx.y, ctx.t - T, T + 1).astype(ctx.mom_M.dtype)
         return solve_mean_field(ctx.mom_M[slots], ctx.mom_S[slots], yw, self.cost), slots, yw
 
