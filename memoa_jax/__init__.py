@@ -37,6 +37,7 @@ from ._moments import second_moment_operator as second_moment_operator
 from ._online_gradient import OnlineGradient as OnlineGradient
 from ._tune import TuneResult as TuneResult
 from ._tune import objective as objective
+from ._tune import step_memory as step_memory
 from ._tune import tunable as tunable
 from ._tune import tune as tune
 from ._tune import with_params as with_params

@@ -5,9 +5,10 @@ The online loop (`simulate`) is one pure `lax.scan`, smooth in the cost weights 
 run's RMSE can be differentiated with `jax.grad` (reverse mode through every step, every
 hindsight window and every Riccati recursion) and lowered with an optax optimiser.
 
-Parameterisation (positivity without clipping): every tuned value is `softplus(u)` of an
-unconstrained `u`, except the mean-field coupling, which may be negative down to `−q`
-(spec §3): `λ = softplus(u) − q`, so that `q + λ > 0` always holds.
+Parameterisation (positivity without clipping): every tuned value is `v₀ · softplus(u)` of
+an unconstrained `u` starting at `softplus⁻¹(1)` (`v₀` the start value, so that a step in
+`u` is a relative change), except the mean-field coupling, which may be negative down to
+`−q` (spec §3): `λ = (q + λ₀) · softplus(u) − q`, so that `q + λ > 0` always holds.
 
 Objectives (over the agents of one method; `r_i` = agent i's RMSE over the span):
 * "worst": the worst-agent RMSE smoothed by a log-mean-exp of temperature `τ`,
@@ -80,29 +81,43 @@ def _check(sim: Simulation, names: Sequence[str]):
         raise ValueError("nothing to tune: got an empty list of hyper-parameters")
 
 
-def _shift(sim: Simulation, name: str):
-    """`value = softplus(u) − shift`: `q` for λ (so that λ > −q), 0 otherwise."""
+def _shift(sim: Simulation, name: str) -> float:
+    """`q` for λ (so that λ > −q), 0 otherwise."""
     return float(sim.methods[0].cost.q) if name == "lam" else 0.0
 
 
+_U0 = math.log(math.expm1(1.0))  # softplus⁻¹(1)
+
+
 def to_unconstrained(sim: Simulation, names: Sequence[str]) -> dict[str, Array]:
-    """The current values of `names` in `sim`, mapped to `u` (inverse softplus)."""
+    """The starting point in `u`: `softplus⁻¹(1)` for every name (see `constrained`).
+
+    Returns strongly typed arrays, so that the optimiser's updates keep their type and the
+    jitted update compiles once.
+
+    Raises:
+        ValueError: a name that cannot be tuned, or a start value at its bound (e.g. α = 0).
+    """
     _check(sim, names)
-    out = {}
     for n in names:
         value, shift = float(_where(n)(sim)), _shift(sim, n)
-        v = value + shift
-        if not v > 0:
+        if not value + shift > 0:
             raise ValueError(f"cannot tune from {n}={value}: need {n} > {-shift}")
-        # softplus⁻¹(v) = log(eᵛ − 1); a strongly typed array, so that the optimiser's
-        # updates keep its type and the jitted update compiles once
-        out[n] = jnp.asarray(v + math.log(-math.expm1(-v)), dtype=jnp.result_type(float))
-    return out
+    return {n: jnp.asarray(_U0, dtype=jnp.result_type(float)) for n in names}
 
 
 def constrained(sim: Simulation, u: dict[str, Array]) -> dict[str, Array]:
-    """The hyper-parameter values `softplus(u) − shift` (see the module docstring)."""
-    return {n: jax.nn.softplus(v) - _shift(sim, n) for n, v in u.items()}
+    """Values `(v₀ + shift) · softplus(u) − shift`, `v₀` the value in `sim` (the start).
+
+    Scaled by the start value, a step in `u` moves every value by the same relative amount
+    whatever its magnitude (γ = 15 and α = 10⁻⁴ alike); `softplus > 0` keeps γ, α, κ and
+    the learning rate positive and λ above `−q`.
+    """
+    out = {}
+    for n, v in u.items():
+        shift = _shift(sim, n)
+        out[n] = (float(_where(n)(sim)) + shift) * jax.nn.softplus(v) - shift
+    return out
 
 
 def with_params(sim: Simulation, values: dict[str, Array | float]) -> Simulation:
@@ -150,6 +165,54 @@ def make_loss(
         return objective(res, sim.methods[0].name, kind, temperature)
 
     return loss
+
+
+def make_update(
+    names: Sequence[str],
+    opt: optax.GradientTransformation,
+    kind: str = "worst",
+    temperature: float = 0.05,
+    remat: bool = False,
+) -> Callable:
+    """One jitted tuning step `update(u, opt_state, sim, x, y, key) -> (loss, u', state')`:
+    a full run, its reverse-mode gradient in `u` and one optax update."""
+    loss = make_loss(names, kind, temperature, remat)
+
+    @eqx.filter_jit
+    def update(u, opt_state, sim, x, y, key):
+        value, grad = jax.value_and_grad(loss)(u, sim, x, y, key)
+        updates, opt_state = opt.update(grad, opt_state, u)
+        return value, optax.apply_updates(u, updates), opt_state
+
+    return update
+
+
+def step_memory(
+    sim: Simulation,
+    x: Float[Array, "time d_x"],
+    y: Float[Array, "time d"],
+    *,
+    key: PRNGKeyArray,
+    names: Sequence[str] | None = None,
+    kind: str = "worst",
+    temperature: float = 0.05,
+    remat: bool = False,
+) -> dict[str, int]:
+    """Bytes of one compiled tuning step (`make_update`), from XLA's memory analysis of the
+    compiled program (nothing runs): `temp` (the peak of intermediates, which holds what the
+    backward pass keeps), `argument`, `output` and `peak = temp + argument + output`."""
+    names = tuple(tunable(sim, kind) if names is None else names)
+    _check_objective(kind, temperature)
+    u = to_unconstrained(sim, names)
+    opt = optax.adam(0.05)
+    update = make_update(names, opt, kind, temperature, remat)
+    mem = update.lower(u, opt.init(u), sim, x, y, key).compile().compiled.memory_analysis()
+    out = dict(
+        temp=int(mem.temp_size_in_bytes),
+        argument=int(mem.argument_size_in_bytes),
+        output=int(mem.output_size_in_bytes),
+    )
+    return dict(out, peak=sum(out.values()))
 
 
 class TuneResult(NamedTuple):
@@ -213,14 +276,7 @@ def tune(
     _check_objective(kind, temperature)
     u = to_unconstrained(sim, names)
     opt = optax.adam(0.05) if optimizer is None else optimizer
-    loss = make_loss(names, kind, temperature, remat)
-
-    @eqx.filter_jit
-    def update(u, opt_state, sim, x, y, key):
-        value, grad = jax.value_and_grad(loss)(u, sim, x, y, key)
-        updates, opt_state = opt.update(grad, opt_state, u)
-        return value, optax.apply_updates(u, updates), opt_state
-
+    update = make_update(names, opt, kind, temperature, remat)
     to_float = lambda u: {n: float(v) for n, v in constrained(sim, u).items()}
     opt_state = opt.init(u)
     losses, history = [], []

@@ -73,7 +73,7 @@ def test_remat_scan_equals_plain_scan(logistic, getkey):
 
 
 def test_parameterisation_keeps_ranges():
-    """softplus maps back the starting values; λ = softplus(u) − q stays above −q."""
+    """The start maps back to the start values; λ = (q + λ₀) softplus(u) − q stays above −q."""
     sim = _sim(mj.MeanFieldGame(mj.CostParams(q=2.0, lam=-1.5, gamma=3.0, alpha=1e-4)))
     u = to_unconstrained(sim, ("lam", "gamma", "alpha"))
     back = constrained(sim, u)
