@@ -98,6 +98,7 @@ def _write_atomic(path: Path, write):
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are ordinary files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -56,6 +56,8 @@ def tunable(sim: Simulation, kind: str = "server") -> tuple[str, ...]:
     with the ridge server when the objective `kind` is "server" (the agents never see the
     server's weights, so κ does not move the agents' RMSE).
     """
+    if len(sim.methods) != 1:
+        raise ValueError(f"tune one method at a time, got methods={[m.name for m in sim.methods]}")
     (m,) = sim.methods
     if isinstance(m, OnlineGradient):
         names = ("learning_rate",)
@@ -69,8 +71,6 @@ def tunable(sim: Simulation, kind: str = "server") -> tuple[str, ...]:
 
 def _check(sim: Simulation, names: Sequence[str]):
     """One method, and names that can be tuned for it with some objective."""
-    if len(sim.methods) != 1:
-        raise ValueError(f"tune one method at a time, got methods={[m.name for m in sim.methods]}")
     allowed = tunable(sim)
     for n in names:
         if n not in allowed:

@@ -458,6 +458,7 @@ def _write_outputs(out: Path, args, data, sim, hp, summary, steps):
                 q=args.q,
                 lam=args.lam,
                 sync_every=args.sync_every,
+                ogd_lr=args.ogd_lr,
                 seeds=list(range(args.seed, args.seed + args.seeds)),
                 **hp,
             ),

@@ -9,6 +9,25 @@ from memoa_jax.cli import main
 TINY = ["--dataset", "logistic", "--rows", "30", "-n", "4", "--no-progress"]
 
 
+def test_tune_online_gradient_round_trip(tmp_path, capsys):
+    """Tune the ogd_sgd learning rate (a cheap loop); `run --params` uses the tuned value."""
+    out = tmp_path / "tune_ogd"
+    argv = ["tune", *TINY, "--methods", "ogd_sgd", "--objective", "avg", "--steps", "3"]
+    assert main([*argv, "--eval-seeds", "1", "--out", str(out)]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert list(record["params"]) == ["learning_rate"] and record["method"] == "ogd_sgd"
+    assert record["default_params"] == {"learning_rate": 0.05}
+    assert min(record["losses"]) == record["train"]["objective_tuned"] <= record["losses"][0]
+    assert "held-out avg" in capsys.readouterr().out
+    run_out = tmp_path / "run"
+    argv = ["run", *TINY, "--seeds", "1", "--methods", "ogd_sgd", "--out", str(run_out)]
+    assert main([*argv, "--params", str(out.with_suffix(".json"))]) == 0
+    config = json.loads((run_out / "results.json").read_text())["config"]
+    assert config["ogd_lr"] == record["params"]["learning_rate"] != 0.05
+
+
+@pytest.mark.slow
 def test_tune_writes_params_that_run_loads(tmp_path, capsys):
     out = tmp_path / "tune_tiny"
     assert main(["tune", *TINY, "--steps", "2", "--eval-seeds", "2", "--out", str(out)]) == 0

@@ -68,21 +68,19 @@ def test_matches_numpy_reference(logistic, getkey, optimizer, lr, decay):
 
 
 def test_beside_the_other_methods(logistic, getkey):
-    """Joined to MEMOA and G1 in one loop, it sees the same draws as alone, and leaves the
-    others' results unchanged (its per-agent optimiser state rides in the carry)."""
+    """Joined to G1 in one loop, it sees the same draws as alone (its per-agent optimiser
+    state rides in the carry beside G1's state-free one). That the other methods are
+    unchanged by the carried state is `test_reference.py`'s bit-for-bit check."""
     cost = mj.CostParams(gamma=15.0, alpha=1e-4)
     ogd = mj.OnlineGradient(optimizer="adam", name="ogd_adam")
-    base = mj.default_methods(cost)[:2]
+    base = mj.default_methods(cost)[1:2]
     sim = mj.Simulation(
         n_agents=5, encoder=mj.RFNEncoder(d=1, d_x=1, p=3), methods=(*base, ogd), cost=cost
     )
     key, run = getkey(), eqx.filter_jit(mj.simulate)
     joint = run(sim, *logistic, key=key)
     alone = run(eqx.tree_at(lambda s: s.methods, sim, (ogd,)), *logistic, key=key)
-    without = run(eqx.tree_at(lambda s: s.methods, sim, base), *logistic, key=key)
     assert tree_allclose(joint.summary["ogd_adam"], alone.summary["ogd_adam"], rtol=1e-12)
-    for m in base:
-        assert tree_allclose(joint.summary[m.name], without.summary[m.name], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(

@@ -41,9 +41,11 @@ def _central_differences(loss, u, args, eps=1e-6):
 @pytest.mark.parametrize(
     "method,kind,remat",
     [
-        ("memoa", "worst", True),  # λ, γ, α through windows, Riccati recursions and warm-up
-        ("memoa", "server", False),  # the same plus the server ridge κ
-        ("ogd_adam", "avg", False),  # the learning rate through Adam's update
+        # λ, γ, α through windows, Riccati recursions and warm-up, the server ridge κ, and
+        # the checkpointed (remat) backward pass
+        ("memoa", "server", True),
+        ("ogd_adam", "worst", False),  # the learning rate through Adam; smoothed worst agent
+        pytest.param("memoa", "worst", False, marks=pytest.mark.slow),
     ],
 )
 def test_gradient_matches_central_differences(logistic, getkey, method, kind, remat):
@@ -90,19 +92,22 @@ def test_smoothed_worst_lies_between_mean_and_max(logistic, getkey):
         assert r.mean() <= v <= r.max() and v >= r.max() - temp * r.mean() * np.log(r.size)
 
 
-def test_tune_lowers_training_objective(logistic, getkey):
-    sim, key = _sim(), getkey()
+@pytest.mark.parametrize("method", ["ogd_sgd", pytest.param("memoa", marks=pytest.mark.slow)])
+def test_tune_lowers_training_objective(logistic, getkey, method):
+    m = mj.OnlineGradient(learning_rate=0.05) if method == "ogd_sgd" else None
+    sim, key = _sim(m), getkey()
     calls = []
     out = mj.tune(
         sim, *logistic, key=key, kind="avg", steps=4, callback=lambda i, v: calls.append(i)
     )
     assert calls == list(range(5)) and len(out.losses) == 5 and len(out.history) == 5
-    assert out.initial == pytest.approx({"lam": 0.5, "gamma": 15.0, "alpha": 0.1})
+    start = {"learning_rate": 0.05} if m else {"lam": 0.5, "gamma": 15.0, "alpha": 0.1}
+    assert out.initial == pytest.approx(start)
     assert out.losses[out.best_step] == min(out.losses) < out.losses[0]
     # the chosen values reproduce their loss through `with_params`
     again = eqx.filter_jit(mj.simulate)(mj.with_params(sim, out.values), *logistic, key=key)
     np.testing.assert_allclose(
-        float(again.summary["memoa"].avg_rmse), out.losses[out.best_step], rtol=1e-12
+        float(again.summary[method].avg_rmse), out.losses[out.best_step], rtol=1e-12
     )
 
 
