@@ -34,5 +34,12 @@ from ._mixture import ridge_weights as ridge_weights
 from ._mixture import ridge_weights_dense as ridge_weights_dense
 from ._moments import rfn_moments as rfn_moments
 from ._moments import second_moment_operator as second_moment_operator
+from ._online_gradient import OnlineGradient as OnlineGradient
+from ._tune import TuneResult as TuneResult
+from ._tune import objective as objective
+from ._tune import step_memory as step_memory
+from ._tune import tunable as tunable
+from ._tune import tune as tune
+from ._tune import with_params as with_params
 
 __version__ = "0.1.0"

@@ -11,6 +11,7 @@ State holds only per-agent arrays (predictions, a ring of the last `H` feature d
 error and cost accumulators) plus N-independent ring buffers of the population moments.
 """
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -220,6 +221,29 @@ def _validate_data(sim: Simulation, x, y):
         )
 
 
+def _scan(step, init, n_steps: int):
+    return lax.scan(step, init, jnp.arange(n_steps))
+
+
+def _scan_remat(step, init, n_steps: int):
+    """`_scan` with two-level checkpointing: `n_steps = k·n_seg + rest`, `k = ⌊√n_steps⌋`.
+
+    The outer scan over segments saves only each segment's input state; the backward pass
+    re-runs one segment at a time, whose (checkpointed) steps save only their input state.
+    Peak: about `n_seg + k ≈ 2√T` copies of the carry instead of T steps of activations.
+    """
+    k = max(1, math.isqrt(n_steps))
+    n_seg, rest = divmod(n_steps, k)
+    step = jax.checkpoint(step)
+    segment = jax.checkpoint(lambda carry, ts: lax.scan(step, carry, ts))
+    final, steps = lax.scan(segment, init, jnp.arange(n_seg * k).reshape(n_seg, k))
+    steps = jax.tree.map(lambda a: a.reshape((n_seg * k,) + a.shape[2:]), steps)
+    if rest:
+        final, tail = lax.scan(step, final, jnp.arange(n_seg * k, n_steps))
+        steps = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), steps, tail)
+    return final, steps
+
+
 def simulate(
     sim: Simulation,
     x: Float[Array, "time d_x"],
@@ -229,6 +253,7 @@ def simulate(
     progress: Callable[[int], None] | None = None,
     mesh: jax.sharding.Mesh | None = None,
     n_active: int | Array | None = None,
+    remat: bool = False,
 ) -> SimResult:
     """Run the online protocol over the whole series (spec §7.1).
 
@@ -248,6 +273,10 @@ def simulate(
             `sim.n_agents` (it may be a traced value). Agent `i` is the same in any
             population, so this equals a run with `n_agents=n_active`, whose agents are the
             first slots here. None: all N. Padding slots of `agent_rmse` are NaN.
+        remat: for reverse-mode differentiation (`jax.grad` through the loop): checkpoint the
+            scanned step in segments of about √T steps (`jax.checkpoint`), so the backward pass
+            keeps O(√T) copies of the per-agent state instead of every step's activations
+            (O(N √T) memory, not O(N T)), for about one extra forward pass. Same values.
 
     Returns:
         A `SimResult`. Wrap the call in `jax.jit` / `eqx.filter_jit` once, outside.
@@ -306,7 +335,10 @@ def simulate(
             z_next=draw_features(params, noise_keys, 0),
             mom_M=jnp.zeros((R, d, p), sdt),
             mom_S=jnp.zeros((R, d, p, d, p), sdt),
-            methods={m.name: MethodState(y0, jnp.zeros((R, d, N), dt)) for m in sim.methods},
+            methods={
+                m.name: MethodState(y0, jnp.zeros((R, d, N), dt), m.init_extra(N, p, dt))
+                for m in sim.methods
+            },
             acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
         ),
         h2,
@@ -338,7 +370,7 @@ def simulate(
         for m in sim.methods:
             ms, a = state.methods[m.name], state.acc[m.name]
             # CLIENT UPDATE
-            base, beta, y_hat_next = m.step(ctx, ms)
+            base, beta, y_hat_next, extra = m.step_extra(ctx, ms)
             # SERVER MIXTURE: weights fitted on (Ŷ_t, y_t), applied to Ŷ_{t+1}
             srv = sim.server.predict(ms.yhat, y_t, y_hat_next, a.sse, pop)
             # METRICS
@@ -356,7 +388,7 @@ def simulate(
                 mean_field_se=jnp.sum((y_next - ybar_next) ** 2),
             )
             acc[m.name] = _Acc(a.sse + sq, a.cost + stage)
-            methods[m.name] = MethodState(y_hat_next, _ring_set(ms.yhat_ring, slot, base))
+            methods[m.name] = MethodState(y_hat_next, _ring_set(ms.yhat_ring, slot, base), extra)
 
         new = _shard_state(
             shard,
@@ -377,7 +409,7 @@ def simulate(
         return new, stats
 
     n_steps = x.shape[0] - 1
-    final, steps = lax.scan(step, init, jnp.arange(n_steps))
+    final, steps = (_scan_remat if remat else _scan)(step, init, n_steps)
 
     summary, agent_rmse = {}, {}
     for m in sim.methods:

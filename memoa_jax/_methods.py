@@ -15,7 +15,7 @@ data and the same feature draws `Zⁱ_t`, so they run side by side in one scan.
 """
 
 import abc
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import equinox as eqx
 import jax
@@ -50,6 +50,7 @@ class StepContext(NamedTuple):
 class MethodState(NamedTuple):
     yhat: Float[Array, "d n"]  # each agent's prediction of y_t
     yhat_ring: Float[Array, "R d n"]  # the states it built on at times t−R..t−1 (ring, R = H+1)
+    extra: Any = None  # per-agent state of a learning method (agent axis last), e.g. optax's
 
 
 def _slot_times(t, R: int):
@@ -89,6 +90,15 @@ class AbstractMethod(eqx.Module):
         self, ctx: StepContext, state: MethodState
     ) -> tuple[Float[Array, "d n"], Float[Array, "p n"], Float[Array, "d n"]]:
         """Return `(base state ŷ_t, control β_t, next prediction ŷ_{t+1})`."""
+
+    def init_extra(self, n_agents: int, p: int, dtype) -> Any:
+        """Initial per-agent state of a method that carries one (`MethodState.extra`)."""
+        del n_agents, p, dtype
+        return None
+
+    def step_extra(self, ctx: StepContext, state: MethodState):
+        """`step`, plus the next `MethodState.extra` (what the loop calls)."""
+        return (*self.step(ctx, state), state.extra)
 
 
 def _advance(yhat, z, beta, batch_size):

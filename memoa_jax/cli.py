@@ -24,6 +24,7 @@ DATASET_DEFAULTS = {
     "ecb": dict(alpha=1e-2, gamma=10.0, sigma=1.0, features=6, ridge_window=5, window=2),
 }
 METHOD_NAMES = ("memoa", "g1_ridge", "g2_myopic", "g3_independent", "g4_follow_mean")
+OGD_NAMES = ("ogd_sgd", "ogd_adam")  # online-gradient baselines: selectable, not run by default
 
 
 class UsageError(Exception):
@@ -56,9 +57,9 @@ def _parser():
 
 def _command_modules():
     """The other sub-commands, in the order `memoa --help` lists them."""
-    from . import _cmd_bench, _cmd_sweep
+    from . import _cmd_bench, _cmd_sweep, _cmd_tune
 
-    return [_cmd_sweep, _cmd_bench]
+    return [_cmd_sweep, _cmd_bench, _cmd_tune]
 
 
 def add_model_options(r):
@@ -100,7 +101,11 @@ def add_model_options(r):
     r.add_argument(
         "--methods",
         default=",".join(METHOD_NAMES),
-        help="comma-separated subset of " + ", ".join(METHOD_NAMES),
+        help="comma-separated subset of " + ", ".join(METHOD_NAMES + OGD_NAMES),
+    )
+    r.add_argument("--ogd-lr", type=float, default=0.05, help="ogd_*: agents' learning rate")
+    r.add_argument(
+        "--params", type=Path, help="JSON of hyper-parameters (`memoa tune`'s output) to use"
     )
 
 
@@ -190,6 +195,7 @@ def build(args):
 
     import memoa_jax as mj
 
+    apply_params_file(args)
     try:
         data = _load_data(args)
         if args.rows is not None:
@@ -216,7 +222,10 @@ def build(args):
     )
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in names:
-        _check(m in METHOD_NAMES, f"unknown method {m!r}; choose from {', '.join(METHOD_NAMES)}")
+        _check(
+            m in METHOD_NAMES + OGD_NAMES,
+            f"unknown method {m!r}; choose from {', '.join(METHOD_NAMES + OGD_NAMES)}",
+        )
     _check(bool(names), "--methods is empty")
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
@@ -236,6 +245,10 @@ def build(args):
             sync_every=args.sync_every,
             mean_field=args.mean_field,
         )
+        methods += tuple(
+            mj.OnlineGradient(cost, optimizer=n[4:], learning_rate=args.ogd_lr, name=n)
+            for n in OGD_NAMES
+        )
         methods = tuple(m for m in methods if m.name in names)
         sim = mj.Simulation(
             n_agents=args.n_agents,
@@ -250,6 +263,35 @@ def build(args):
     except ValueError as e:
         raise UsageError(str(e)) from None
     return data, sim, hp
+
+
+PARAMS_FILE_KEYS = {"lam": "lam", "gamma": "gamma", "alpha": "alpha", "kappa": "kappa"}
+PARAMS_FILE_KEYS["learning_rate"] = "ogd_lr"
+
+
+def apply_params_file(args):
+    """`--params FILE`: its "params" object (or the file's top level) replaces the options
+    it names (lam, gamma, alpha, kappa; learning_rate sets --ogd-lr)."""
+    if getattr(args, "params", None) is None:
+        return
+    _check(args.params.is_file(), f"--params: no such file {str(args.params)!r}")
+    try:
+        record = json.loads(args.params.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UsageError(f"--params {args.params}: not JSON ({e})") from None
+    values = record.get("params", record) if isinstance(record, dict) else None
+    _check(isinstance(values, dict), f"--params {args.params}: need a JSON object of values")
+    for k, v in values.items():
+        _check(
+            k in PARAMS_FILE_KEYS,
+            f"--params {args.params}: unknown hyper-parameter {k!r} "
+            f"(known: {', '.join(PARAMS_FILE_KEYS)})",
+        )
+        _check(
+            isinstance(v, (int, float)) and not isinstance(v, bool),
+            f"--params {args.params}: {k} must be a number, got {v!r}",
+        )
+        setattr(args, PARAMS_FILE_KEYS[k], float(v))
 
 
 def _runtime_message(e: Exception) -> str:
@@ -416,6 +458,7 @@ def _write_outputs(out: Path, args, data, sim, hp, summary, steps):
                 q=args.q,
                 lam=args.lam,
                 sync_every=args.sync_every,
+                ogd_lr=args.ogd_lr,
                 seeds=list(range(args.seed, args.seed + args.seeds)),
                 **hp,
             ),

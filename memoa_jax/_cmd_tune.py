@@ -1,0 +1,332 @@
+"""`memoa tune`: gradient descent on a method's hyper-parameters through the whole loop.
+
+The series is split in time: the first `--train-frac` of the rows is the training span, on
+which every optimiser step runs the full online loop and differentiates the objective
+(`memoa_jax.tune`). The held-out span is scored by RESTARTING the loop on the held-out
+rows (agents start at the last training observation, as every run starts at its first row;
+encoders, warm-up and server are fresh), for the spec's default values and for the tuned
+ones, on the same seeds — so both figures come from the same protocol and no held-out
+target is seen while tuning. Writes `<out>.json` (the chosen values under "params", which
+`memoa run --params <out>.json` loads) and `<out>.png` (loss curve and the values' paths).
+"""
+
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from .cli import UsageError, _check, _runtime_message, add_model_options, build
+
+
+def add_parser(sub):
+    s = sub.add_parser(
+        "tune",
+        help="tune a method's hyper-parameters by gradient descent through the online loop",
+        description="Differentiate the chosen objective through the whole online loop on the "
+        "training span and lower it with optax; score the held-out span for the default and "
+        "the tuned values; write OUT.json (loadable by `memoa run --params`) and OUT.png.",
+    )
+    s.add_argument("-n", "--n-agents", type=int, default=1000, help="population size N")
+    add_model_options(s)
+    s.set_defaults(methods="memoa")
+    s.add_argument(
+        "--objective",
+        choices=("worst", "avg", "server"),
+        default="worst",
+        help="worst: worst-agent RMSE smoothed by log-mean-exp; avg: average RMSE; "
+        "server: server-mixture RMSE (default worst)",
+    )
+    s.add_argument(
+        "--temperature",
+        type=float,
+        default=0.05,
+        help="worst: log-mean-exp temperature, relative to the mean agent RMSE (default 0.05)",
+    )
+    s.add_argument(
+        "--tune",
+        help="comma-separated hyper-parameters to move (default: all of the method's: "
+        "lam,gamma,alpha for MEMOA; kappa too with --objective server; learning_rate for ogd_*)",
+    )
+    s.add_argument("--steps", type=int, default=40, help="optimiser steps (default 40)")
+    s.add_argument(
+        "--lr", type=float, default=0.05, help="Adam step size on softplus⁻¹ of the values"
+    )
+    s.add_argument(
+        "--train-frac", type=float, default=0.7, help="fraction of rows to tune on (default 0.7)"
+    )
+    s.add_argument("--seed", type=int, default=0, help="training seed (shared by every step)")
+    s.add_argument(
+        "--eval-seeds", type=int, default=3, help="held-out: seeds SEED..SEED+K-1 (default 3)"
+    )
+    s.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    s.add_argument("--batch-size", type=int, help="process agents in chunks of this size")
+    s.add_argument(
+        "--remat",
+        action="store_true",
+        help="checkpoint the loop for the backward pass (O(N sqrt T) memory, not O(N T))",
+    )
+    s.add_argument(
+        "--memory",
+        action="store_true",
+        help="only report the memory of one compiled tuning step (XLA's memory analysis of "
+        "value_and_grad + update; nothing runs, nothing is written) and exit",
+    )
+    s.add_argument(
+        "--out", type=Path, help="output path without extension (default runs/tune_<dataset>)"
+    )
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    s.set_defaults(func=main, seeds=1)
+
+
+def _split(args, data, hp):
+    _check(0 < args.train_frac < 1, f"--train-frac must be in (0, 1), got {args.train_frac}")
+    n_train = round(args.train_frac * data.n_rows)
+    held = data.n_rows - n_train + 1  # the held-out run starts at the last training row
+    need = hp["window"] + 2
+    _check(
+        n_train >= need and held >= need,
+        f"--train-frac {args.train_frac}: {n_train} training and {held - 1} held-out rows of "
+        f"{data.n_rows}; each span needs more than window+1={need - 1} rows",
+    )
+    return n_train
+
+
+def _write_atomic(path: Path, write):
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are ordinary files
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def plot_tune(losses, history, *, title: str, objective: str, held: dict):
+    """Training objective per step and each hyper-parameter's path; held-out marks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(history[0])
+    fig, axes = plt.subplots(1, 1 + len(names), figsize=(4.2 * (1 + len(names)), 3.6))
+    steps = np.arange(len(losses))
+    ax = axes[0]
+    ax.plot(steps, losses, lw=1.8, label="training span")
+    ax.axhline(held["default"], color="grey", ls="--", lw=1, label="held-out, default")
+    ax.axhline(held["tuned"], color="C3", ls="--", lw=1, label="held-out, tuned")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(objective)
+    ax.legend(fontsize=8)
+    for ax, n in zip(axes[1:], names):
+        ax.plot(steps, [h[n] for h in history], lw=1.5)
+        ax.set_xlabel("optimiser step")
+        ax.set_title(n)
+        if n != "lam" and min(h[n] for h in history) > 0:
+            ax.set_yscale("log")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def main(args) -> int:
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    from tqdm.auto import tqdm
+
+    import memoa_jax as mj
+
+    data, sim, hp = build(args)
+    _check(len(sim.methods) == 1, f"--methods: tune one method at a time, got {args.methods!r}")
+    _check(args.steps >= 0, f"--steps must be >= 0, got {args.steps}")
+    _check(args.lr > 0, f"--lr must be positive, got {args.lr}")
+    _check(args.temperature > 0, f"--temperature must be positive, got {args.temperature}")
+    _check(args.eval_seeds >= 1, f"--eval-seeds must be at least 1, got {args.eval_seeds}")
+    n_train = _split(args, data, hp)
+    name = sim.methods[0].name
+    names = (
+        mj.tunable(sim, args.objective)
+        if args.tune is None
+        else tuple(n.strip() for n in args.tune.split(",") if n.strip())
+    )
+    allowed = mj.tunable(sim, "server")
+    for n in names:
+        _check(n in allowed, f"--tune: cannot tune {n!r} for {name}; choose from {allowed}")
+    _check(bool(names), "--tune is empty")
+    out = args.out or Path("runs") / f"tune_{data.name}"
+    paths = [out.with_name(out.name + ext) for ext in (".json", ".png")]
+    for p in paths:
+        _check(not p.exists(), f"output {str(p)!r} exists; choose another --out")
+    _check(out.parent.is_dir() or not out.parent.exists(), f"--out: {str(out.parent)!r} is a file")
+
+    x, y = jnp.asarray(data.x), jnp.asarray(data.y)
+    x_tr, y_tr = x[:n_train], y[:n_train]
+    x_ho, y_ho = x[n_train - 1 :], y[n_train - 1 :]
+    print(
+        f"memoa tune: {name} on {data.name} ({data.n_rows} rows: {n_train} training, "
+        f"{data.n_rows - n_train} held-out), N={sim.n_agents:,}, objective {args.objective}"
+        + (f" (temperature {args.temperature})" if args.objective == "worst" else "")
+        + f", tuning {', '.join(names)} with Adam({args.lr}) for {args.steps} steps"
+        + (", remat" if args.remat else "")
+    )
+    key = jax.random.key(args.seed)
+    if args.memory:
+        memory = mj.step_memory(
+            sim,
+            x_tr,
+            y_tr,
+            key=key,
+            names=names,
+            kind=args.objective,
+            temperature=args.temperature,
+            remat=args.remat,
+        )
+        print(
+            f"compiled tuning step (value_and_grad + update), N={sim.n_agents:,}, "
+            f"{n_train - 1} steps, remat={args.remat}: peak {memory['peak'] / 2**30:.3f} GiB "
+            f"(temporaries {memory['temp'] / 2**30:.3f} GiB, arguments "
+            f"{memory['argument'] / 2**20:.2f} MiB, outputs {memory['output'] / 2**20:.2f} MiB)"
+        )
+        return 0
+
+    bar = tqdm(total=args.steps + 1, disable=args.no_progress, leave=False, file=sys.stderr)
+    bar.set_description("compiling")
+
+    def progress(i, value):
+        bar.set_description("tuning")
+        bar.set_postfix_str(f"{args.objective}={value:.5g}")
+        bar.update(1)
+
+    try:
+        res = mj.tune(
+            sim,
+            x_tr,
+            y_tr,
+            key=key,
+            names=names,
+            kind=args.objective,
+            temperature=args.temperature,
+            steps=args.steps,
+            optimizer=optax.adam(args.lr),
+            remat=args.remat,
+            callback=progress,
+        )
+        bar.close()
+        run = eqx.filter_jit(mj.simulate)
+        seeds = list(range(args.seed, args.seed + args.eval_seeds))
+        held = {}
+        for label, values in (("default", res.initial), ("tuned", res.values)):
+            one = mj.with_params(sim, values)
+            per_seed = []
+            for s in seeds:
+                r = run(one, x_ho, y_ho, key=jax.random.key(s))
+                sm = r.summary[name]
+                per_seed.append(
+                    dict(
+                        objective=float(mj.objective(r, name, args.objective, args.temperature)),
+                        worst_rmse=float(sm.worst_rmse),
+                        avg_rmse=float(sm.avg_rmse),
+                        server_rmse=float(sm.server_rmse),
+                    )
+                )
+            held[label] = {k: float(np.mean([p[k] for p in per_seed])) for k in per_seed[0]}
+            held[label]["per_seed"] = per_seed
+    except Exception as e:  # runtime checks inside the compiled loop (singular R̃, ...)
+        bar.close()
+        if isinstance(e, (UsageError, KeyboardInterrupt)):
+            raise
+        print(f"memoa: error: {name}: {_runtime_message(e)}", file=sys.stderr)
+        return 1
+
+    _print_report(args, res, held, n_train)
+    record = dict(
+        command="memoa " + " ".join(sys.argv[1:]),
+        params={n: res.values[n] for n in names},
+        default_params=res.initial,
+        method=name,
+        dataset=dict(name=data.name, rows=data.n_rows, credit=data.credit),
+        objective=args.objective,
+        temperature=args.temperature if args.objective == "worst" else None,
+        train=dict(
+            rows=[0, n_train],
+            seed=args.seed,
+            objective_default=res.losses[0],
+            objective_tuned=res.losses[res.best_step],
+            best_step=res.best_step,
+        ),
+        held_out=dict(
+            rows=[n_train, data.n_rows],
+            protocol="restart: the loop is run afresh on rows n_train-1.. (agents start at the "
+            "last training observation) and scored on the held-out targets",
+            seeds=seeds,
+            **held,
+        ),
+        config=dict(
+            n_agents=sim.n_agents,
+            homogeneity=sim.homogeneity,
+            dtype=args.dtype,
+            server=args.server,
+            q=args.q,
+            lam=args.lam,
+            kappa=args.kappa,
+            optimizer=f"adam({args.lr})",
+            steps=args.steps,
+            remat=args.remat,
+            **hp,
+        ),
+        device=str(jax.devices()[0]),
+        jax_version=jax.__version__,
+        losses=res.losses,
+        history=res.history,
+    )
+    title = (
+        f"memoa tune: {name} on {data.name}, N={sim.n_agents:,}, objective {args.objective}; "
+        f"held-out {held['default']['objective']:.4g} (default) -> "
+        f"{held['tuned']['objective']:.4g} (tuned)"
+    )
+    fig = plot_tune(
+        res.losses,
+        res.history,
+        title=title,
+        objective=args.objective,
+        held={k: held[k]["objective"] for k in ("default", "tuned")},
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(paths[1], lambda p: fig.savefig(p, dpi=110, format="png"))
+    _write_atomic(paths[0], lambda p: p.write_text(json.dumps(record, indent=1)))
+    print(f"\nwrote {paths[0]} and {paths[1]}")
+    return 0
+
+
+def _print_report(args, res, held, n_train):
+    def fmt(v):
+        return f"{v:.5g}" if math.isfinite(v) else str(v)
+
+    print("\n" + ", ".join(f"{n}: {res.initial[n]:.4g} -> {res.values[n]:.4g}" for n in res.values))
+    print(f"(best of {len(res.losses)} iterates: step {res.best_step})")
+    cols = ("", f"train {args.objective}", f"held-out {args.objective}", "worst", "avg", "server")
+    rows = [
+        (
+            label,
+            fmt(res.losses[0] if label == "default" else res.losses[res.best_step]),
+            fmt(held[label]["objective"]),
+            fmt(held[label]["worst_rmse"]),
+            fmt(held[label]["avg_rmse"]),
+            fmt(held[label]["server_rmse"]),
+        )
+        for label in ("default", "tuned")
+    ]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    line = lambda r: "  ".join(v.rjust(w) for v, w in zip(r, widths))  # noqa: E731
+    print(f"held-out: mean over {args.eval_seeds} seed(s); worst/avg/server are plain RMSEs")
+    print(line(cols))
+    for r in rows:
+        print(line(r))

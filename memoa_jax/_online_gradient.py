@@ -1,0 +1,102 @@
+"""Online-gradient agents: the greedy learner a federated-learning user would try first.
+
+Each agent keeps a readout `βⁱ` (the control of `ŷⁱ_{t+1} = ŷⁱ_t + Zⁱ_t βⁱ_t`, as in every
+method here) and, at step `t`, once `y_t` is observed, takes one optax step on its own
+one-step loss of the last prediction,
+
+    ℓⁱ_t(β) = ‖y_t − ŷⁱ_{t−1} − Zⁱ_{t−1} β‖² + δ‖β‖²,        (G1's loss with T_c = 1, spec §7.2)
+
+then predicts with the updated readout: `βⁱ_t = βⁱ_{t−1} + update(∇ℓⁱ_t)`,
+`ŷⁱ_{t+1} = ŷⁱ_t + Zⁱ_t βⁱ_t`. Readouts start at 0; at `t = 0` the loss has no data
+(`Zⁱ_{−1} = 0`) and its gradient is `2δβ = 0`. The update is written for one agent and
+`vmap`ped (agent axis last); the readout and the optimiser state are the per-agent
+`MethodState.extra`. No mean field, no server, no coupling: purely local.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+
+from ._agents import advance, map_agents
+from ._custom_types import Array, Float
+from ._mean_field import CostParams
+from ._methods import AbstractMethod, StepContext
+
+OPTIMIZERS = ("sgd", "adam")
+EPS_ROOT = 1e-12
+
+
+class OnlineGradient(AbstractMethod):
+    """Per-agent online gradient descent on the one-step loss, with an optax optimiser.
+
+    Attributes:
+        cost: the cost weights (only for the common interface; the loss is the square error).
+        optimizer: "sgd" (`optax.sgd`) or "adam" (`optax.adam`, defaults but
+            `eps_root=1e-12`).
+        learning_rate: the optimiser's step size (> 0; an array leaf, so it can be tuned).
+        weight_decay: `δ ≥ 0`, the ridge weight of the one-step loss.
+        name: label of its results.
+    """
+
+    cost: CostParams = CostParams()
+    optimizer: str = eqx.field(static=True, default="sgd")
+    learning_rate: Float[Array, ""] | float = 0.05
+    weight_decay: Float[Array, ""] | float = 0.0
+    ridge_window: int = eqx.field(static=True, default=1)
+    name: str = eqx.field(static=True, default="ogd_sgd")
+
+    def __check_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        for k in ("learning_rate", "weight_decay"):
+            v = getattr(self, k)
+            if isinstance(v, jax.core.Tracer):
+                continue
+            if not (float(v) > 0 if k == "learning_rate" else float(v) >= 0):
+                raise ValueError(f"{k} must be positive (decay: non-negative), got {k}={v!r}")
+        if not isinstance(self.ridge_window, int) or self.ridge_window < 1:
+            raise ValueError(f"ridge_window must be a positive integer, got {self.ridge_window!r}")
+
+    def _opt(self) -> optax.GradientTransformation:
+        if self.optimizer == "sgd":
+            return optax.sgd(self.learning_rate)
+        # eps_root keeps √v differentiable at v = 0 (the first, data-free step), so that
+        # the learning rate can be tuned through the loop (optax's advice for meta-gradients)
+        return optax.adam(self.learning_rate, eps_root=EPS_ROOT)
+
+    def init_extra(self, n_agents, p, dtype):
+        beta = jnp.zeros((p,), dtype)
+        one = (beta, self._opt().init(beta))
+        return jax.tree.map(lambda a: jnp.broadcast_to(a[..., None], a.shape + (n_agents,)), one)
+
+    def step(self, ctx, state):
+        return self.step_extra(ctx, state)[:3]
+
+    def step_extra(self, ctx: StepContext, state):
+        R = ctx.z_ring.shape[0]
+        prev = jnp.mod(ctx.t - 1, R)  # slot of time t−1 (zeros at t = 0)
+        y_t = ctx.y[ctx.t]
+        opt = self._opt()
+
+        def agent(beta, opt_state, z_prev, base_prev, yhat, z_now):
+            def loss(b):
+                r = y_t - advance(base_prev, z_prev, b)
+                return jnp.sum(r**2) + self.weight_decay * jnp.sum(b**2)
+
+            updates, opt_state = opt.update(jax.grad(loss)(beta), opt_state, beta)
+            beta = optax.apply_updates(beta, updates)
+            return beta, opt_state, advance(yhat, z_now, beta)
+
+        beta, opt_state = state.extra
+        beta, opt_state, y_next = map_agents(
+            agent,
+            beta,
+            opt_state,
+            ctx.z_ring[prev],
+            state.yhat_ring[prev],
+            state.yhat,
+            ctx.z_now,
+            batch_size=ctx.batch_size,
+        )
+        return state.yhat, beta, y_next, (beta, opt_state)
