@@ -22,6 +22,10 @@ DATASET_DEFAULTS = {
     "concept": dict(alpha=1e-4, gamma=15.0, sigma=0.1, features=5, ridge_window=3, window=3),
     "concept-drift": dict(alpha=1e-4, gamma=15.0, sigma=0.1, features=5, ridge_window=3, window=3),
     "ecb": dict(alpha=1e-2, gamma=10.0, sigma=1.0, features=6, ridge_window=5, window=2),
+    "boc": dict(alpha=1e-2, gamma=10.0, sigma=1.0, features=6, ridge_window=5, window=2),
+    "boc-val": dict(alpha=1e-2, gamma=10.0, sigma=1.0, features=6, ridge_window=5, window=2),
+    "ett": dict(alpha=5.0, gamma=10.0, sigma=0.1, features=1, ridge_window=2, window=3),
+    "ett-val": dict(alpha=5.0, gamma=10.0, sigma=0.1, features=1, ridge_window=2, window=3),
 }
 METHOD_NAMES = ("memoa", "g1_ridge", "g2_myopic", "g3_independent", "g4_follow_mean")
 
@@ -67,6 +71,11 @@ def add_model_options(r):
     from .data import DATASETS
 
     r.add_argument("--dataset", default="ecb", help=f"one of {', '.join(sorted(DATASETS))}")
+    r.add_argument(
+        "--data-dir",
+        type=Path,
+        help="folder of the real data files (boc, ett): default $MEMOA_DATA, else ../shared/data",
+    )
     r.add_argument("--csv", type=Path, help="use this CSV instead (header row; numeric columns)")
     r.add_argument("--target", help="--csv: target column(s), comma separated (default: last)")
     r.add_argument("--rows", type=int, help="use only the first ROWS rows of the series")
@@ -180,7 +189,7 @@ def _load_data(args):
         args.dataset in DATASETS,
         f"unknown dataset {args.dataset!r}; choose one of: {', '.join(sorted(DATASETS))}",
     )
-    return load_dataset(args.dataset)
+    return load_dataset(args.dataset, data_dir=getattr(args, "data_dir", None))
 
 
 def build(args):
