@@ -93,6 +93,8 @@ class StepStats(NamedTuple):
     worst_se: Array  # max over agents of the same
     server_se: Array  # ‖y_{t+1} − ŷ^srv_{t+1}‖²
     mean_field_se: Array  # ‖y_{t+1} − ȳ_{t+1}‖²
+    server_pred: Array  # ŷ^srv_{t+1}, shape (d,) per step
+    agent_pred: Array  # ŷⁱ_{t+1} of the tracked agent i (`simulate(track_agent=i)`), (d,)
 
 
 class Summary(NamedTuple):
@@ -210,6 +212,7 @@ def simulate(
     progress: Callable[[int], None] | None = None,
     mesh: jax.sharding.Mesh | None = None,
     n_active: int | Array | None = None,
+    track_agent: int | Array = 0,
 ) -> SimResult:
     """Run the online protocol over the whole series (spec §7.1).
 
@@ -229,6 +232,8 @@ def simulate(
             `sim.n_agents` (it may be a traced value). Agent `i` is the same in any
             population, so this equals a run with `n_agents=n_active`, whose agents are the
             first slots here. None: all N. Padding slots of `agent_rmse` are NaN.
+        track_agent: the agent whose predictions `StepStats.agent_pred` records (one agent,
+            never N × T; it may be a traced value, e.g. a previous run's `worst_agent`).
 
     Returns:
         A `SimResult`. Wrap the call in `jax.jit` / `eqx.filter_jit` once, outside.
@@ -337,6 +342,8 @@ def simulate(
                 worst_se=pop.max(sq),
                 server_se=jnp.sum((y_next - srv) ** 2),
                 mean_field_se=jnp.sum((y_next - ybar_next) ** 2),
+                server_pred=srv,
+                agent_pred=y_hat_next[:, track_agent],
             )
             acc[m.name] = _Acc(a.sse + sq, a.cost + stage)
             methods[m.name] = MethodState(y_hat_next, ms.yhat_ring.at[slot].set(base))
