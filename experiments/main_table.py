@@ -78,15 +78,23 @@ def _best_greedy(cell, metric):
     return g, vals[g]
 
 
-def comparison(cell) -> dict:
-    """MEMOA vs the best greedy baseline (per metric, chosen after the fact: a strict bar)."""
+def comparison(cell, against: str | None = None) -> dict:
+    """MEMOA vs the best greedy baseline (per metric, chosen after the fact: a strict bar),
+    or vs the baseline `against`."""
     out = {}
     for f, _ in METRICS:
-        g, best = _best_greedy(cell, f)
+        if against is None:
+            g, best = _best_greedy(cell, f)
+        else:
+            g, best = against, cell["methods"][against][f]["mean"]
         ours = cell["methods"]["memoa"][f]["mean"]
         out[f] = dict(best_greedy=g, best_greedy_value=best, memoa=ours)
         out[f].update(relative_change=(ours - best) / best, memoa_wins=bool(ours < best))
     return out
+
+
+def _rel(r) -> str:
+    return "−100% (G1 diverged)" if r < -0.999 else f"{100 * r:+.1f}%"
 
 
 def markdown(cells, cfg) -> str:
@@ -95,13 +103,16 @@ def markdown(cells, cfg) -> str:
         "",
         "H2 agents (one RFN encoder each), constrained-ridge server (κ = η = 1), spec §10 "
         f"hyper-parameters, q = 1, λ = {cfg['lam']}. Lower is better. 'diverged' = the method "
-        "blew up on at least one seed. The last column is the number published for the paper "
-        f"(spec §1.1); **{C.PUBLISHED_LABEL}** — it is not comparable cell by cell.",
+        "blew up on at least one seed. The column after the metrics is the number published "
+        f"for the paper (spec §1.1); **{C.PUBLISHED_LABEL}** — it is not comparable cell by "
+        "cell. The last column is the RMSE of the naive persistence forecast ŷ_{t+1} = y_t "
+        "(no agents) over the same steps.",
         "",
     ]
     for n in cfg["sizes"]:
         lines += [f"## N = {n}", ""]
         head = ["dataset", "method"] + [lab for _, lab in METRICS] + [C.PUBLISHED_LABEL]
+        head += ["naive ŷ_{t+1} = y_t"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, label in C.labelled(cfg):
             cell = cells[(name, n)]
@@ -116,14 +127,16 @@ def markdown(cells, cfg) -> str:
                             zip(vals, METRICS)]  # fmt: skip
                 first = f"{label} ({cell['rows']} rows)" if i == 0 else ""
                 p = (f"{pub}" if pub is not None else "—") if i == 0 else ""
-                lines.append("| " + " | ".join([first, m, *vals, p]) + " |")
+                naive = f"{persistence(name, cfg['rows']):.4f}" if i == 0 else ""
+                lines.append("| " + " | ".join([first, m, *vals, p, naive]) + " |")
         lines += [
             "",
             f"MEMOA vs the best greedy baseline at N = {n} (relative change of the mean; "
             "negative = MEMOA better):",
             "",
-            "| dataset | worst-agent RMSE | server RMSE | avg RMSE |",
-            "|---|---|---|---|",
+            "| dataset | worst-agent RMSE | server RMSE | avg RMSE | worst-agent vs G1 (FedMOE "
+            "local ridge) | server vs G1 |",
+            "|---|---|---|---|---|---|",
         ]
         for name, label in C.labelled(cfg):
             c = comparison(cells[(name, n)])
@@ -131,11 +144,39 @@ def markdown(cells, cfg) -> str:
                 f"{100 * c[f]['relative_change']:+.1f}% vs {c[f]['best_greedy']}"
                 for f in ("worst_rmse", "server_rmse", "avg_rmse")
             ]
+            g1 = comparison(cells[(name, n)], "g1_ridge")
+            row += [_rel(g1[f]["relative_change"]) for f in ("worst_rmse", "server_rmse")]
             lines.append(f"| {label} | " + " | ".join(row) + " |")
         lines.append("")
     credits = sorted({c["credit"] for c in cells.values() if c["credit"]})
     lines += ["Data credits: " + "; ".join(credits), ""]
     return "\n".join(lines)
+
+
+def persistence(name: str, rows) -> float:
+    """RMSE of the naive forecast `ŷ_{t+1} = y_t` over the same prediction steps."""
+    y = C.data(name, rows).y
+    return float(np.sqrt(np.mean(np.sum((y[1:] - y[:-1]) ** 2, axis=1))))
+
+
+def compact(cells, cfg) -> str:
+    """One row per data set and N: MEMOA vs the best greedy baseline, worst agent and server."""
+    f2 = lambda s: _fmt(s).replace(" ± ", " ±")  # noqa: E731
+    head = "| dataset | N | worst-agent RMSE: MEMOA | best greedy | server RMSE: MEMOA | "
+    head += f"best greedy | G1 worst agent | naive ŷ_{{t+1}} = y_t | {C.PUBLISHED_LABEL} |"
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for name, label in C.labelled(cfg):
+        for n in cfg["sizes"]:
+            cell = cells[(name, n)]
+            row = [label, str(n)]
+            for f in ("worst_rmse", "server_rmse"):
+                g, _ = _best_greedy(cell, f)
+                row += [f2(cell["methods"]["memoa"][f]), f"{f2(cell['methods'][g][f])} ({g})"]
+            row.append(f2(cell["methods"]["g1_ridge"]["worst_rmse"]))
+            row.append(f"{persistence(name, cfg['rows']):.4f}" if n == cfg["sizes"][0] else "")
+            row.append(str(C.PUBLISHED.get(name, "—")) if n == cfg["sizes"][0] else "")
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def figure(cells, cfg):
@@ -158,7 +199,7 @@ def figure(cells, cfg):
                    label=f"N = {n}")  # fmt: skip
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(np.arange(len(labels)), labels, rotation=35, ha="right", fontsize=8)
-        ax.set_ylabel("MEMOA vs best greedy baseline, % (negative = MEMOA better)")
+        ax.set_ylabel("MEMOA vs best greedy, % (< 0: MEMOA better)")
         ax.set_yscale("symlog", linthresh=10)
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
@@ -190,8 +231,14 @@ def run(out: Path, *, quick: bool, progress, datasets=None, rows=None):
         config=cfg,
         environment=C.environment(),
         published=C.PUBLISHED,
+        persistence_rmse={name: persistence(name, cfg["rows"]) for name in cfg["datasets"]},
         published_note=C.PUBLISHED_LABEL + " — spec §1.1 (wizwand rows of arXiv 2605.05492)",
         cells=[cells[(name, n)] for n in cfg["sizes"] for name, _ in C.labelled(cfg)],
+        memoa_vs_g1_ridge={
+            f"{name}-N{n}": comparison(cells[(name, n)], "g1_ridge")
+            for n in cfg["sizes"]
+            for name in cfg["datasets"]
+        },
         memoa_vs_best_greedy={
             f"{name}-N{n}": comparison(cells[(name, n)])
             for n in cfg["sizes"]
@@ -200,12 +247,13 @@ def run(out: Path, *, quick: bool, progress, datasets=None, rows=None):
     )
     paths = [C.write_json(out / f"{NAME}.json", record)]
     paths.append(C.write_text(out / f"{NAME}.md", markdown(cells, cfg)))
+    paths.append(C.write_text(out / f"{NAME}_compact.md", compact(cells, cfg)))
     paths.append(C.save_figure(out / f"{NAME}.png", figure(cells, cfg)))
     return paths
 
 
 def outputs(out: Path, datasets=None) -> list[Path]:
-    return [out / f"{NAME}.json", out / f"{NAME}.md", out / f"{NAME}.png"]
+    return [out / f"{NAME}.{ext}" for ext in ("json", "md", "png")] + [out / f"{NAME}_compact.md"]
 
 
 if __name__ == "__main__":

@@ -70,28 +70,32 @@ def figure(rec):
 
     g = rec["best_greedy"]
     t = np.arange(1, len(rec["target"]) + 1)
-    fig, ax = plt.subplots(figsize=(11, 4.2), constrained_layout=True)
-    ax.plot(t, rec["target"], color="k", lw=1.6, label="target $y_{t+1}$")
+    fig, axes = plt.subplots(2, 1, figsize=(11, 7), layout="constrained")
     s = rec["summary"]
-    ax.plot(t, rec["memoa"]["server_pred"], color="C0", lw=1.1,
-            label=f"MEMOA server (RMSE {s['memoa']['server_rmse']:.3g})")  # fmt: skip
-    ax.plot(t, rec["memoa"]["worst_agent_pred"], color="C3", lw=0.9, alpha=0.85,
-            label=f"MEMOA worst agent #{rec['memoa']['worst_agent']} "
-            f"(RMSE {s['memoa']['worst_rmse']:.3g})")  # fmt: skip
-    ax.plot(t, rec[g]["worst_agent_pred"], color="C2", lw=0.9, ls="--", alpha=0.85,
-            label=f"{g} worst agent #{rec[g]['worst_agent']} "
-            f"(RMSE {s[g]['worst_rmse']:.3g})")  # fmt: skip
-    lo, hi = np.min(rec["target"]), np.max(rec["target"])
-    pad = 0.5 * (hi - lo) + 1e-12
-    ax.set_ylim(lo - pad, hi + pad)  # a diverging agent would hide the target otherwise
-    ax.set(xlabel="step t", ylabel="value")
-    ax.set_title(
+    zoom = max(1, len(t) - 150)
+    for ax, sl in zip(axes, (slice(None), slice(zoom, None))):
+        ax.plot(t[sl], np.array(rec["target"])[sl], color="k", lw=1.6, label="target $y_{t+1}$")
+        ax.plot(t[sl], np.array(rec["memoa"]["server_pred"])[sl], color="C0", lw=1.1,
+                label=f"MEMOA server (RMSE {s['memoa']['server_rmse']:.3g})")  # fmt: skip
+        ax.plot(t[sl], np.array(rec["memoa"]["worst_agent_pred"])[sl], color="C3", lw=0.9,
+                alpha=0.85, label=f"MEMOA worst agent #{rec['memoa']['worst_agent']} "
+                f"(RMSE {s['memoa']['worst_rmse']:.3g})")  # fmt: skip
+        ax.plot(t[sl], np.array(rec[g]["worst_agent_pred"])[sl], color="C2", lw=0.9, ls="--",
+                alpha=0.85, label=f"{g} worst agent #{rec[g]['worst_agent']} "
+                f"(RMSE {s[g]['worst_rmse']:.3g})")  # fmt: skip
+        target = np.array(rec["target"])[sl]
+        lo, hi = target.min(), target.max()
+        pad = 0.5 * (hi - lo) + 1e-12
+        ax.set_ylim(lo - pad, hi + pad)  # a diverging agent would hide the target otherwise
+        ax.set(xlabel="step t", ylabel="value")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="best")
+    axes[0].set_title(
         f"{rec['dataset']}: N = {rec['n_agents']}, seed {rec['seed']}, λ = {rec['config']['lam']}"
     )
-    ax.legend(fontsize=8, loc="best")
-    ax.grid(alpha=0.3)
+    axes[1].set_title(f"zoom: the last {len(t) - zoom} steps", fontsize=9)
     if rec["credit"]:
-        fig.text(0.01, 0.005, rec["credit"], fontsize=6, color="0.4")
+        fig.supxlabel(rec["credit"], x=0.01, ha="left", fontsize=6, color="0.4")
     return fig
 
 
@@ -102,7 +106,9 @@ def run(out: Path, *, quick: bool, progress, datasets=None, rows=None):
         png, js = out / NAME / f"{name}.png", out / NAME / f"{name}.json"
         done = C.read_json(js)
         same = {k: v for k, v in cfg.items() if k != "datasets"}
-        if done is not None and done.get("config") == same and png.exists():
+        if done is not None and done.get("config") == same:
+            if not png.exists():  # the JSON holds every plotted number
+                paths.append(C.save_figure(png, figure(done)))
             progress.update(3)
             continue
         rec = _compute(name, cfg, progress)
