@@ -97,3 +97,110 @@ class RFNEncoder(eqx.Module):
         """`(E Z, E[Z_ak Z_bk])`: what a population average of the moments needs."""
         pre = self.preactivation(params, x)
         return rfn_moment_parts(pre, self._sigma(pre.dtype))
+
+
+def hard_sigmoid(u):
+    """PyTorch's `HardSigmoid`: `clip(u/6 + 1/2, 0, 1)` (= `ReLU6(u + 3)/6`)."""
+    return jnp.clip(u / 6.0 + 0.5, 0.0, 1.0)
+
+
+class ESNParams(eqx.Module):
+    """Parameters of one echo-state (ESN) encoder."""
+
+    A: Float[Array, "d d_x"]
+    B: Float[Array, "d d"]
+    b: Float[Array, "d p"]
+
+
+class ESNEncoder(eqx.Module):
+    """Echo-state network `Z_t = HardSigmoid(A x_t 1ᵀ + B Z_{t−1} + b + σ w_tᵀ)` (spec §1.2).
+
+    `A ∈ ℝ^{d×d_x}`, `B ∈ ℝ^{d×d}`, `b ∈ ℝ^{d×p}` are drawn once per agent from `N(0, 1)`
+    (FedMOE `echo_state_net.py`); `w_t ~ N(0, I_p)` is fresh at every step; `Z_{−1} = 0`. The
+    reservoir state is the agent's own previous feature matrix, which the loop already carries
+    (it draws features one step ahead), so `features` takes it as `prev`. HardSigmoid keeps
+    `Z` in [0, 1]: with unit-variance `B` a ReLU reservoir (FedMOE's code) can grow without bound.
+
+    Moments (what the mean-field policy needs) are estimated by Monte Carlo over the encoder
+    noise: given the agent's previous state, `n_mc` fresh noise draws `w` (independent of the
+    noise the agent actually uses) give per-agent estimates of `E Z` and `E[Z_ak Z_bk]`; the
+    columns `k ≠ l` are independent given the state (different `w_k`), so the rest of the
+    second moment factorises exactly as for the RFN. The loop averages these over the
+    population (spec §2.2, H2), so the estimate uses `N · n_mc` draws per step.
+
+    Attributes:
+        d, d_x, p: target, input and feature dimensions.
+        sigma: noise scale σ > 0 (one per row or a scalar).
+        n_mc: Monte-Carlo draws per agent and step for the moments.
+        noise_dtype: float type in which the step noise is drawn (as `RFNEncoder`).
+    """
+
+    d: int = eqx.field(static=True)
+    d_x: int = eqx.field(static=True)
+    p: int = eqx.field(static=True)
+    sigma: Float[Array, " d"] | float = 0.1
+    n_mc: int = eqx.field(static=True, default=16)
+    noise_dtype: str = eqx.field(static=True, default="float32")
+
+    def __check_init__(self):
+        for name in ("d", "d_x", "p", "n_mc"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(
+                    f"encoder size {name} must be a positive integer, got {name}={v!r}"
+                )
+        shape = jnp.shape(self.sigma)
+        if len(shape) > 1 or (len(shape) == 1 and shape[0] != self.d):
+            raise ValueError(f"sigma must be a scalar or have shape ({self.d},), got {shape}")
+        if not isinstance(self.sigma, jax.core.Tracer) and not np.all(np.asarray(self.sigma) > 0):
+            raise ValueError(f"noise scale must be positive, got sigma={self.sigma}")
+
+    def init(self, key: PRNGKeyArray, dtype=float) -> ESNParams:
+        """Draw one agent's `(A, B, b)` from `N(0, 1)`."""
+        kA, kB, kb = jr.split(key, 3)
+        return ESNParams(
+            A=jr.normal(kA, (self.d, self.d_x), dtype),
+            B=jr.normal(kB, (self.d, self.d), dtype),
+            b=jr.normal(kb, (self.d, self.p), dtype),
+        )
+
+    def _sigma(self, dtype) -> Float[Array, " d"]:
+        return jnp.broadcast_to(jnp.asarray(self.sigma, dtype), (self.d,))
+
+    def preactivation(
+        self, params: ESNParams, x: Float[Array, " d_x"], prev: Float[Array, "d p"]
+    ) -> Float[Array, "d p"]:
+        """`A x 1ᵀ + B Z_{t−1} + b` (entry by entry, see `_agents.py`)."""
+        d = self.d
+        Bz = jnp.stack([sum(params.B[a, c] * prev[c, :] for c in range(d)) for a in range(d)])
+        return matvec(params.A, x)[:, None] + Bz + params.b
+
+    def features(
+        self,
+        params: ESNParams,
+        x: Float[Array, " d_x"],
+        prev: Float[Array, "d p"],
+        *,
+        key: PRNGKeyArray,
+    ) -> Float[Array, "d p"]:
+        """One draw of `Z_t` given the input and the previous features `prev = Z_{t−1}`."""
+        pre = self.preactivation(params, x, prev)
+        w = jr.normal(key, (self.p,), jnp.dtype(self.noise_dtype)).astype(pre.dtype)
+        return hard_sigmoid(pre + self._sigma(pre.dtype)[:, None] * w[None, :])
+
+    def moment_parts(
+        self,
+        params: ESNParams,
+        x: Float[Array, " d_x"],
+        prev: Float[Array, "d p"],
+        *,
+        key: PRNGKeyArray,
+    ) -> tuple[Float[Array, "d p"], Float[Array, "d d p"]]:
+        """Monte-Carlo `(E Z, E[Z_ak Z_bk])` over `n_mc` noise draws, given `prev`."""
+        pre = self.preactivation(params, x, prev)
+        w = jr.normal(key, (self.n_mc, self.p), pre.dtype)
+        z = hard_sigmoid(pre[None] + self._sigma(pre.dtype)[None, :, None] * w[:, None, :])
+        return jnp.mean(z, axis=0), jnp.mean(z[:, :, None, :] * z[:, None, :, :], axis=0)
+
+
+ENCODERS = {"rfn": RFNEncoder, "esn": ESNEncoder}

@@ -22,7 +22,7 @@ from jax import lax
 
 from ._agents import Population, map_agents
 from ._custom_types import Array, Float, Key, PRNGKeyArray
-from ._encoders import RFNEncoder, RFNParams
+from ._encoders import ESNEncoder, ESNParams, RFNEncoder, RFNParams
 from ._mean_field import CostParams
 from ._methods import AbstractMethod, MeanFieldGame, MethodState, StepContext
 from ._mixture import AbstractServer, RidgeMixture
@@ -39,7 +39,8 @@ class Simulation(eqx.Module):
 
     Attributes:
         n_agents: population size N.
-        encoder: the agents' random-feature encoder.
+        encoder: the agents' random-feature encoder: `RFNEncoder` (stateless) or
+            `ESNEncoder` (its state, the previous features, is carried by the loop).
         methods: client update rules run side by side on the same draws (`default_methods`).
         server: the mixture rule applied to every method's predictions.
         cost: weights of the realized online cost reported for every method (spec §3, §9).
@@ -51,7 +52,7 @@ class Simulation(eqx.Module):
     """
 
     n_agents: int = eqx.field(static=True)
-    encoder: RFNEncoder
+    encoder: RFNEncoder | ESNEncoder
     methods: tuple[AbstractMethod, ...]
     server: AbstractServer = RidgeMixture()
     cost: CostParams = CostParams()
@@ -124,7 +125,7 @@ class _Acc(NamedTuple):
 
 class _State(NamedTuple):
     noise_keys: Key[Array, " n"]
-    params: RFNParams
+    params: RFNParams | ESNParams
     z_ring: Float[Array, "H d p n"]
     z_next: Float[Array, "d p n"]  # the features of the coming step, drawn one step ahead
     mom_M: Float[Array, "H d p"]
@@ -142,7 +143,9 @@ def stage_cost(cost: CostParams, y_next, ybar_next, yhat_next, beta):
     return sq, cost.q * sq + cost.lam * dev + cost.gamma * ridge
 
 
-def init_agents(sim: Simulation, *, key: PRNGKeyArray) -> tuple[RFNParams, Key[Array, " n"]]:
+def init_agents(
+    sim: Simulation, *, key: PRNGKeyArray
+) -> tuple[RFNParams | ESNParams, Key[Array, " n"]]:
     """Per-agent encoder parameters and noise keys; agent `i` owns `fold_in(agents_key, i)`."""
     agents_key, shared_key = jr.split(key)
     agent_keys = jax.vmap(lambda i: jr.fold_in(agents_key, i))(jnp.arange(sim.n_agents))
@@ -270,10 +273,22 @@ def simulate(
 
     c = sim.cost
 
-    def draw_features(params, noise_keys, t):
-        """Every agent's `Z_t`. The loop draws one step ahead and carries the draws, so that
-        they are materialised once: drawn inside the step, XLA would fuse the noise generation
-        (threefry + erfinv) into every consumer and recompute it once per method."""
+    stateful = isinstance(enc, ESNEncoder)  # features depend on the agent's previous ones
+
+    def draw_features(params, noise_keys, t, prev=None):
+        """Every agent's `Z_t` (`prev`: every agent's `Z_{t−1}`, for a stateful encoder). The
+        loop draws one step ahead and carries the draws, so that they are materialised once:
+        drawn inside the step, XLA would fuse the noise generation (threefry + erfinv) into
+        every consumer and recompute it once per method."""
+        if stateful:
+
+            def draw_esn(params_i, key_i, prev_i):
+                return enc.features(params_i, x[t], prev_i, key=jr.fold_in(key_i, t))
+
+            if h2:
+                return map_agents(draw_esn, params, noise_keys, prev, batch_size=bs)
+            fn = lambda k, z: draw_esn(params, k, z)  # noqa: E731
+            return map_agents(fn, noise_keys, prev, batch_size=bs)
 
         def draw(params_i, key_i):
             return enc.features(params_i, x[t], key=jr.fold_in(key_i, t))
@@ -281,6 +296,18 @@ def simulate(
         if h2:
             return map_agents(draw, params, noise_keys, batch_size=bs)
         return map_agents(lambda k: draw(params, k), noise_keys, batch_size=bs)
+
+    def esn_moment_parts(params, noise_keys, prev, t):
+        """Per-agent Monte-Carlo moments of `Z_t` given `Z_{t−1}` (fresh noise, a stream apart
+        from the realized draws)."""
+
+        def one(params_i, key_i, prev_i):
+            mc_key = jr.fold_in(jr.fold_in(key_i, t), 1)
+            return enc.moment_parts(params_i, x[t], prev_i, key=mc_key)
+
+        if h2:
+            return map_agents(one, params, noise_keys, prev, batch_size=bs)
+        return map_agents(lambda k, z: one(params, k, z), noise_keys, prev, batch_size=bs)
 
     y0 = jnp.broadcast_to(y[0][:, None], (d, N))
     zeros_n = jnp.zeros((N,), dt)
@@ -290,7 +317,7 @@ def simulate(
             noise_keys=noise_keys,
             params=params,
             z_ring=jnp.zeros((H, d, p, N), dt),
-            z_next=draw_features(params, noise_keys, 0),
+            z_next=draw_features(params, noise_keys, 0, jnp.zeros((d, p, N), dt)),
             mom_M=jnp.zeros((H, d, p), sdt),
             mom_S=jnp.zeros((H, d, p, d, p), sdt),
             methods={m.name: MethodState(y0, jnp.zeros((H, d, N), dt)) for m in sim.methods},
@@ -305,11 +332,17 @@ def simulate(
 
         # FEATURES (shared by all methods): Z_t was drawn last step; draw Z_{t+1} now
         z_now = state.z_next
-        z_next = draw_features(state.params, state.noise_keys, t + 1)
+        z_next = draw_features(state.params, state.noise_keys, t + 1, z_now)
         # POPULATION MOMENTS AT x_t
         if need_moments:
-            if h2:  # population moments: an all-reduce of d p + d² p + (d p)² numbers
-                Ms, Cs = map_agents(lambda q: enc.moment_parts(q, x_t), state.params, batch_size=bs)
+            if h2 or stateful:  # population moments: an all-reduce of d p + d² p + (d p)² numbers
+                if stateful:  # Z_{t−1} is in the ring (zeros at t = 0: Z_{−1} = 0)
+                    prev = state.z_ring[jnp.mod(t - 1, H)]
+                    Ms, Cs = esn_moment_parts(state.params, state.noise_keys, prev, t)
+                else:
+                    Ms, Cs = map_agents(
+                        lambda q: enc.moment_parts(q, x_t), state.params, batch_size=bs
+                    )
                 Ms, Cs = Ms.astype(sdt), Cs.astype(sdt)
                 M_t = pop.mean(Ms)
                 outer = jnp.einsum("akn,bln->akbl", Ms, pop.zero_padding(Ms)) / pop.n

@@ -89,6 +89,14 @@ def add_model_options(r):
     r.add_argument("--sigma", type=float, help="RFN noise scale σ > 0")
     r.add_argument("--features", type=int, help="features per agent p (d_z)")
     r.add_argument(
+        "--encoder",
+        choices=("rfn", "esn"),
+        default="rfn",
+        help="agents' encoder: random-feature net (default) or echo-state net (HardSigmoid "
+        "reservoir, Monte-Carlo moments)",
+    )
+    r.add_argument("--mc-samples", type=int, default=16, help="esn: moment draws per agent")
+    r.add_argument(
         "--homogeneity",
         choices=("h1", "h2"),
         default="h2",
@@ -234,6 +242,11 @@ def build(args):
     try:
         cost = mj.CostParams(q=args.q, lam=args.lam, gamma=hp["gamma"], alpha=hp["alpha"])
         enc = mj.RFNEncoder(d=data.d, d_x=data.d_x, p=hp["features"], sigma=hp["sigma"])
+        if getattr(args, "encoder", "rfn") == "esn":
+            _check(args.mc_samples >= 1, f"--mc-samples must be at least 1, got {args.mc_samples}")
+            enc = mj.ESNEncoder(
+                d=data.d, d_x=data.d_x, p=hp["features"], sigma=hp["sigma"], n_mc=args.mc_samples
+            )
         if args.server == "ridge":
             server = mj.RidgeMixture(kappa=args.kappa, eta=args.eta)
         else:
