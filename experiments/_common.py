@@ -75,11 +75,16 @@ def data(name: str, rows: int | None = None):
     return d if rows is None or rows >= d.n_rows else d.head(rows)
 
 
-def simulation(dataset, n_agents: int, *, lam: float = LAM, hp: dict | None = None):
+def simulation(
+    dataset, n_agents: int, *, lam: float = LAM, hp: dict | None = None, encoder: str = "rfn"
+):
     """`Simulation` with spec §10 / FedMOE hyper-parameters of the data set (H2 agents)."""
     hp = dict(DATASET_DEFAULTS[dataset.name], **(hp or {}))
     cost = mj.CostParams(q=Q, lam=lam, gamma=hp["gamma"], alpha=hp["alpha"])
-    enc = mj.RFNEncoder(d=dataset.d, d_x=dataset.d_x, p=hp["features"], sigma=hp["sigma"])
+    size = dict(d=dataset.d, d_x=dataset.d_x, p=hp["features"], sigma=hp["sigma"])
+    enc = mj.ESNEncoder(**size) if encoder == "esn" else mj.RFNEncoder(**size)
+    if encoder == "esn":
+        hp["encoder"] = f"esn (HardSigmoid reservoir, {enc.n_mc} Monte-Carlo draws per agent)"
     methods = mj.default_methods(cost, window=hp["window"], ridge_window=hp["ridge_window"])
     sim = mj.Simulation(n_agents=n_agents, encoder=enc, methods=methods, cost=cost)
     return sim, dict(hp, q=Q, lam=float(lam), homogeneity="h2", server="ridge kappa=1 eta=1")
@@ -96,7 +101,8 @@ class Runner:
         x, y = jnp.asarray(dataset.x), jnp.asarray(dataset.y)
         na = None if n_active is None else jnp.asarray(n_active, jnp.int32)
         tr = jnp.asarray(track, jnp.int32)
-        k = (dataset.name, dataset.n_rows, sim.n_agents, n_active is None)
+        static = jax.tree.flatten(eqx.filter(sim, eqx.is_array, inverse=True))
+        k = (dataset.name, dataset.n_rows, n_active is None, static[1], tuple(static[0]))
         if k not in self._compiled:
             self._compiled[k] = (
                 eqx.filter_jit(mj.simulate)

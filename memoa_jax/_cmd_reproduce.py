@@ -1,10 +1,10 @@
 """`memoa reproduce`: run the experiment scripts of `experiments/` into `figures/`.
 
-Each script (`main_table`, `trajectories`, `lambda_and_n`) has a fixed seed and writes the
-image and the numbers behind it; every output file is written to a temporary file in the same
-folder and moved into place, so a file that exists is complete. Started again after an
-interruption, the command skips what is already written with the same configuration (the
-main table cell by cell). One process runs them all, so compilations are shared.
+Each script (`main_table`, `trajectories`, `lambda_and_n`, `tune_val`, `esn_table`) has a
+fixed seed and writes the image and/or the numbers behind it; every output file is written to
+a temporary file in the same folder and moved into place, so a file that exists is complete.
+Started again after an interruption, the command skips what is already written with the same
+configuration (the main table cell by cell). One process runs them all, so compilations are shared.
 `--quick` (1 seed, the first 201 rows, N ≤ 100, fewer λ and N points) writes to
 `figures/quick/` so that it never passes for the full run.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .cli import UsageError, _check
 
-EXPERIMENTS = ("main_table", "trajectories", "lambda_and_n")
+EXPERIMENTS = ("main_table", "trajectories", "lambda_and_n", "tune_val", "esn_table")
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "experiments"
 
 
@@ -101,6 +101,7 @@ def main(args) -> int:
         kept = [p for p in outputs if p not in written]
         print(f"{name}:")
         for p in outputs:
-            print(f"  {p}" + ("  (already complete, kept)" if p in kept else ""))
+            if p.exists():  # (an experiment may not apply to the chosen data sets)
+                print(f"  {p}" + ("  (already complete, kept)" if p in kept else ""))
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return 0

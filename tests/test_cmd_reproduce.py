@@ -11,6 +11,7 @@ from memoa_jax.cli import main
 from memoa_jax.data import load_dataset
 
 TINY = ["reproduce", "--quick", "--datasets", "logistic", "--rows", "30", "--no-progress"]
+TINY += ["--only", "main_table,trajectories,lambda_and_n"]  # tune_val, esn_table: slow test
 
 
 def _mtimes(folder: Path) -> dict:
