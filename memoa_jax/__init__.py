@@ -8,6 +8,10 @@ from ._agents import Population as Population
 from ._agents import map_agents as map_agents
 from ._agents import mean_field_control as mean_field_control
 from ._agents import ridge_control as ridge_control
+from ._encoders import ENCODERS as ENCODERS
+from ._encoders import AbstractEncoder as AbstractEncoder
+from ._encoders import ESNEncoder as ESNEncoder
+from ._encoders import ESNParams as ESNParams
 from ._encoders import RFNEncoder as RFNEncoder
 from ._encoders import RFNParams as RFNParams
 from ._loop import SimResult as SimResult

@@ -3,13 +3,16 @@
 An agent's encoder turns the public input `x_t` into a random feature matrix
 `Z_t ∈ ℝ^{d×p}`; its prediction moves by `Z_t β_t`. The random-feature network (RFN) of
 FedMOE is `Z_t = ReLU(A x_t 1ᵀ + b + σ w_tᵀ)` with `A ∈ ℝ^{d×d_x}`, `b ∈ ℝ^{d×p}` drawn once
-per agent from `N(0, 1)` and `w_t ~ N(0, I_p)` fresh at every step.
+per agent from `N(0, 1)` and `w_t ~ N(0, I_p)` fresh at every step; the echo-state network
+(ESN) adds a reservoir, `Z_t = HardSigmoid(A x_t 1ᵀ + B Z_{t−1} + b + σ w_tᵀ)`.
 
 Keys: agent `i` owns `jr.fold_in(key, i)`; its parameters come from that key, and its noise at
 time `t` is a counter-based draw from its own two-word noise key at counter `t` (`_random.py`),
 so any slice of the population can be regenerated on its own (chunk by chunk, or shard by
 shard) with the same draws.
 """
+
+import abc
 
 import equinox as eqx
 import jax
@@ -22,26 +25,14 @@ from ._moments import rfn_moment_parts, rfn_moments
 from ._random import agent_normals
 
 
-class RFNParams(eqx.Module):
-    """Parameters of one RFN encoder."""
+class AbstractEncoder(eqx.Module):
+    """An agent's random feature map `(params, x_t, w_t[, Z_{t−1}]) ↦ Z_t ∈ ℝ^{d×p}`.
 
-    A: Float[Array, "d d_x"]
-    b: Float[Array, "d p"]
-
-
-class RFNEncoder(eqx.Module):
-    """Random-feature network `Z = ReLU(A x 1ᵀ + b + σ wᵀ)` (FedMOE `random_feature_net.py`).
-
-    Attributes:
-        d: target dimension (rows of Z).
-        d_x: input dimension.
-        p: number of features (columns of Z, the control dimension).
-        sigma: noise scale σ > 0 (one per row or a scalar).
-
-    `noise`, `features` and `moment_parts` take one agent's parameters and noise key, or a
-    population's, with a trailing agent axis (the loop's layout). They are written with
-    broadcasting over that axis instead of being `vmap`ped: XLA:CPU lays a vmapped per-agent
-    vector out agent-major and transposes it back, which made the feature draw 3-5× slower.
+    `noise`, `features` and `moment_parts` take one agent's parameters, noise key and state,
+    or a population's, with a trailing agent axis (the loop's layout; shared parameters have
+    none). They are written with broadcasting over that axis instead of being `vmap`ped:
+    XLA:CPU lays a vmapped per-agent vector out agent-major and transposes it back, which made
+    the feature draw 3-5× slower.
 
     The step noise `w` is drawn in float32 (from 32 random bits per draw) whatever the dtype
     of the features: float64 normals would cost twice the bits and a float64 erf⁻¹, and a
@@ -49,10 +40,10 @@ class RFNEncoder(eqx.Module):
     the continuous law either way).
     """
 
-    d: int = eqx.field(static=True)
-    d_x: int = eqx.field(static=True)
-    p: int = eqx.field(static=True)
-    sigma: Float[Array, " d"] | float = 0.1
+    d: eqx.AbstractVar[int]
+    d_x: eqx.AbstractVar[int]
+    p: eqx.AbstractVar[int]
+    sigma: eqx.AbstractVar[Float[Array, " d"] | float]
 
     def __check_init__(self):
         for name in ("d", "d_x", "p"):
@@ -68,6 +59,74 @@ class RFNEncoder(eqx.Module):
         if not isinstance(self.sigma, jax.core.Tracer) and not np.all(np.asarray(self.sigma) > 0):
             raise ValueError(f"noise scale must be positive, got sigma={self.sigma}")
 
+    @property
+    def stateful(self) -> bool:
+        """Whether `Z_t` depends on the agent's previous features `Z_{t−1}`."""
+        return False
+
+    def _sigma(self, dtype, ndim: int = 1) -> Float[Array, " d *ones"]:
+        """σ per row, shaped `(d, 1, …)` to broadcast against arrays with `ndim` axes."""
+        sigma = jnp.broadcast_to(jnp.asarray(self.sigma, dtype), (self.d,))
+        return sigma.reshape((self.d,) + (1,) * (ndim - 1))
+
+    def noise(self, key: UInt32[Array, " 2 *n"], t) -> Float[Array, " p *n"]:
+        """The step noise `w_t ~ N(0, I_p)` (float32) of one agent, from its two-word noise
+        key, or of many, from keys with a trailing agent axis."""
+        return agent_normals(key, t, self.p)
+
+    @abc.abstractmethod
+    def init(self, key: PRNGKeyArray, dtype=float) -> eqx.Module:
+        """Draw one agent's encoder parameters."""
+
+    @abc.abstractmethod
+    def features(
+        self,
+        params: eqx.Module,
+        x: Float[Array, " d_x"],
+        w: Float[Array, " p *n"],
+        prev: Float[Array, "d p *n"] | None = None,
+    ) -> Float[Array, "d p *n"]:
+        """`Z_t` for input `x`, step noise `w` (a draw of `noise`) and, for a stateful encoder,
+        the previous features `prev = Z_{t−1}`; per agent with a trailing agent axis."""
+
+    @abc.abstractmethod
+    def moment_parts(
+        self,
+        params: eqx.Module,
+        x: Float[Array, " d_x"],
+        *,
+        prev: Float[Array, "d p *n"] | None = None,
+        key: UInt32[Array, " 2 *n"] | None = None,
+        t=None,
+    ) -> tuple[Float[Array, "d p *n"], Float[Array, "d d p *n"]]:
+        """`(E Z, E[Z_ak Z_bk])` over the step noise, given the parameters, the input and (if
+        stateful) `prev`: what a population average of the moments needs. `key`, `t`: the
+        agent's noise key and step, for encoders whose moments are estimated by Monte Carlo.
+        The other entries of the second moment factorise, `E Z_ak Z_bl = M_ak M_bl` (k ≠ l)."""
+
+
+class RFNParams(eqx.Module):
+    """Parameters of one RFN encoder."""
+
+    A: Float[Array, "d d_x"]
+    b: Float[Array, "d p"]
+
+
+class RFNEncoder(AbstractEncoder):
+    """Random-feature network `Z = ReLU(A x 1ᵀ + b + σ wᵀ)` (FedMOE `random_feature_net.py`).
+
+    Attributes:
+        d: target dimension (rows of Z).
+        d_x: input dimension.
+        p: number of features (columns of Z, the control dimension).
+        sigma: noise scale σ > 0 (one per row or a scalar).
+    """
+
+    d: int = eqx.field(static=True)
+    d_x: int = eqx.field(static=True)
+    p: int = eqx.field(static=True)
+    sigma: Float[Array, " d"] | float = 0.1
+
     def init(self, key: PRNGKeyArray, dtype=float) -> RFNParams:
         """Draw one agent's `(A, b)` from `N(0, 1)`."""
         kA, kb = jr.split(key)
@@ -75,31 +134,17 @@ class RFNEncoder(eqx.Module):
             A=jr.normal(kA, (self.d, self.d_x), dtype), b=jr.normal(kb, (self.d, self.p), dtype)
         )
 
-    def _sigma(self, dtype, ndim: int = 1) -> Float[Array, " d *ones"]:
-        """σ per row, shaped `(d, 1, …)` to broadcast against arrays with `ndim` axes."""
-        sigma = jnp.broadcast_to(jnp.asarray(self.sigma, dtype), (self.d,))
-        return sigma.reshape((self.d,) + (1,) * (ndim - 1))
-
     def preactivation(self, params: RFNParams, x: Float[Array, " d_x"]) -> Float[Array, "d p *n"]:
         """`A x 1ᵀ + b` (entry by entry over `x`)."""
         ax = sum(params.A[:, j] * x[j] for j in range(self.d_x))
         return ax[:, None] + params.b
 
-    def noise(self, key: UInt32[Array, " 2 *n"], t) -> Float[Array, " p *n"]:
-        """The step noise `w_t ~ N(0, I_p)` (float32) of one agent, from its two-word noise
-        key, or of many, from keys with a trailing agent axis (see the class docstring)."""
-        return agent_normals(key, t, self.p)
-
-    def features(
-        self, params: RFNParams, x: Float[Array, " d_x"], w: Float[Array, " p *n"]
-    ) -> Float[Array, "d p *n"]:
-        """`Z` for input `x` and step noise `w` (a draw of `noise`); with a trailing agent
-        axis on `w` (and on the parameters, or shared ones), one `Z` per agent."""
+    def features(self, params, x, w, prev=None):
+        del prev  # no reservoir
         pre = self.preactivation(params, x)
         if pre.ndim < w.ndim + 1:  # shared parameters, many agents
             pre = pre[..., None]
-        sigma = self._sigma(pre.dtype, pre.ndim)
-        return jnp.maximum(pre + sigma * w[None].astype(pre.dtype), 0.0)
+        return jnp.maximum(pre + self._sigma(pre.dtype, pre.ndim) * w[None].astype(pre.dtype), 0.0)
 
     def moments(
         self, params: RFNParams, x: Float[Array, " d_x"]
@@ -108,10 +153,94 @@ class RFNEncoder(eqx.Module):
         pre = self.preactivation(params, x)
         return rfn_moments(pre, self._sigma(pre.dtype))
 
-    def moment_parts(
-        self, params: RFNParams, x: Float[Array, " d_x"]
-    ) -> tuple[Float[Array, "d p *n"], Float[Array, "d d p *n"]]:
-        """`(E Z, E[Z_ak Z_bk])`: what a population average of the moments needs (per agent
-        if the parameters have a trailing agent axis)."""
+    def moment_parts(self, params, x, *, prev=None, key=None, t=None):
+        """Exact (closed-form, spec §2.1); the state, key and step are not needed."""
+        del prev, key, t
         pre = self.preactivation(params, x)
         return rfn_moment_parts(pre, self._sigma(pre.dtype))
+
+
+def hard_sigmoid(u):
+    """PyTorch's `HardSigmoid`: `clip(u/6 + 1/2, 0, 1)` (= `ReLU6(u + 3)/6`)."""
+    return jnp.clip(u / 6.0 + 0.5, 0.0, 1.0)
+
+
+class ESNParams(eqx.Module):
+    """Parameters of one echo-state (ESN) encoder."""
+
+    A: Float[Array, "d d_x"]
+    B: Float[Array, "d d"]
+    b: Float[Array, "d p"]
+
+
+class ESNEncoder(AbstractEncoder):
+    """Echo-state network `Z_t = HardSigmoid(A x_t 1ᵀ + B Z_{t−1} + b + σ w_tᵀ)` (spec §1.2).
+
+    `A ∈ ℝ^{d×d_x}`, `B ∈ ℝ^{d×d}`, `b ∈ ℝ^{d×p}` are drawn once per agent from `N(0, 1)`
+    (FedMOE `echo_state_net.py`); `w_t ~ N(0, I_p)` is fresh at every step; `Z_{−1} = 0`. The
+    reservoir state is the agent's own previous feature matrix, which the loop already keeps.
+    HardSigmoid keeps `Z` in [0, 1]: with unit-variance `B` a ReLU reservoir (FedMOE's code)
+    can grow without bound.
+
+    Moments (what the mean-field policy needs) are estimated by Monte Carlo over the encoder
+    noise: given the agent's previous state, `n_mc` fresh noise draws (counters `p, p+1, …` of
+    the agent's key at step `t`: a stream apart from the realized draws, counters `< p`) give
+    per-agent estimates of `E Z` and `E[Z_ak Z_bk]`; columns `k ≠ l` are independent given
+    the state (different `w_k`), so the rest of the second moment factorises exactly as for
+    the RFN. The loop averages these over the population (spec §2.2, H2), `N · n_mc` draws.
+
+    Attributes:
+        d, d_x, p: target, input and feature dimensions.
+        sigma: noise scale σ > 0 (one per row or a scalar).
+        n_mc: Monte-Carlo draws per agent and step for the moments.
+    """
+
+    d: int = eqx.field(static=True)
+    d_x: int = eqx.field(static=True)
+    p: int = eqx.field(static=True)
+    sigma: Float[Array, " d"] | float = 0.1
+    n_mc: int = eqx.field(static=True, default=16)
+
+    def __check_init__(self):
+        if not isinstance(self.n_mc, int) or self.n_mc < 1:
+            raise ValueError(f"n_mc must be a positive integer, got n_mc={self.n_mc!r}")
+
+    @property
+    def stateful(self) -> bool:
+        return True
+
+    def init(self, key: PRNGKeyArray, dtype=float) -> ESNParams:
+        """Draw one agent's `(A, B, b)` from `N(0, 1)`."""
+        kA, kB, kb = jr.split(key, 3)
+        return ESNParams(
+            A=jr.normal(kA, (self.d, self.d_x), dtype),
+            B=jr.normal(kB, (self.d, self.d), dtype),
+            b=jr.normal(kb, (self.d, self.p), dtype),
+        )
+
+    def preactivation(
+        self, params: ESNParams, x: Float[Array, " d_x"], prev: Float[Array, "d p *n"]
+    ) -> Float[Array, "d p *n"]:
+        """`A x 1ᵀ + B Z_{t−1} + b` (entry by entry over `x` and the rows of `Z_{t−1}`)."""
+        extra = prev.ndim - 2  # a trailing agent axis on the state; shared parameters get one
+        A, B, b = (
+            a.reshape(a.shape + (1,) * (extra + 2 - a.ndim)) for a in (params.A, params.B, params.b)
+        )
+        ax = sum(A[:, j] * x[j] for j in range(self.d_x))
+        Bz = sum(B[:, c][:, None] * prev[c][None] for c in range(self.d))
+        return ax[:, None] + Bz + b
+
+    def features(self, params, x, w, prev=None):
+        pre = self.preactivation(params, x, prev)
+        return hard_sigmoid(pre + self._sigma(pre.dtype, pre.ndim) * w[None].astype(pre.dtype))
+
+    def moment_parts(self, params, x, *, prev=None, key=None, t=None):
+        """Monte-Carlo `(E Z, E[Z_ak Z_bk])` over `n_mc` noise draws, given `prev`."""
+        pre = self.preactivation(params, x, prev)
+        w = agent_normals(key, t, self.n_mc * self.p, offset=self.p).astype(pre.dtype)
+        w = w.reshape((self.n_mc, self.p) + w.shape[1:])
+        z = hard_sigmoid(pre[None] + self._sigma(pre.dtype, pre.ndim)[None] * w[:, None])
+        return jnp.mean(z, axis=0), jnp.mean(z[:, :, None] * z[:, None, :], axis=0)
+
+
+ENCODERS = {"rfn": RFNEncoder, "esn": ESNEncoder}

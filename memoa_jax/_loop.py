@@ -23,7 +23,7 @@ from jax import lax
 
 from ._agents import Population, map_agents, map_chunks
 from ._custom_types import Array, Float, PRNGKeyArray, UInt32
-from ._encoders import RFNEncoder, RFNParams
+from ._encoders import AbstractEncoder, ESNParams, RFNParams
 from ._mean_field import CostParams
 from ._methods import AbstractMethod, MeanFieldGame, MethodState, StepContext
 from ._mixture import AbstractServer, RidgeMixture
@@ -41,7 +41,8 @@ class Simulation(eqx.Module):
 
     Attributes:
         n_agents: population size N.
-        encoder: the agents' random-feature encoder.
+        encoder: the agents' random-feature encoder: `RFNEncoder` (stateless) or
+            `ESNEncoder` (its state, the previous features, is carried by the loop).
         methods: client update rules run side by side on the same draws (`default_methods`).
         server: the mixture rule applied to every method's predictions.
         cost: weights of the realized online cost reported for every method (spec §3, §9).
@@ -53,7 +54,7 @@ class Simulation(eqx.Module):
     """
 
     n_agents: int = eqx.field(static=True)
-    encoder: RFNEncoder
+    encoder: AbstractEncoder
     methods: tuple[AbstractMethod, ...]
     server: AbstractServer = RidgeMixture()
     cost: CostParams = CostParams()
@@ -95,6 +96,8 @@ class StepStats(NamedTuple):
     worst_se: Array  # max over agents of the same
     server_se: Array  # ‖y_{t+1} − ŷ^srv_{t+1}‖²
     mean_field_se: Array  # ‖y_{t+1} − ȳ_{t+1}‖²
+    server_pred: Array  # ŷ^srv_{t+1}, shape (d,) per step
+    agent_pred: Array  # ŷⁱ_{t+1} of the tracked agent i (`simulate(track_agent=i)`), (d,)
 
 
 class Summary(NamedTuple):
@@ -124,7 +127,7 @@ class _Acc(NamedTuple):
 
 class _State(NamedTuple):
     noise_keys: UInt32[Array, "2 n"]
-    params: RFNParams
+    params: RFNParams | ESNParams
     z_ring: Float[Array, "R d p n"]  # R = H + 1 slots: times t−H..t (see StepContext)
     z_next: Float[Array, "d p n"]  # the features of the coming step, drawn one step ahead
     mom_M: Float[Array, "R d p"]
@@ -149,7 +152,9 @@ def stage_cost(cost: CostParams, y_next, ybar_next, yhat_next, beta):
     return sq, cost.q * sq + cost.lam * dev + cost.gamma * ridge
 
 
-def init_agents(sim: Simulation, *, key: PRNGKeyArray) -> tuple[RFNParams, UInt32[Array, "2 n"]]:
+def init_agents(
+    sim: Simulation, *, key: PRNGKeyArray
+) -> tuple[RFNParams | ESNParams, UInt32[Array, "2 n"]]:
     """Per-agent encoder parameters and two-word noise keys (agent axis last, as everything
     per agent); agent `i` owns `fold_in(agents_key, i)`, so agent `i` is the same in any
     population."""
@@ -163,10 +168,21 @@ def init_agents(sim: Simulation, *, key: PRNGKeyArray) -> tuple[RFNParams, UInt3
     return params, key_words(noise_keys)
 
 
-def _population_moments(enc: RFNEncoder, params: RFNParams, x_t, pop: Population, bs, dtype):
-    """H2 population moments at `x_t` (spec §2.2): the means over agents of each agent's exact
-    `M` and `C`, and of `M ⊗ M` as one GEMM over the agents (no per-agent `(d p)²` tensor)."""
-    M, C = map_chunks(lambda q: enc.moment_parts(q, x_t), params, batch_size=bs)
+def _population_moments(
+    enc: AbstractEncoder, params, h2: bool, x_t, t, keys, prev, pop: Population, bs, dtype
+):
+    """Population moments at `x_t` (spec §2.2): the means over agents of each agent's `M` and
+    `C` (exact for the RFN, Monte Carlo for the ESN, given each agent's `Z_{t−1}` = `prev`),
+    and of `M ⊗ M` as one GEMM over the agents (no per-agent `(d p)²` tensor). `params` are
+    per agent (`h2`) or shared (H1, where only a stateful encoder's moments differ by agent)."""
+
+    def parts(q, k, z):
+        return enc.moment_parts(q, x_t, prev=z, key=k, t=t)
+
+    if h2:
+        M, C = map_chunks(parts, params, keys, prev, batch_size=bs)
+    else:
+        M, C = map_chunks(lambda k, z: parts(params, k, z), keys, prev, batch_size=bs)
     M, C = M.astype(dtype), C.astype(dtype)
     outer = jnp.einsum("akn,bln->akbl", M, pop.zero_padding(M)) / pop.n
     return pop.mean(M), assemble_second_moment(outer, pop.mean(C))
@@ -254,6 +270,7 @@ def simulate(
     mesh: jax.sharding.Mesh | None = None,
     n_active: int | Array | None = None,
     remat: bool = False,
+    track_agent: int | Array = 0,
 ) -> SimResult:
     """Run the online protocol over the whole series (spec §7.1).
 
@@ -277,6 +294,8 @@ def simulate(
             scanned step in segments of about √T steps (`jax.checkpoint`), so the backward pass
             keeps O(√T) copies of the per-agent state instead of every step's activations
             (O(N √T) memory, not O(N T)), for about one extra forward pass. Same values.
+        track_agent: the agent whose predictions `StepStats.agent_pred` records (one agent,
+            never N × T; it may be a traced value, e.g. a previous run's `worst_agent`).
 
     Returns:
         A `SimResult`. Wrap the call in `jax.jit` / `eqx.filter_jit` once, outside.
@@ -314,15 +333,15 @@ def simulate(
 
     c = sim.cost
 
-    def draw_features(params, noise_keys, t):
-        """Every agent's `Z_t`. The loop draws one step ahead and carries the draws, so that
-        they are materialised once: drawn inside the step, XLA would fuse the noise generation
-        (threefry + erfinv) into every consumer and recompute it once per method."""
+    def draw_features(params, noise_keys, t, prev):
+        """Every agent's `Z_t` (`prev`: every agent's `Z_{t−1}`, for a stateful encoder). The
+        loop draws one step ahead and carries the draws, so that they are materialised once:
+        drawn inside the step, XLA would fuse the noise generation (threefry + erfinv) into
+        every consumer and recompute it once per method."""
+        draw = lambda q, k, z: enc.features(q, x[t], enc.noise(k, t), z)
         if h2:
-            draw = lambda q, k: enc.features(q, x[t], enc.noise(k, t))
-            return map_chunks(draw, params, noise_keys, batch_size=bs)
-        draw = lambda k: enc.features(params, x[t], enc.noise(k, t))
-        return map_chunks(draw, noise_keys, batch_size=bs)
+            return map_chunks(draw, params, noise_keys, prev, batch_size=bs)
+        return map_chunks(lambda k, z: draw(params, k, z), noise_keys, prev, batch_size=bs)
 
     y0 = jnp.broadcast_to(y[0][:, None], (d, N))
     zeros_n = jnp.zeros((N,), dt)
@@ -332,7 +351,7 @@ def simulate(
             noise_keys=noise_keys,
             params=params,
             z_ring=jnp.zeros((R, d, p, N), dt),
-            z_next=draw_features(params, noise_keys, 0),
+            z_next=draw_features(params, noise_keys, 0, jnp.zeros((d, p, N), dt)),
             mom_M=jnp.zeros((R, d, p), sdt),
             mom_S=jnp.zeros((R, d, p, d, p), sdt),
             methods={
@@ -348,13 +367,19 @@ def simulate(
         x_t, y_t, y_next = x[t], y[t], y[t + 1]
         slot = jnp.mod(t, R)
 
-        # FEATURES (shared by all methods): Z_t was drawn last step; draw Z_{t+1} now
+        # FEATURES (shared by all methods): Z_t was drawn last step; draw Z_{t+1} now.
+        # The rings take step t first: written before any read, they are updated in place
+        # (written after the reads, XLA:CPU copied the whole feature ring twice per step).
         z_now = state.z_next
-        z_next = draw_features(state.params, state.noise_keys, t + 1)
+        z_next = draw_features(state.params, state.noise_keys, t + 1, z_now)
+        z_ring = _ring_set(state.z_ring, slot, z_now)
         # POPULATION MOMENTS AT x_t
         if need_moments:
-            if h2:  # population moments: an all-reduce of d p + d² p + (d p)² numbers
-                M_t, S_t = _population_moments(enc, state.params, x_t, pop, bs, sdt)
+            if h2 or enc.stateful:  # population moments: an all-reduce of d p + d² p + (d p)²
+                prev = z_ring[jnp.mod(t - 1, R)]  # Z_{t−1} (zeros at t = 0: Z_{−1} = 0)
+                M_t, S_t = _population_moments(
+                    enc, state.params, h2, x_t, t, state.noise_keys, prev, pop, bs, sdt
+                )
             else:
                 M_t, S_t = enc.moments(state.params, x_t)
             mom_M = _ring_set(state.mom_M, slot, M_t.astype(sdt))
@@ -362,9 +387,6 @@ def simulate(
         else:
             mom_M, mom_S = state.mom_M, state.mom_S
 
-        # the rings take step t first: written before any read, they are updated in place
-        # (written after the reads, XLA:CPU copied the whole feature ring twice per step)
-        z_ring = _ring_set(state.z_ring, slot, z_now)
         ctx = StepContext(t, y, z_now, z_ring, mom_M, mom_S, bs, pop)
         methods, acc, stats = {}, {}, {}
         for m in sim.methods:
@@ -386,6 +408,8 @@ def simulate(
                 worst_se=pop.max(sq),
                 server_se=jnp.sum((y_next - srv) ** 2),
                 mean_field_se=jnp.sum((y_next - ybar_next) ** 2),
+                server_pred=srv,
+                agent_pred=y_hat_next[:, track_agent],
             )
             acc[m.name] = _Acc(a.sse + sq, a.cost + stage)
             methods[m.name] = MethodState(y_hat_next, _ring_set(ms.yhat_ring, slot, base), extra)

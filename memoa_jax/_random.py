@@ -51,17 +51,20 @@ def uniform_open(bits: UInt32[Array, "..."]) -> Float[Array, "..."]:
     return jnp.maximum(lo, (one_two - 1.0) * (1.0 - lo) + lo)
 
 
-def agent_normals(key: UInt32[Array, " 2 *agents"], t, n: int) -> Float[Array, " n *agents"]:
+def agent_normals(
+    key: UInt32[Array, " 2 *agents"], t, n: int, offset: int = 0
+) -> Float[Array, " n *agents"]:
     """`n` standard normal float32 draws of one agent at step `t` (or of many: `key` with a
     trailing agent axis): `√2 erf⁻¹(u)` of uniforms from the first word of Threefry-2x32 of
-    the agent's key at counters `(t, j)`, `j < n`.
+    the agent's key at counters `(t, offset + j)`, `j < n` (disjoint offsets: independent
+    streams).
 
     One hash per draw (the second word is dropped): the draws are then elementwise maths on
     an `(n, agents)` array of counters, which XLA:CPU vectorises along the agents; pairing
     both words of a hash into one array makes it evaluate the rounds once per word anyway.
     """
     t = jnp.asarray(t).astype(jnp.uint32)
-    j = jnp.arange(n, dtype=jnp.uint32).reshape((n,) + (1,) * (key.ndim - 1))
+    j = jnp.arange(offset, offset + n, dtype=jnp.uint32).reshape((n,) + (1,) * (key.ndim - 1))
     bits, _ = threefry2x32(key[0], key[1], t, j)
     return np.float32(np.sqrt(2.0)) * lax.erf_inv(uniform_open(bits))
 

@@ -22,6 +22,10 @@ DATASET_DEFAULTS = {
     "concept": dict(alpha=1e-4, gamma=15.0, sigma=0.1, features=5, ridge_window=3, window=3),
     "concept-drift": dict(alpha=1e-4, gamma=15.0, sigma=0.1, features=5, ridge_window=3, window=3),
     "ecb": dict(alpha=1e-2, gamma=10.0, sigma=1.0, features=6, ridge_window=5, window=2),
+    "boc": dict(alpha=1e-2, gamma=10.0, sigma=1.0, features=6, ridge_window=5, window=2),
+    "boc-val": dict(alpha=1e-2, gamma=10.0, sigma=1.0, features=6, ridge_window=5, window=2),
+    "ett": dict(alpha=5.0, gamma=10.0, sigma=0.1, features=1, ridge_window=2, window=3),
+    "ett-val": dict(alpha=5.0, gamma=10.0, sigma=0.1, features=1, ridge_window=2, window=3),
 }
 METHOD_NAMES = ("memoa", "g1_ridge", "g2_myopic", "g3_independent", "g4_follow_mean")
 OGD_NAMES = ("ogd_sgd", "ogd_adam")  # online-gradient baselines: selectable, not run by default
@@ -57,9 +61,9 @@ def _parser():
 
 def _command_modules():
     """The other sub-commands, in the order `memoa --help` lists them."""
-    from . import _cmd_bench, _cmd_sweep, _cmd_tune
+    from . import _cmd_bench, _cmd_reproduce, _cmd_sweep, _cmd_tune
 
-    return [_cmd_sweep, _cmd_bench, _cmd_tune]
+    return [_cmd_sweep, _cmd_bench, _cmd_reproduce, _cmd_tune]
 
 
 def add_model_options(r):
@@ -68,6 +72,11 @@ def add_model_options(r):
     from .data import DATASETS
 
     r.add_argument("--dataset", default="ecb", help=f"one of {', '.join(sorted(DATASETS))}")
+    r.add_argument(
+        "--data-dir",
+        type=Path,
+        help="folder of the real data files (boc, ett): default $MEMOA_DATA, else ../shared/data",
+    )
     r.add_argument("--csv", type=Path, help="use this CSV instead (header row; numeric columns)")
     r.add_argument("--target", help="--csv: target column(s), comma separated (default: last)")
     r.add_argument("--rows", type=int, help="use only the first ROWS rows of the series")
@@ -80,6 +89,14 @@ def add_model_options(r):
     r.add_argument("--alpha", type=float, help="recency discount α ≥ 0")
     r.add_argument("--sigma", type=float, help="RFN noise scale σ > 0")
     r.add_argument("--features", type=int, help="features per agent p (d_z)")
+    r.add_argument(
+        "--encoder",
+        choices=("rfn", "esn"),
+        default="rfn",
+        help="agents' encoder: random-feature net (default) or echo-state net (HardSigmoid "
+        "reservoir, Monte-Carlo moments)",
+    )
+    r.add_argument("--mc-samples", type=int, default=16, help="esn: moment draws per agent")
     r.add_argument(
         "--homogeneity",
         choices=("h1", "h2"),
@@ -185,7 +202,7 @@ def _load_data(args):
         args.dataset in DATASETS,
         f"unknown dataset {args.dataset!r}; choose one of: {', '.join(sorted(DATASETS))}",
     )
-    return load_dataset(args.dataset)
+    return load_dataset(args.dataset, data_dir=getattr(args, "data_dir", None))
 
 
 def build(args):
@@ -234,6 +251,11 @@ def build(args):
     try:
         cost = mj.CostParams(q=args.q, lam=args.lam, gamma=hp["gamma"], alpha=hp["alpha"])
         enc = mj.RFNEncoder(d=data.d, d_x=data.d_x, p=hp["features"], sigma=hp["sigma"])
+        if getattr(args, "encoder", "rfn") == "esn":
+            _check(args.mc_samples >= 1, f"--mc-samples must be at least 1, got {args.mc_samples}")
+            enc = mj.ESNEncoder(
+                d=data.d, d_x=data.d_x, p=hp["features"], sigma=hp["sigma"], n_mc=args.mc_samples
+            )
         if args.server == "ridge":
             server = mj.RidgeMixture(kappa=args.kappa, eta=args.eta)
         else:

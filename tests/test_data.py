@@ -54,7 +54,10 @@ def _business_days_from(start: str) -> list[str]:
 
 
 def test_registry_names_and_shapes():
-    assert sorted(DATASETS) == ["concept", "concept-drift", "ecb", "logistic", "periodic"]
+    assert sorted(DATASETS) == sorted(
+        ["concept", "concept-drift", "ecb", "logistic", "periodic"]
+        + ["boc", "boc-val", "ett", "ett-val"]  # read from files: tests/test_data_files.py
+    )
     expected = {
         "periodic": (201, 1, 1),
         "logistic": (201, 1, 1),
@@ -76,7 +79,7 @@ def test_load_dataset_head_and_unknown_name():
     short = load_dataset("periodic", n_rows=10)
     assert short.n_rows == 10
     np.testing.assert_array_equal(short.y, periodic().y[:10])
-    msg = "unknown dataset 'foo'; choose one of: concept, concept-drift, ecb, logistic, periodic"
+    msg = "unknown dataset 'foo'; choose one of: boc, boc-val, concept, concept-drift, ecb, ett"
     with pytest.raises(ValueError, match=msg):
         load_dataset("foo")
     with pytest.raises(ValueError, match="n_rows=500 exceeds the 201 rows of dataset 'periodic'"):
@@ -87,7 +90,8 @@ def test_data_modules_do_not_import_jax():
     import memoa_jax.data as package
 
     root = importlib.resources.files(package)
-    for name in ("__init__.py", "_dataset.py", "_ecb.py", "_synthetic.py"):
+    for name in ("__init__.py", "_dataset.py", "_ecb.py", "_synthetic.py", "_files.py", "_boc.py",
+                 "_ett.py"):  # fmt: skip
         tree = ast.parse(root.joinpath(name).read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

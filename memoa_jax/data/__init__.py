@@ -1,4 +1,5 @@
-"""Data sets (spec §10): synthetic FedMOE series and the embedded ECB default.
+"""Data sets (spec §10): synthetic FedMOE series, the embedded ECB default, and the real
+Bank of Canada and ETTh1 series read from a data folder (`_files.data_dir`).
 
 `Dataset` rows follow spec §2: `x[t]` is public at time `t`, and at time `t` agents predict
 `y[t + 1]`. The registry `DATASETS` maps each name to a zero-argument factory;
@@ -8,9 +9,15 @@ pure NumPy and never imports JAX.
 
 from collections.abc import Callable
 
+from ._boc import boc as boc
+from ._boc import boc_val as boc_val
 from ._dataset import Dataset as Dataset
 from ._ecb import ECB_CREDIT as ECB_CREDIT
 from ._ecb import ecb as ecb
+from ._ett import ett as ett
+from ._ett import ett_val as ett_val
+from ._files import DataFileError as DataFileError
+from ._files import data_dir as data_dir
 from ._synthetic import concept as concept
 from ._synthetic import concept_drift as concept_drift
 from ._synthetic import logistic as logistic
@@ -24,26 +31,35 @@ DATASETS: dict[str, Callable[[], Dataset]] = {
     "logistic": logistic,
     "concept": concept,
     "concept-drift": concept_drift,
+    "boc": boc,
+    "boc-val": boc_val,
+    "ett": ett,
+    "ett-val": ett_val,
 }
+# Read from files in the data folder: `load_dataset(..., data_dir=)` passes the folder on.
+FILE_DATASETS = frozenset({"boc", "boc-val", "ett", "ett-val"})
 
 
-def load_dataset(name: str, n_rows: int | None = None) -> Dataset:
+def load_dataset(name: str, n_rows: int | None = None, *, data_dir=None) -> Dataset:
     """Builds a registered data set, optionally keeping only its first rows.
 
     Args:
-        name: a key of `DATASETS`: `"concept"`, `"concept-drift"`, `"ecb"`, `"logistic"` or
-            `"periodic"`.
+        name: a key of `DATASETS`: `"boc"`, `"boc-val"`, `"concept"`, `"concept-drift"`,
+            `"ecb"`, `"ett"`, `"ett-val"`, `"logistic"` or `"periodic"`.
         n_rows: if given, keep the first `n_rows` rows (`Dataset.head`), so a short run sees
             exactly the beginning of the full one. The defaults have 201 rows (synthetic) and
             2001 rows (`"ecb"`); for a longer or differently normalised ECB series call
             `ecb(n_rows=...)` directly.
+        data_dir: the folder of the real data files (`FILE_DATASETS`); default
+            `$MEMOA_DATA`, else `../shared/data/` relative to the current directory.
 
     Returns:
         The `Dataset`.
 
     Raises:
         ValueError: if `name` is not registered, or if `n_rows` is below 2 or exceeds the
-            rows of the data set.
+            rows of the data set; `DataFileError` (a ValueError) for a missing, truncated or
+            malformed data file.
     """
     try:
         factory = DATASETS[name]
@@ -51,17 +67,24 @@ def load_dataset(name: str, n_rows: int | None = None) -> Dataset:
         raise ValueError(
             f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}"
         ) from None
-    dataset = factory()
+    dataset = factory(data_dir) if name in FILE_DATASETS else factory()
     return dataset if n_rows is None else dataset.head(n_rows)
 
 
 __all__ = [
     "DATASETS",
+    "DataFileError",
     "ECB_CREDIT",
+    "FILE_DATASETS",
     "Dataset",
+    "boc",
+    "boc_val",
     "concept",
     "concept_drift",
+    "data_dir",
     "ecb",
+    "ett",
+    "ett_val",
     "load_dataset",
     "logistic",
     "periodic",

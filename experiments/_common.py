@@ -1,0 +1,183 @@
+"""Shared helpers of the experiment scripts: configurations, runs, atomic outputs.
+
+Every script in `experiments/` exposes `run(out: Path, *, quick: bool, progress) -> list[Path]`
+(and runs itself with `python experiments/<name>.py [--quick]`). Outputs go to `out`
+(default `figures/`), each written to a temporary file in the same folder and moved into place
+(`os.replace`), so a file that exists is complete; `memoa reproduce` relies on that to skip
+finished work after an interruption.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+jax.config.update("jax_enable_x64", True)
+
+import memoa_jax as mj  # noqa: E402
+from memoa_jax.cli import DATASET_DEFAULTS  # noqa: E402
+from memoa_jax.data import load_dataset  # noqa: E402
+
+SEED = 0  # first seed of every experiment (seeds SEED, SEED + 1, ...)
+LAM = 0.5  # spec §10: MEMOA's coupling default
+Q = 1.0
+METHODS = ("memoa", "g1_ridge", "g2_myopic", "g3_independent", "g4_follow_mean")
+GREEDY = ("g1_ridge", "g2_myopic", "g3_independent", "g4_follow_mean")
+
+# (name, label, registry key) of the paper's rows, in the paper's order, plus our ECB default
+DATASETS = (
+    ("periodic", "Periodic"),
+    ("logistic", "Logistic"),
+    ("concept", "Concept"),
+    ("concept-drift", "Concept drift"),
+    ("boc", "BoC"),
+    ("boc-val", "BoC (val)"),
+    ("ett", "ETT"),
+    ("ett-val", "ETT (val)"),
+    ("ecb", "ECB (ours, no paper row)"),
+)
+# spec §1.1 (wizwand benchmark rows of 2605.05492): which method, N and metric is NOT stated
+PUBLISHED = {
+    "periodic": 0.9171,
+    "logistic": 0.1883,
+    "concept": 0.247,
+    "concept-drift": 0.32,
+    "boc": 0.0067,
+    "boc-val": 0.0049,
+    "ett": 0.0263,
+    "ett-val": 0.0514,
+}
+PUBLISHED_LABEL = "published (method/metric unstated)"
+
+
+def dataset_names(only=None) -> list[str]:
+    """The registry keys of `DATASETS`, or those of `only` in table order."""
+    names = [n for n, _ in DATASETS]
+    if only is None:
+        return names
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        raise ValueError(f"unknown dataset {unknown[0]!r}; choose from {', '.join(names)}")
+    return [n for n in names if n in only]
+
+
+def labelled(cfg) -> list[tuple[str, str]]:
+    return [(n, lab) for n, lab in DATASETS if n in cfg["datasets"]]
+
+
+def data(name: str, rows: int | None = None):
+    d = load_dataset(name)
+    return d if rows is None or rows >= d.n_rows else d.head(rows)
+
+
+def simulation(
+    dataset, n_agents: int, *, lam: float = LAM, hp: dict | None = None, encoder: str = "rfn"
+):
+    """`Simulation` with spec §10 / FedMOE hyper-parameters of the data set (H2 agents)."""
+    hp = dict(DATASET_DEFAULTS[dataset.name], **(hp or {}))
+    cost = mj.CostParams(q=Q, lam=lam, gamma=hp["gamma"], alpha=hp["alpha"])
+    size = dict(d=dataset.d, d_x=dataset.d_x, p=hp["features"], sigma=hp["sigma"])
+    enc = mj.ESNEncoder(**size) if encoder == "esn" else mj.RFNEncoder(**size)
+    if encoder == "esn":
+        hp["encoder"] = f"esn (HardSigmoid reservoir, {enc.n_mc} Monte-Carlo draws per agent)"
+    methods = mj.default_methods(cost, window=hp["window"], ridge_window=hp["ridge_window"])
+    sim = mj.Simulation(n_agents=n_agents, encoder=enc, methods=methods, cost=cost)
+    return sim, dict(hp, q=Q, lam=float(lam), homogeneity="h2", server="ridge kappa=1 eta=1")
+
+
+class Runner:
+    """One compilation per (data set, population slots); seeds, λ, N ≤ slots and the tracked
+    agent are run-time values (padding slots, `simulate(n_active=...)`)."""
+
+    def __init__(self):
+        self._compiled = {}
+
+    def __call__(self, sim, dataset, *, seed: int, n_active: int | None = None, track=0):
+        x, y = jnp.asarray(dataset.x), jnp.asarray(dataset.y)
+        na = None if n_active is None else jnp.asarray(n_active, jnp.int32)
+        tr = jnp.asarray(track, jnp.int32)
+        static = jax.tree.flatten(eqx.filter(sim, eqx.is_array, inverse=True))
+        k = (dataset.name, dataset.n_rows, n_active is None, static[1], tuple(static[0]))
+        if k not in self._compiled:
+            self._compiled[k] = (
+                eqx.filter_jit(mj.simulate)
+                .lower(sim, x, y, key=jax.random.key(0), n_active=na, track_agent=tr)
+                .compile()
+            )
+        return jax.block_until_ready(
+            self._compiled[k](sim, x, y, key=jax.random.key(seed), n_active=na, track_agent=tr)
+        )
+
+
+def summary_dict(res) -> dict:
+    return {m: {f: float(v) for f, v in s._asdict().items()} for m, s in res.summary.items()}
+
+
+def mean_std(values) -> dict:
+    v = np.asarray(values, dtype=float)
+    return dict(mean=float(v.mean()), std=float(v.std()), per_seed=v.tolist())
+
+
+def write_atomic(path: Path, write) -> Path:
+    """Write through `write(tmp_path)` into a temporary file beside `path`, then move it in."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are meant to be shared
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def write_json(path: Path, obj) -> Path:
+    return write_atomic(path, lambda p: p.write_text(json.dumps(obj, indent=1) + "\n"))
+
+
+def write_text(path: Path, text: str) -> Path:
+    return write_atomic(path, lambda p: p.write_text(text))
+
+
+def save_figure(path: Path, fig) -> Path:
+    import matplotlib.pyplot as plt
+
+    write_atomic(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def environment() -> dict:
+    return dict(jax=jax.__version__, device=str(jax.devices()[0]), dtype="float64")
+
+
+def script_main(run, description: str):
+    """`python experiments/<name>.py [--quick] [--out DIR]`."""
+    import argparse
+
+    from tqdm.auto import tqdm
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="fewer seeds, rows and sizes")
+    p.add_argument("--out", type=Path, default=Path("figures"))
+    p.add_argument("--datasets", help="comma-separated subset of the data sets")
+    p.add_argument("--rows", type=int, help="use only the first ROWS rows of each series")
+    a = p.parse_args()
+    only = a.datasets.split(",") if a.datasets else None
+    with tqdm(unit="run") as bar:
+        for path in run(a.out, quick=a.quick, progress=bar, datasets=only, rows=a.rows):
+            print(f"wrote {path}")
+
+
+RUNNER = Runner()  # shared by the scripts run in one process: compilations are reused

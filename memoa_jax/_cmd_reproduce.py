@@ -1,0 +1,107 @@
+"""`memoa reproduce`: run the experiment scripts of `experiments/` into `figures/`.
+
+Each script (`main_table`, `trajectories`, `lambda_and_n`, `tune_val`, `esn_table`) has a
+fixed seed and writes the image and/or the numbers behind it; every output file is written to
+a temporary file in the same folder and moved into place, so a file that exists is complete.
+Started again after an interruption, the command skips what is already written with the same
+configuration (the main table cell by cell). One process runs them all, so compilations are shared.
+`--quick` (1 seed, the first 201 rows, N ≤ 100, fewer λ and N points) writes to
+`figures/quick/` so that it never passes for the full run.
+"""
+
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+from .cli import UsageError, _check
+
+EXPERIMENTS = ("main_table", "trajectories", "lambda_and_n", "tune_val", "esn_table")
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def add_parser(sub):
+    r = sub.add_parser(
+        "reproduce",
+        help="run the paper's experiments (main table, trajectories, λ and N) into figures/",
+        description="Run the experiment scripts (main table, per-dataset trajectories, effect "
+        "of λ and N) with fixed seeds; each writes its image and its numbers (JSON/Markdown). "
+        "A rerun skips outputs already complete.",
+    )
+    r.add_argument("--quick", action="store_true", help="1 seed, 201 rows, N <= 100 (minutes)")
+    r.add_argument("--out", type=Path, help="output folder (default figures/, or figures/quick/)")
+    r.add_argument("--only", help=f"comma-separated subset of: {', '.join(EXPERIMENTS)}")
+    r.add_argument("--datasets", help="comma-separated subset of the data sets")
+    r.add_argument("--rows", type=int, help="use only the first ROWS rows of each series")
+    r.add_argument(
+        "--data-dir",
+        type=Path,
+        help="folder of the real data files (boc, ett): default $MEMOA_DATA, else ../shared/data",
+    )
+    r.add_argument(
+        "--experiments-dir",
+        type=Path,
+        default=DEFAULT_DIR,
+        help="folder of the experiment scripts (default: experiments/ of this source tree)",
+    )
+    r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    r.set_defaults(func=main)
+
+
+def _load(folder: Path, name: str):
+    path = folder / f"{name}.py"
+    _check(path.is_file(), f"experiment script {str(path)!r} not found (--experiments-dir)")
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(f"memoa_experiments_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .data import load_dataset
+
+    only = [s.strip() for s in args.only.split(",")] if args.only else list(EXPERIMENTS)
+    for name in only:
+        _check(name in EXPERIMENTS, f"--only: unknown experiment {name!r}; choose from "
+               f"{', '.join(EXPERIMENTS)}")  # fmt: skip
+    datasets = [s.strip() for s in args.datasets.split(",")] if args.datasets else None
+    _check(args.rows is None or args.rows >= 10, f"--rows must be at least 10, got {args.rows}")
+    if args.data_dir is not None:
+        os.environ["MEMOA_DATA"] = str(args.data_dir)  # read by the loaders the scripts call
+    modules = [_load(args.experiments_dir, name) for name in only]
+    common = sys.modules.get("_common")
+    try:
+        names = common.dataset_names(datasets)
+        for name in names:  # fail now, not half way: every file must be there and readable
+            load_dataset(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    out = args.out or (Path("figures") / "quick" if args.quick else Path("figures"))
+    out.mkdir(parents=True, exist_ok=True)
+    opts = dict(quick=args.quick, datasets=datasets, rows=args.rows)
+    total = sum(m.units(**opts) for m in modules)
+    print(
+        f"memoa reproduce{' --quick' if args.quick else ''}: {', '.join(only)} on "
+        f"{len(names)} data set(s) -> {out}/ ({total} simulation runs at most)"
+    )
+    t0 = time.perf_counter()
+    bar = tqdm(total=total, unit="run", disable=args.no_progress, file=sys.stderr)
+    report = []
+    for name, module in zip(only, modules):
+        bar.set_description(name)
+        written = module.run(out, progress=bar, **opts)
+        report.append((name, written, module.outputs(out, datasets)))
+    bar.close()
+    for name, written, outputs in report:
+        kept = [p for p in outputs if p not in written]
+        print(f"{name}:")
+        for p in outputs:
+            if p.exists():  # (an experiment may not apply to the chosen data sets)
+                print(f"  {p}" + ("  (already complete, kept)" if p in kept else ""))
+    print(f"done in {time.perf_counter() - t0:.0f} s")
+    return 0

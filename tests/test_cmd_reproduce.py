@@ -1,0 +1,100 @@
+"""`memoa reproduce` on a tiny configuration: outputs, their internal consistency, resume."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memoa_jax.cli import main
+from memoa_jax.data import load_dataset
+
+TINY = ["reproduce", "--quick", "--datasets", "logistic", "--rows", "30", "--no-progress"]
+TINY += ["--only", "main_table,trajectories,lambda_and_n"]  # tune_val, esn_table: slow test
+
+
+def _mtimes(folder: Path) -> dict:
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_reproduce_tiny_outputs_and_resume(tmp_path, capsys):
+    out = tmp_path / "fig"
+    assert main([*TINY, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    files = ["main_table.md", "main_table.json", "main_table.png", "lambda_and_n.json"]
+    files += ["lambda_and_n.png", "trajectories/logistic.png", "trajectories/logistic.json"]
+    for rel in files:
+        assert (out / rel).is_file() and str(out / rel) in printed, rel
+    assert not [p for p in out.rglob(".*")], "temporary files left behind"
+
+    table = json.loads((out / "main_table.json").read_text())
+    assert table["config"]["sizes"] == [5, 100] and table["published"]["logistic"] == 0.1883
+    md = (out / "main_table.md").read_text()
+    assert "published (method/metric unstated)" in md and "| 0.1883 |" in md
+    for cell in table["cells"]:
+        assert cell["rows"] == 30
+        assert math.isfinite(cell["methods"]["memoa"]["worst_rmse"]["mean"])
+
+    # trajectories: the recorded series reproduce the run's own metrics
+    traj = json.loads((out / "trajectories" / "logistic.json").read_text())
+    y = load_dataset("logistic").y[1:30, 0]
+    np.testing.assert_allclose(traj["target"], y, rtol=1e-6)
+    for m in ("memoa", traj["best_greedy"]):
+        s = traj["summary"][m]
+        worst = np.sqrt(np.mean((y - np.array(traj[m]["worst_agent_pred"])) ** 2))
+        server = np.sqrt(np.mean((y - np.array(traj[m]["server_pred"])) ** 2))
+        assert worst == pytest.approx(s["worst_rmse"], rel=1e-5)
+        assert server == pytest.approx(s["server_rmse"], rel=1e-5)
+
+    # λ = 0 makes MEMOA the independent tracker G3 (same draws): equal to the last digit
+    lam = json.loads((out / "lambda_and_n.json").read_text())
+    at0 = lam["results"]["logistic"]["lam"][lam["config"]["lams"].index(0.0)]
+    for f in ("worst_rmse", "server_rmse", "avg_rmse"):
+        assert at0["memoa"][f]["mean"] == pytest.approx(at0["g3_independent"][f]["mean"], rel=1e-12)
+
+    # an interrupted run (two outputs lost) resumes: the rest is kept as it was
+    before = _mtimes(out)
+    (out / "trajectories" / "logistic.json").unlink()
+    (out / "main_table.md").unlink()
+    assert main([*TINY, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    after = _mtimes(out)
+    assert (out / "trajectories" / "logistic.json").is_file() and (out / "main_table.md").is_file()
+    for p in (out / "main_table_cells").iterdir():
+        assert after[p] == before[p], p  # cells are not recomputed
+    assert after[out / "lambda_and_n.json"] == before[out / "lambda_and_n.json"]
+    assert f"{out / 'lambda_and_n.json'}  (already complete, kept)" in printed
+    again = json.loads((out / "trajectories" / "logistic.json").read_text())
+    assert again == traj  # fixed seed: the same numbers
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--only", "main_table,foo"], "unknown experiment 'foo'"),
+        (["--datasets", "nope"], "unknown dataset 'nope'"),
+        (["--rows", "3"], "--rows must be at least 10, got 3"),
+        (
+            ["--datasets", "boc", "--data-dir", "EMPTY"],
+            "bank_of_canada_exchange_rates.csv' not found",
+        ),
+    ],
+)
+def test_reproduce_bad_input(tmp_path, capsys, monkeypatch, args, match):
+    monkeypatch.delenv("MEMOA_DATA", raising=False)
+    args = [str(tmp_path / "empty") if a == "EMPTY" else a for a in args]
+    out = tmp_path / "fig"
+    assert main(["reproduce", "--quick", "--no-progress", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0], err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_reproduce_quick_under_five_minutes(tmp_path):
+    import time
+
+    t0 = time.perf_counter()
+    assert main(["reproduce", "--quick", "--no-progress", "--out", str(tmp_path / "q")]) == 0
+    assert time.perf_counter() - t0 < 300
