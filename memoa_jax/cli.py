@@ -56,9 +56,9 @@ def _parser():
 
 def _command_modules():
     """The other sub-commands, in the order `memoa --help` lists them."""
-    from . import _cmd_bench, _cmd_sweep
+    from . import _cmd_bench, _cmd_sweep, _cmd_verify
 
-    return [_cmd_sweep, _cmd_bench]
+    return [_cmd_sweep, _cmd_bench, _cmd_verify]
 
 
 def add_model_options(r):

@@ -14,3 +14,7 @@ from ._evaluate import evaluate_policy as evaluate_policy
 from ._evaluate import exploitability as exploitability
 from ._evaluate import mean_field_profile as mean_field_profile
 from ._evaluate import nash_gap as nash_gap
+from ._montecarlo import MonteCarloResult as MonteCarloResult
+from ._montecarlo import monte_carlo as monte_carlo
+from ._montecarlo import simulate_window as simulate_window
+from ._montecarlo import window_moments as window_moments

@@ -34,7 +34,7 @@ class DenseFNE(eqx.Module):
         K, L, h: the symmetric form read from agent 1's rows, `K = G_11 − G_12`,
             `L = N G_12`, `h = H_1` (`N = 1`: `K = G_11`, `L = 0`).
         J: `(N,)` every agent's expected window cost from `X_0 = 𝟙 ⊗ y_0`.
-        cond: `(T,)` `‖𝒜_s‖ / σ_min(𝒜_s)`.
+        cond: `(T,)` 1-norm condition number `‖𝒜_s‖₁ ‖𝒜_s⁻¹‖₁`.
     """
 
     G: Float[Array, "T Np Nd"]
@@ -61,8 +61,7 @@ def _own(v, n: int, d: int):
 
 def _diag_blocks(Q, n: int, d: int):
     """`(N, d, d)`: the diagonal blocks `Q_jj`."""
-    Q4 = Q.reshape(n, d, n, d)
-    return jnp.stack([Q4[j, :, j, :] for j in range(n)])
+    return jnp.einsum("jakb,jk->jab", Q.reshape(n, d, n, d), jnp.eye(n, dtype=Q.dtype))
 
 
 def _noise_weight(Q, i, M_s, S_s, rho_gamma, n: int, d: int):
@@ -80,7 +79,8 @@ def _value_step(c, Q, ell, G, H, Dblk, M_s, const, n: int):
     Hr = H.reshape(n, p)
     F = jnp.eye(n * d, dtype=G.dtype) + jnp.einsum("ak,jkx->jax", M_s, Gr).reshape(n * d, n * d)
     MH = (Hr @ M_s.T).reshape(n * d)
-    P = F.T @ Q @ F + jnp.einsum("jkx,jkl,jly->xy", Gr, Dblk, Gr)
+    DG = jnp.einsum("jkl,jly->jky", Dblk, Gr)
+    P = F.T @ Q @ F + jnp.einsum("jkx,jky->xy", Gr, DG)
     S = F.T @ (ell + Q @ MH) + jnp.einsum("jkx,jkl,jl->x", Gr, Dblk, Hr)
     c = c + const + MH @ Q @ MH + jnp.einsum("jk,jkl,jl->", Hr, Dblk, Hr) + 2.0 * ell @ MH
     return 0.5 * (P + P.T), S, c
@@ -107,7 +107,10 @@ def _symmetric_form(G, H, n: int, d: int, p: int):
 
 
 def stack_policy(
-    K: Float[Array, "T p d"], L: Float[Array, "T p d"], h: Float[Array, "T p"], n_agents: int
+    K: Float[Array, "T p d"],
+    L: Float[Array, "T p d"],
+    h: Float[Array, "T p"],
+    n_agents: int | float,
 ) -> tuple[Float[Array, "T Np Nd"], Float[Array, "T Np"]]:
     """Stacked `(G, H)` of the profile where every agent plays `β = K ŷ + L ȳ + h`."""
     check_n_agents(n_agents)
@@ -122,7 +125,7 @@ def solve_fne_dense(
     S: Float[Array, "T d p d p"],
     y: Float[Array, "T+1 d"],
     cost: CostParams,
-    n_agents: int,
+    n_agents: int | float,
 ) -> DenseFNE:
     """Centralized feedback Nash equilibrium from the N coupled stacked recursions (spec §5).
 
@@ -147,6 +150,7 @@ def solve_fne_dense(
     rho = window_weights(cost.alpha, T, dtype)
     W = _weights(n, cost.q, cost.lam, d, dtype)
     I_p = jnp.eye(p, dtype=dtype)
+    eye_np = jnp.eye(n * p, dtype=dtype)
     agents = jnp.arange(n)
 
     def backward(carry, xs):
@@ -155,16 +159,22 @@ def solve_fne_dense(
         Q = rho_s * W + P
         ell = -rho_s * cost.q * _own(y_next, n, d) + Sv
         # agent i's row block i of Qⁱ: (N, d, N, d)
-        rows = jnp.stack([Q[i].reshape(n, d, n, d)[i] for i in range(n)])
+        eye_n = jnp.eye(n, dtype=dtype)
+        rows = jnp.einsum("ijakb,ij->iakb", Q.reshape(n, n, d, n, d), eye_n)
         A = jnp.einsum("ak,iajb,bl->ijkl", M_s, rows, M_s)
-        own = jax.vmap(lambda r, i: second_moment_operator(r[:, i, :], S_s))(rows, agents)
+        own = jax.vmap(lambda Qii: second_moment_operator(Qii, S_s))(
+            jnp.einsum("iaib->iab", rows)
+        )
         A = A.at[agents, agents].set(own + rho_s * cost.gamma * I_p)
         A = A.transpose(0, 2, 1, 3).reshape(n * p, n * p)
         B = jnp.einsum("ak,iajb->ikjb", M_s, rows).reshape(n * p, n * d)
-        ell_own = jnp.stack([ell[i].reshape(n, d)[i] for i in range(n)])
+        ell_own = jnp.einsum("ija,ij->ia", ell.reshape(n, n, d), eye_n)
         C = (ell_own @ M_s).reshape(n * p)
-        G = -jnp.linalg.solve(A, B)
-        H = -jnp.linalg.solve(A, C)
+        # one LU for the gains, the offsets and A⁻¹ (its 1-norm condition number: an SVD
+        # of the Np × Np system would cost more than the solve)
+        lu = jax.scipy.linalg.lu_factor(A)
+        sol = jax.scipy.linalg.lu_solve(lu, jnp.concatenate([B, C[:, None], eye_np], axis=1))
+        G, H, A_inv = -sol[:, : n * d], -sol[:, n * d], sol[:, n * d + 1 :]
         const = rho_s * cost.q * (y_next @ y_next)
 
         def one(Q_i, ell_i, c_i, i):
@@ -172,8 +182,8 @@ def solve_fne_dense(
             return _value_step(c_i, Q_i, ell_i, G, H, Dblk, M_s, const, n)
 
         P, Sv, c = jax.vmap(one)(Q, ell, c, agents)
-        sv = jnp.linalg.svd(A, compute_uv=False)
-        return (P, Sv, c), (G, H, sv[0] / sv[-1])
+        norm1 = lambda X: jnp.max(jnp.sum(jnp.abs(X), axis=0))
+        return (P, Sv, c), (G, H, norm1(A) * norm1(A_inv))
 
     (P0, S0, c0), (G, H, cond) = lax.scan(
         backward, _terminal(y[T], cost, n, d), (M, S, y[1:], rho), reverse=True
@@ -245,7 +255,8 @@ def best_response_dense(
         Q = rho_s * W + P
         ell = -rho_s * cost.q * _own(y_next, n, d)[0] + Sv
         cov = jax.vmap(lambda Qjj: covariance_operator(Qjj, M_s, S_s))(_diag_blocks(Q, n, d))
-        E = Mbar.T @ Q @ Mbar + jax.scipy.linalg.block_diag(*[cov[j] for j in range(n)])
+        blocks = jnp.einsum("jkl,jm->jkml", cov, jnp.eye(n, dtype=dtype)).reshape(n * p, n * p)
+        E = Mbar.T @ Q @ Mbar + blocks
         G_hat, H_hat = G_s.at[:p].set(0.0), H_s.at[:p].set(0.0)
         hess = E[:p, :p] + rho_s * cost.gamma * jnp.eye(p, dtype=dtype)
         k_br = -jnp.linalg.solve(hess, (Mbar.T @ Q + E @ G_hat)[:p])
