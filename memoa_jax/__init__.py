@@ -4,6 +4,7 @@ equilibria (Yang, Emerson, Tavakoli, Kratsios, 2026), in JAX.
 The public API is what this module re-exports.
 """
 
+from . import nash as nash
 from ._agents import Population as Population
 from ._agents import map_agents as map_agents
 from ._agents import mean_field_control as mean_field_control
@@ -34,5 +35,8 @@ from ._mixture import ridge_weights as ridge_weights
 from ._mixture import ridge_weights_dense as ridge_weights_dense
 from ._moments import rfn_moments as rfn_moments
 from ._moments import second_moment_operator as second_moment_operator
+from .nash import nash_gap as nash_gap
+from .nash import solve_fne_dense as solve_fne_dense
+from .nash import solve_fne_reduced as solve_fne_reduced
 
 __version__ = "0.1.0"

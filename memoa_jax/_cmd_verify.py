@@ -19,15 +19,44 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import UsageError, _check, _runtime_message
 from ._cmd_sweep import _write_atomic, parse_sizes
+from .cli import UsageError, _check, _runtime_message
 
 DEFAULT_SIZES = "geom:2:1e6:25"
 DEFAULT_MC_SIZES = "1e2,1e3,1e4,1e5,1e6"
 # Student t 97.5 % quantiles, 1..30 degrees of freedom (normal beyond)
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042]  # fmt: skip
+_T975 = [
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+]
 INSTANCE_COST = {
     "rfn": dict(q=1.0, lam=0.5, gamma=1.0, alpha=0.1),
     "fixture": dict(q=1.0, lam=0.5, gamma=0.3, alpha=0.1),  # spec §6.11
@@ -99,7 +128,10 @@ def sizes_from(text: str) -> list[int]:
         lo, hi, count = float(parts[0]), float(parts[1]), int(parts[2])
     except (ValueError, IndexError):
         raise UsageError(f"--sizes: expected geom:LO:HI:COUNT, got {text!r}") from None
-    _check(lo >= 1 and hi >= lo and count >= 1, f"--sizes: need 1 <= LO <= HI, COUNT >= 1, got {text!r}")
+    _check(
+        lo >= 1 and hi >= lo and count >= 1,
+        f"--sizes: need 1 <= LO <= HI, COUNT >= 1, got {text!r}",
+    )
     return sorted({int(round(v)) for v in np.geomspace(lo, hi, count)})
 
 
@@ -122,14 +154,30 @@ def build_instance(args) -> dict:
         raise UsageError(str(e)) from None
     if args.instance == "fixture":
         M = np.array([[0.8, -0.3], [0.5, 0.4], [1.0, 0.2]])[:, None, :]
-        cov = np.array([[[0.10, 0.02], [0.02, 0.20]], [[0.05, 0.0], [0.0, 0.30]],
-                        [[0.20, -0.05], [-0.05, 0.10]]])  # fmt: skip
+        cov = np.array(
+            [
+                [[0.10, 0.02], [0.02, 0.20]],
+                [[0.05, 0.0], [0.0, 0.30]],
+                [[0.20, -0.05], [-0.05, 0.10]],
+            ]
+        )
         S = np.einsum("sak,sbl->sakbl", M, M) + cov.reshape(3, 1, 2, 1, 2)
         y = np.array([0.0, 1.0, 0.5, -0.2])[:, None]
-        return dict(M=jnp.asarray(M), S=jnp.asarray(S), y=jnp.asarray(y), cost=cost,
-                    encoder=None, params=None, x=None, weights=weights)  # fmt: skip
+        return dict(
+            M=jnp.asarray(M),
+            S=jnp.asarray(S),
+            y=jnp.asarray(y),
+            cost=cost,
+            encoder=None,
+            params=None,
+            x=None,
+            weights=weights,
+        )
     for name in ("window", "d", "p", "d_x"):
-        _check(getattr(args, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+        _check(
+            getattr(args, name) >= 1,
+            f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}",
+        )
     _check(args.sigma > 0, f"--sigma must be positive, got {args.sigma}")
     T, d = args.window, args.d
     k_enc, k_x, k_y = jr.split(jr.key(args.seed), 3)
@@ -168,8 +216,14 @@ def fit_slope(n, v, lo, hi, floor=0.0) -> dict | None:
     dof = len(x) - 2
     sxx = np.sum((x - x.mean()) ** 2)
     se = float(np.sqrt(np.sum(resid**2) / dof / sxx)) if dof > 0 else float("nan")
-    return dict(slope=float(coef[0]), se=se, intercept=float(coef[1]), n_points=int(keep.sum()),
-                n_min=float(n[keep].min()), n_max=float(n[keep].max()))  # fmt: skip
+    return dict(
+        slope=float(coef[0]),
+        se=se,
+        intercept=float(coef[1]),
+        n_points=int(keep.sum()),
+        n_min=float(n[keep].min()),
+        n_max=float(n[keep].max()),
+    )
 
 
 def _cost_gap_tail(n, gap, J):
@@ -278,12 +332,20 @@ def main(args) -> int:
             exe = dense_fn.lower(M, S, y, cost, n).compile()
             compile_s = time.perf_counter() - t0
             sol = jax.block_until_ready(exe(M, S, y, cost))
-            run_s = _best(lambda: jax.block_until_ready(exe(M, S, y, cost)), budget=1.0, max_repeat=3)
+            run_s = _best(
+                lambda: jax.block_until_ready(exe(M, S, y, cost)), budget=1.0, max_repeat=3
+            )
             r = red(n)
-            diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in
-                       [(sol.K, r.K), (sol.L, r.L), (sol.h, r.h)])  # fmt: skip
-            dense[n] = dict(compile_s=compile_s, run_s=run_s, max_diff_vs_reduced=diff,
-                            J_diff_vs_reduced=float(jnp.max(jnp.abs(sol.J - r.J))))  # fmt: skip
+            diff = max(
+                float(jnp.max(jnp.abs(a - b)))
+                for a, b in [(sol.K, r.K), (sol.L, r.L), (sol.h, r.h)]
+            )
+            dense[n] = dict(
+                compile_s=compile_s,
+                run_s=run_s,
+                max_diff_vs_reduced=diff,
+                J_diff_vs_reduced=float(jnp.max(jnp.abs(sol.J - r.J))),
+            )
             bar.update()
         # MONTE CARLO: both policies on the same draws, R replications per N
         mc = []
@@ -292,8 +354,16 @@ def main(args) -> int:
             bar.set_description(f"Monte Carlo N={n:,}")
             t0 = time.perf_counter()
             res = jax.block_until_ready(
-                mc_fn(inst["encoder"], inst["params"], inst["x"], y, cost, n,
-                      key=jax.random.key(args.seed + 1), n_reps=args.mc_reps)  # fmt: skip
+                mc_fn(
+                    inst["encoder"],
+                    inst["params"],
+                    inst["x"],
+                    y,
+                    cost,
+                    n,
+                    key=jax.random.key(args.seed + 1),
+                    n_reps=args.mc_reps,
+                )
             )
             mc_s = time.perf_counter() - t0
             fne_n = red(n)
@@ -303,9 +373,13 @@ def main(args) -> int:
             gap_mf = np.max(np.abs(np.asarray(res.ybar_mf - res.flow)), axis=(1, 2))
             gap_fne = np.max(np.abs(np.asarray(res.ybar_fne - res.flow)), axis=(1, 2))
             row = dict(n_agents=n, reps=args.mc_reps, seconds=mc_s, J_mf=J_mf, J_fne=J_fne)
-            for name, samples in [("ybar_gap_mf", gap_mf), ("ybar_gap_fne", gap_fne),
-                                  ("cost_mf", res.cost_mf), ("cost_fne", res.cost_fne),
-                                  ("cost_diff", res.cost_diff)]:  # fmt: skip
+            for name, samples in [
+                ("ybar_gap_mf", gap_mf),
+                ("ybar_gap_fne", gap_fne),
+                ("cost_mf", res.cost_mf),
+                ("cost_fne", res.cost_fne),
+                ("cost_diff", res.cost_diff),
+            ]:
                 mean, se, half = _mean_ci(samples)
                 row[name] = dict(mean=mean, se=se, ci95=[mean - half, mean + half])
             mc.append(row)
@@ -321,16 +395,26 @@ def main(args) -> int:
     bar.close()
 
     # TABLE, SLOPES
-    g = {k: np.asarray(getattr(gaps, k)) for k in ("gain_gap", "eps", "cost_gap", "J_mf", "J_fne", "J_br")}
+    g = {
+        k: np.asarray(getattr(gaps, k))
+        for k in ("gain_gap", "eps", "cost_gap", "J_mf", "J_fne", "J_br")
+    }
     rows = []
     for i, n in enumerate(sizes):
-        rows.append(dict(
-            n_agents=n, gain_gap=float(g["gain_gap"][i]), eps=float(g["eps"][i]),
-            cost_gap=float(g["cost_gap"][i]), J_mf=float(g["J_mf"][i]),
-            J_fne=float(g["J_fne"][i]), J_br=float(g["J_br"][i]),
-            dense_s=dense[n]["run_s"] if n in dense else None,
-            reduced_s=t_red[n], mf_s=t_mf,
-        ))  # fmt: skip
+        rows.append(
+            dict(
+                n_agents=n,
+                gain_gap=float(g["gain_gap"][i]),
+                eps=float(g["eps"][i]),
+                cost_gap=float(g["cost_gap"][i]),
+                J_mf=float(g["J_mf"][i]),
+                J_fne=float(g["J_fne"][i]),
+                J_br=float(g["J_br"][i]),
+                dense_s=dense[n]["run_s"] if n in dense else None,
+                reduced_s=t_red[n],
+                mf_s=t_mf,
+            )
+        )
     n_np = np.asarray(sizes, float)
     floor, cost_tail = _cost_gap_tail(n_np, g["cost_gap"], g["J_mf"])
     slopes = {
@@ -340,7 +424,9 @@ def main(args) -> int:
     }
     if len(mc) >= 3:
         mc_n = [r["n_agents"] for r in mc]
-        slopes["mc_ybar_gap_mf"] = fit_slope(mc_n, [r["ybar_gap_mf"]["mean"] for r in mc], 1, math.inf)
+        slopes["mc_ybar_gap_mf"] = fit_slope(
+            mc_n, [r["ybar_gap_mf"]["mean"] for r in mc], 1, math.inf
+        )
     largest = max(dense) if dense else None
     timing = dict(
         mf_solve_s=t_mf,
@@ -349,37 +435,59 @@ def main(args) -> int:
         reduced_sweep_compile_s=t_sweep_compile,
         dense_largest_n=largest,
         dense_largest_s=dense[largest]["run_s"] if largest else None,
-        gain_gap_1e9=float(max(jnp.max(jnp.abs(fne_1e9.K - mf.K)), jnp.max(jnp.abs(fne_1e9.L - mf.L)),
-                               jnp.max(jnp.abs(fne_1e9.h - mf.g)))),
-    )  # fmt: skip
+        gain_gap_1e9=float(
+            max(
+                jnp.max(jnp.abs(fne_1e9.K - mf.K)),
+                jnp.max(jnp.abs(fne_1e9.L - mf.L)),
+                jnp.max(jnp.abs(fne_1e9.h - mf.g)),
+            )
+        ),
+    )
     _print_table(rows, dense)
     print()
     for name, s in slopes.items():
         if s is None:
             print(f"slope {name}: fewer than three points to fit")
         else:
-            print(f"slope {name:15s} {s['slope']:+.4f} ± {s['se']:.4f}  "
-                  f"(N = {s['n_min']:.0f}..{s['n_max']:.0f}, {s['n_points']} points)")  # fmt: skip
+            print(
+                f"slope {name:15s} {s['slope']:+.4f} ± {s['se']:.4f}  "
+                f"(N = {s['n_min']:.0f}..{s['n_max']:.0f}, {s['n_points']} points)"
+            )
     if dense:
         worst = max(v["max_diff_vs_reduced"] for v in dense.values())
         print(f"dense vs reduced gains: max |diff| {worst:.2e} over N in {sorted(dense)}")
     if largest:
-        print(f"dense FNE at N={largest}: {dense[largest]['run_s']:.3g} s;  MF solve (any N): "
-              f"{t_mf * 1e3:.3g} ms;  reduced FNE at N=1e9: {t_red_1e9 * 1e3:.3g} ms "
-              f"(gain gap there {timing['gain_gap_1e9']:.2e})")  # fmt: skip
+        print(
+            f"dense FNE at N={largest}: {dense[largest]['run_s']:.3g} s;  MF solve (any N): "
+            f"{t_mf * 1e3:.3g} ms;  reduced FNE at N=1e9: {t_red_1e9 * 1e3:.3g} ms "
+            f"(gain gap there {timing['gain_gap_1e9']:.2e})"
+        )
     for r in mc:
         print(_mc_line(r))
 
     record = dict(
         command="memoa verify",
         instance=args.instance,
-        window=T, d=d, p=p, cost=inst["weights"], q_T=args.q_T, lam_T=args.lam_T,
-        mean_field=args.mean_field, seed=args.seed, sigma=args.sigma if args.instance == "rfn" else None,
-        fit_range=[fit_lo, fit_hi], cost_gap_floor=floor,
-        rows=rows, slopes=slopes, dense=[dict(n_agents=n, **v) for n, v in sorted(dense.items())],
-        monte_carlo=mc, timing=timing,
-        device=str(jax.devices()[0]), jax_version=jax.__version__, python=platform.python_version(),
-    )  # fmt: skip
+        window=T,
+        d=d,
+        p=p,
+        cost=inst["weights"],
+        q_T=args.q_T,
+        lam_T=args.lam_T,
+        mean_field=args.mean_field,
+        seed=args.seed,
+        sigma=args.sigma if args.instance == "rfn" else None,
+        fit_range=[fit_lo, fit_hi],
+        cost_gap_floor=floor,
+        rows=rows,
+        slopes=slopes,
+        dense=[dict(n_agents=n, **v) for n, v in sorted(dense.items())],
+        monte_carlo=mc,
+        timing=timing,
+        device=str(jax.devices()[0]),
+        jax_version=jax.__version__,
+        python=platform.python_version(),
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     from ._nash_plots import plot_convergence, plot_cost
 
@@ -409,10 +517,17 @@ def _print_table(rows, dense):
     cols = ["N", "max gain gap", "eps_N", "cost gap", "dense s", "reduced s", "MF s"]
     fmt = lambda v: "-" if v is None else f"{v:.3g}"
     table = [
-        [f"{r['n_agents']:,}", f"{r['gain_gap']:.3e}", f"{r['eps']:.3e}", f"{r['cost_gap']:+.3e}",
-         fmt(r["dense_s"]), fmt(r["reduced_s"]), fmt(r["mf_s"])]
+        [
+            f"{r['n_agents']:,}",
+            f"{r['gain_gap']:.3e}",
+            f"{r['eps']:.3e}",
+            f"{r['cost_gap']:+.3e}",
+            fmt(r["dense_s"]),
+            fmt(r["reduced_s"]),
+            fmt(r["mf_s"]),
+        ]
         for r in rows
-    ]  # fmt: skip
+    ]
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
     print()
     for t in [cols, ["-" * w for w in widths], *table]:

@@ -14,8 +14,20 @@ SMALL = ["verify", "--window", "3", "--no-progress", "--fit", "10,1e4"]
 @pytest.mark.slow
 def test_fixture_sweep_through_the_cli(tmp_path, capsys):
     out = tmp_path / "f"
-    args = ["verify", "--instance", "fixture", "--sizes", "1,3,10,100,1000,1e4",
-            "--dense-max", "3", "--fit", "10,1e4", "--no-progress", "--out", str(out)]  # fmt: skip
+    args = [
+        "verify",
+        "--instance",
+        "fixture",
+        "--sizes",
+        "1,3,10,100,1000,1e4",
+        "--dense-max",
+        "3",
+        "--fit",
+        "10,1e4",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "Monte Carlo check skipped" in text and "max gain gap" in text
@@ -44,8 +56,23 @@ def _check_monte_carlo_rows(rec):
 
 def test_monte_carlo_through_the_cli(tmp_path):
     out = tmp_path / "mc"
-    args = [*SMALL, "--window", "2", "--sizes", "1,10,100,1000", "--dense-max", "2",
-            "--fit", "10,1000", "--mc-sizes", "30,60", "--mc-reps", "3", "--out", str(out)]  # fmt: skip
+    args = [
+        *SMALL,
+        "--window",
+        "2",
+        "--sizes",
+        "1,10,100,1000",
+        "--dense-max",
+        "2",
+        "--fit",
+        "10,1000",
+        "--mc-sizes",
+        "30,60",
+        "--mc-reps",
+        "3",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     rec = json.loads((out / "nash_verify.json").read_text())
     assert [r["n_agents"] for r in rec["rows"]] == [1, 10, 100, 1000]
@@ -63,8 +90,19 @@ def test_monte_carlo_through_the_cli(tmp_path):
 @pytest.mark.slow
 def test_rfn_sweep(tmp_path, capsys):
     out = tmp_path / "v"
-    args = [*SMALL, "--sizes", "2,10,100,1000,1e4", "--dense-max", "3",
-            "--mc-sizes", "50,200,800", "--mc-reps", "3", "--out", str(out)]  # fmt: skip
+    args = [
+        *SMALL,
+        "--sizes",
+        "2,10,100,1000,1e4",
+        "--dense-max",
+        "3",
+        "--mc-sizes",
+        "50,200,800",
+        "--mc-reps",
+        "3",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     rec = json.loads((out / "nash_verify.json").read_text())
     assert [r["n_agents"] for r in rec["dense"]] == [2, 3]  # sweep sizes <= 3, and 3 itself

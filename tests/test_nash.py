@@ -39,9 +39,21 @@ def _random_instance(seed, T=4, d=2, p=3):
 INSTANCES = {
     # (seed, T, d, p, cost): d = 1 and d = 2, p = 3, with and without terminal costs, λ < 0
     "d1_plain": (1, 5, 1, 3, mj.CostParams(q=1.0, lam=0.5, gamma=0.5, alpha=0.1)),
-    "d2_terminal": (2, 4, 2, 3, mj.CostParams(q=1.0, lam=0.8, gamma=0.4, alpha=0.2, q_T=0.7, lam_T=0.3)),
-    "d2_anti_herding": (3, 4, 2, 3, mj.CostParams(q=1.0, lam=-0.4, gamma=0.6, alpha=0.0, q_T=0.5, lam_T=-0.2)),
-}  # fmt: skip
+    "d2_terminal": (
+        2,
+        4,
+        2,
+        3,
+        mj.CostParams(q=1.0, lam=0.8, gamma=0.4, alpha=0.2, q_T=0.7, lam_T=0.3),
+    ),
+    "d2_anti_herding": (
+        3,
+        4,
+        2,
+        3,
+        mj.CostParams(q=1.0, lam=-0.4, gamma=0.6, alpha=0.0, q_T=0.5, lam_T=-0.2),
+    ),
+}
 
 
 def _instance(name):
@@ -49,7 +61,7 @@ def _instance(name):
     return (*_random_instance(seed, T, d, p), cost)
 
 
-# jitted once here (the un-jitted paths are compared in test_vmapped_sweep_equals_per_n_calls_and_jit)
+# jitted once here (jit vs no jit: test_vmapped_sweep_equals_per_n_calls_and_jit)
 _dense = jax.jit(nash.solve_fne_dense, static_argnums=4)
 _reduced = jax.jit(nash.solve_fne_reduced)
 _evaluate = jax.jit(nash.evaluate_policy)
@@ -74,7 +86,9 @@ def test_fixture_spec_6_11():
     mf = mj.solve_mean_field(M, S, y, FIX_COST)
     K, L, h = nash.mean_field_profile(mf)
     np.testing.assert_allclose(_evaluate(M, S, y, FIX_COST, 3, K, L, h), 0.486692408539, atol=1e-10)
-    np.testing.assert_allclose(_best_response(M, S, y, FIX_COST, 3, K, L, h).J, 0.486046548339, atol=1e-10)  # fmt: skip
+    np.testing.assert_allclose(
+        _best_response(M, S, y, FIX_COST, 3, K, L, h).J, 0.486046548339, atol=1e-10
+    )
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8])
@@ -199,9 +213,12 @@ def test_vmapped_sweep_equals_per_n_calls_and_jit():
             J_mf=_evaluate(M, S, y, cost, n, *prof),
             J_br=br.J,
             eps=_exploitability(M, S, y, cost, n, *prof, br),
-            gain_gap=max(np.max(np.abs(fne.K - mf.K)), np.max(np.abs(fne.L - mf.L)),
-                         np.max(np.abs(fne.h - mf.g))),
-        )  # fmt: skip
+            gain_gap=max(
+                np.max(np.abs(fne.K - mf.K)),
+                np.max(np.abs(fne.L - mf.L)),
+                np.max(np.abs(fne.h - mf.g)),
+            ),
+        )
         for field, value in per_n.items():
             np.testing.assert_allclose(getattr(swept, field)[i], value, rtol=1e-10, atol=1e-15)
     # jit vs no jit (eager is slow: one N)
@@ -230,8 +247,13 @@ def test_singular_system_is_reported():
     # invalid moments (negative second moment at s = 2) make agent 1's system singular at N = 1
     M, S, y = _fixture()
     rho = 1.0  # s = T - 1
-    S_bad = S.at[2].set(jnp.zeros_like(S[2]).at[0, 0, 0, 0].set(-FIX_COST.gamma * rho / FIX_COST.q)
-                        .at[0, 1, 0, 1].set(-FIX_COST.gamma * rho / FIX_COST.q))  # fmt: skip
+    S_bad = S.at[2].set(
+        jnp.zeros_like(S[2])
+        .at[0, 0, 0, 0]
+        .set(-FIX_COST.gamma * rho / FIX_COST.q)
+        .at[0, 1, 0, 1]
+        .set(-FIX_COST.gamma * rho / FIX_COST.q)
+    )
     M_bad = M.at[2].set(0.0)
     for solve in (_reduced,):
         with pytest.raises(Exception, match="singular at window step s=2"):

@@ -81,8 +81,13 @@ def dot(u: Pair, v: Pair, n):
 def outer(u: Pair, v: Pair) -> Blocks:
     """`u vᵀ`."""
     o = jnp.outer
-    return Blocks(o(u.own, v.own), o(u.own, v.other), o(u.other, v.own), o(u.other, v.other),
-                  o(u.other, v.other))  # fmt: skip
+    return Blocks(
+        o(u.own, v.own),
+        o(u.own, v.other),
+        o(u.other, v.own),
+        o(u.other, v.other),
+        o(u.other, v.other),
+    )
 
 
 def each(f, *xs):

@@ -162,9 +162,7 @@ def solve_fne_dense(
         eye_n = jnp.eye(n, dtype=dtype)
         rows = jnp.einsum("ijakb,ij->iakb", Q.reshape(n, n, d, n, d), eye_n)
         A = jnp.einsum("ak,iajb,bl->ijkl", M_s, rows, M_s)
-        own = jax.vmap(lambda Qii: second_moment_operator(Qii, S_s))(
-            jnp.einsum("iaib->iab", rows)
-        )
+        own = jax.vmap(lambda Qii: second_moment_operator(Qii, S_s))(jnp.einsum("iaib->iab", rows))
         A = A.at[agents, agents].set(own + rho_s * cost.gamma * I_p)
         A = A.transpose(0, 2, 1, 3).reshape(n * p, n * p)
         B = jnp.einsum("ak,iajb->ikjb", M_s, rows).reshape(n * p, n * d)

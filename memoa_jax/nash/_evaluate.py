@@ -152,7 +152,9 @@ def best_response(
         backward, init, (M, S, y[1:], rho, K, L, h), reverse=True
     )
     J = start_value(P0, S0, c0, y[0], n)
-    return BestResponse(K_own=k_own, K_other=jnp.where(n >= 2, k_other, 0.0), h=h_br, J=J, hessian=hess)
+    return BestResponse(
+        K_own=k_own, K_other=jnp.where(n >= 2, k_other, 0.0), h=h_br, J=J, hessian=hess
+    )
 
 
 def _noise_cov(B: Float[Array, "p p"], M_s, S_s) -> Float[Array, "d d"]:
@@ -201,7 +203,9 @@ def exploitability(
             _noise_cov(GCG.a + jnp.outer(beta.own, beta.own), M_s, S_s),
             _noise_cov(GCG.c + jnp.outer(beta.other, beta.other), M_s, S_s),
         )
-        C_new = bl.each(lambda x, y: x + y, bl.matmul(F, bl.matmul(C, bl.transpose(F), n), n), noise)
+        C_new = bl.each(
+            lambda x, y: x + y, bl.matmul(F, bl.matmul(C, bl.transpose(F), n), n), noise
+        )
         C_new = bl.mask(bl.each(lambda x, y: 0.5 * (x + y), C_new, bl.transpose(C_new)), n)
         mu_new = bl.mask(bl.each(lambda x, y: x + M_s @ y, bl.matvec(F, mu, n), H), n)
         return (mu_new, C_new, eps), None
