@@ -14,6 +14,7 @@ independent replications. Log-log slopes are least-squares fits with standard er
 
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -75,7 +76,9 @@ def add_parser(sub):
         help="population sizes: comma-separated (1e6 notation allowed) or geom:LO:HI:COUNT "
         f"(log-spaced integers; default {DEFAULT_SIZES})",
     )
-    v.add_argument("--dense-max", type=float, default=256, help="largest N for the dense solver")
+    v.add_argument(
+        "--dense-max", type=float, default=256, help="largest N for the dense solver (default 256)"
+    )
     v.add_argument(
         "--mc-sizes",
         default=DEFAULT_MC_SIZES,
@@ -333,7 +336,7 @@ def main(args) -> int:
             compile_s = time.perf_counter() - t0
             sol = jax.block_until_ready(exe(M, S, y, cost))
             run_s = _best(
-                lambda: jax.block_until_ready(exe(M, S, y, cost)), budget=1.0, max_repeat=3
+                lambda: jax.block_until_ready(exe(M, S, y, cost)), budget=2.0, max_repeat=10
             )
             r = red(n)
             diff = max(
@@ -485,6 +488,7 @@ def main(args) -> int:
         monte_carlo=mc,
         timing=timing,
         device=str(jax.devices()[0]),
+        load_average=os.getloadavg(),  # timings on a shared machine: how shared it was
         jax_version=jax.__version__,
         python=platform.python_version(),
     )
