@@ -4,6 +4,7 @@ equilibria (Yang, Emerson, Tavakoli, Kratsios, 2026), in JAX.
 The public API is what this module re-exports.
 """
 
+from . import nash as nash
 from ._agents import Population as Population
 from ._agents import map_agents as map_agents
 from ._agents import mean_field_control as mean_field_control
@@ -45,5 +46,8 @@ from ._tune import step_memory as step_memory
 from ._tune import tunable as tunable
 from ._tune import tune as tune
 from ._tune import with_params as with_params
+from .nash import nash_gap as nash_gap
+from .nash import solve_fne_dense as solve_fne_dense
+from .nash import solve_fne_reduced as solve_fne_reduced
 
 __version__ = "0.1.0"

@@ -61,9 +61,9 @@ def _parser():
 
 def _command_modules():
     """The other sub-commands, in the order `memoa --help` lists them."""
-    from . import _cmd_bench, _cmd_reproduce, _cmd_sweep, _cmd_tune
+    from . import _cmd_bench, _cmd_reproduce, _cmd_sweep, _cmd_tune, _cmd_verify
 
-    return [_cmd_sweep, _cmd_bench, _cmd_reproduce, _cmd_tune]
+    return [_cmd_sweep, _cmd_bench, _cmd_verify, _cmd_reproduce, _cmd_tune]
 
 
 def add_model_options(r):

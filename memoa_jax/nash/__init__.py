@@ -1,0 +1,40 @@
+"""Nash verification (spec §5), kept apart from the simulator: does the decentralized
+mean-field policy converge to the centralized N-player feedback Nash equilibrium (FNE)?
+
+Inputs everywhere are one window's moments `M (T, d, p)`, `S (T, d, p, d, p)`, targets
+`y (T+1, d)` and `memoa_jax.CostParams` (the same as `memoa_jax.solve_mean_field`).
+
+* `solve_fne_reduced(M, S, y, cost, n)` — exact symmetric FNE `(K^N, L^N, h^N)` and its cost,
+  O(1) in N; `n` may be traced, so `jax.vmap` over `n` solves an N-sweep in one call.
+* `solve_fne_dense(M, S, y, cost, n)` — the stacked `Nd × Nd` recursions (O(T N⁴)): the
+  oracle, and the baseline whose cost does not scale. `evaluate_dense`,
+  `best_response_dense` and `stack_policy` are its stacked-profile companions.
+* `evaluate_policy`, `best_response`, `exploitability` — exact expected cost of a symmetric
+  linear profile `β = K ŷ + L ȳ + h`, agent 1's best response to it, and the ε-Nash gap
+  (multiplicative noise, exact expectations, O(1) in N).
+* `nash_gap(M, S, y, cost, n)` — gain gap, ε_N and cost gap of the mean-field policy.
+* `monte_carlo` / `simulate_window` — one window simulated with N agents under both
+  policies on the same features (shared RFN encoder, exact moments), O(N) memory.
+
+`memoa_jax.solve_fne_reduced`, `memoa_jax.solve_fne_dense` and `memoa_jax.nash_gap` are also
+re-exported at the top level; the CLI is `memoa verify`.
+"""
+
+from ._dense import DenseFNE as DenseFNE
+from ._dense import best_response_dense as best_response_dense
+from ._dense import evaluate_dense as evaluate_dense
+from ._dense import solve_fne_dense as solve_fne_dense
+from ._dense import stack_policy as stack_policy
+from ._evaluate import BestResponse as BestResponse
+from ._evaluate import NashGap as NashGap
+from ._evaluate import best_response as best_response
+from ._evaluate import evaluate_policy as evaluate_policy
+from ._evaluate import exploitability as exploitability
+from ._evaluate import mean_field_profile as mean_field_profile
+from ._evaluate import nash_gap as nash_gap
+from ._montecarlo import MonteCarloResult as MonteCarloResult
+from ._montecarlo import monte_carlo as monte_carlo
+from ._montecarlo import simulate_window as simulate_window
+from ._montecarlo import window_moments as window_moments
+from ._reduced import FNESolution as FNESolution
+from ._reduced import solve_fne_reduced as solve_fne_reduced

@@ -1,0 +1,155 @@
+"""`memoa verify`: a small sweep end to end, the spec §6.11 numbers through the CLI, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from memoa_jax import _cmd_verify
+from memoa_jax.cli import main
+
+SMALL = ["verify", "--window", "3", "--no-progress", "--fit", "10,1e4"]
+
+
+@pytest.mark.slow
+def test_fixture_sweep_through_the_cli(tmp_path, capsys):
+    out = tmp_path / "f"
+    args = [
+        "verify",
+        "--instance",
+        "fixture",
+        "--sizes",
+        "1,3,10,100,1000,1e4",
+        "--dense-max",
+        "3",
+        "--fit",
+        "10,1e4",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "Monte Carlo check skipped" in text and "max gain gap" in text
+    rec = json.loads((out / "nash_verify.json").read_text())
+    assert [r["n_agents"] for r in rec["rows"]] == [1, 3, 10, 100, 1000, 10000]
+    row = {r["n_agents"]: r for r in rec["rows"]}[3]
+    np.testing.assert_allclose(row["J_fne"], 0.486590339826, atol=1e-10)  # spec §6.11
+    np.testing.assert_allclose(row["J_mf"], 0.486692408539, atol=1e-10)
+    np.testing.assert_allclose(row["J_br"], 0.486046548339, atol=1e-10)
+    assert [r["n_agents"] for r in rec["dense"]] == [1, 3]
+    assert all(r["max_diff_vs_reduced"] < 1e-12 for r in rec["dense"])
+    assert -1.05 <= rec["slopes"]["gain_gap"]["slope"] <= -0.95
+    assert rec["slopes"]["eps"]["slope"] <= -0.9
+    assert all(r["eps"] >= -1e-10 for r in rec["rows"])
+    assert rec["timing"]["dense_largest_n"] == 3 and rec["timing"]["reduced_solve_1e9_s"] > 0
+    for name in ("nash_convergence.png", "nash_cost.png"):
+        assert (out / name).stat().st_size > 10_000
+
+
+def _check_monte_carlo_rows(rec):
+    for r in rec["monte_carlo"]:  # the exact expectations inside (generous) intervals
+        for key, exact in [("cost_mf", r["J_mf"]), ("cost_fne", r["J_fne"])]:
+            lo, hi = r[key]["ci95"]
+            assert lo - 2 * (hi - lo) <= exact <= hi + 2 * (hi - lo)
+
+
+def test_monte_carlo_through_the_cli(tmp_path):
+    out = tmp_path / "mc"
+    args = [
+        *SMALL,
+        "--window",
+        "2",
+        "--sizes",
+        "1,10,100,1000",
+        "--dense-max",
+        "2",
+        "--fit",
+        "10,1000",
+        "--mc-sizes",
+        "30,60",
+        "--mc-reps",
+        "3",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    rec = json.loads((out / "nash_verify.json").read_text())
+    assert [r["n_agents"] for r in rec["rows"]] == [1, 10, 100, 1000]
+    assert [r["n_agents"] for r in rec["dense"]] == [1, 2]  # sweep sizes <= 2, and 2 itself
+    assert all(r["max_diff_vs_reduced"] < 1e-12 for r in rec["dense"])
+    assert rec["timing"]["dense_largest_n"] == 2 and rec["timing"]["reduced_solve_1e9_s"] > 0
+    assert -1.05 <= rec["slopes"]["gain_gap"]["slope"] <= -0.95
+    assert all(r["eps"] >= -1e-10 for r in rec["rows"])
+    assert [r["n_agents"] for r in rec["monte_carlo"]] == [30, 60]
+    _check_monte_carlo_rows(rec)
+    for name in ("nash_convergence.png", "nash_cost.png"):
+        assert (out / name).stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_rfn_sweep(tmp_path, capsys):
+    out = tmp_path / "v"
+    args = [
+        *SMALL,
+        "--sizes",
+        "2,10,100,1000,1e4",
+        "--dense-max",
+        "3",
+        "--mc-sizes",
+        "50,200,800",
+        "--mc-reps",
+        "3",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    rec = json.loads((out / "nash_verify.json").read_text())
+    assert [r["n_agents"] for r in rec["dense"]] == [2, 3]  # sweep sizes <= 3, and 3 itself
+    assert all(r["max_diff_vs_reduced"] < 1e-12 for r in rec["dense"])
+    assert -1.05 <= rec["slopes"]["gain_gap"]["slope"] <= -0.95
+    assert rec["slopes"]["eps"]["slope"] <= -0.9
+    assert rec["slopes"]["mc_ybar_gap_mf"] is not None
+    _check_monte_carlo_rows(rec)
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--sizes", "0,10"], "integers >= 1, got '0'"),
+        (["--sizes", "geom:0:10:3"], "need 1 <= LO <= HI"),
+        (["--lam", "-1.5"], "need q + lam > 0"),
+        (["--gamma", "0"], "gamma=0.0"),
+        (["--fit", "10"], "expected LO,HI"),
+        (["--mc-reps", "1"], "--mc-reps must be >= 2"),
+        (["--sigma", "0"], "--sigma must be positive"),
+    ],
+)
+def test_bad_settings_one_line_exit_2(tmp_path, capsys, extra, match):
+    out = tmp_path / "bad"
+    assert main([*SMALL, "--sizes", "2,3", "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0], err
+    assert not out.exists()
+
+
+def test_singular_system_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    import jax.numpy as jnp
+
+    real = _cmd_verify.build_instance
+
+    def singular(args):  # invalid moments: E[Z Z] = -γ/q at the last step makes R singular
+        inst = real(args)
+        c = inst["cost"]
+        M, S = inst["M"], inst["S"]
+        T, d, p = M.shape
+        bad = -c.gamma / (c.q + c.lam) * jnp.eye(d * p).reshape(d, p, d, p)
+        return {**inst, "M": M.at[T - 1].set(0.0), "S": S.at[T - 1].set(bad)}
+
+    monkeypatch.setattr(_cmd_verify, "build_instance", singular)
+    out = tmp_path / "sing"
+    args = [*SMALL, "--sizes", "2,3", "--dense-max", "0", "--mc-sizes", "none", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "singular at window step s=2" in err[0], err
+    assert not out.exists()
