@@ -11,6 +11,8 @@ constrained-ridge server; all five methods (MEMOA, G1–G4) in one loop.
 * policy step: `ŷ' = ŷ + Z(Kŷ + Lȳ + g)` with `ȳ` the population mean, the decentralized
   MEMOA step itself (the same `mean_field_control` / `advance` the loop uses), vs NumPy and,
   up to `--python-max` agents, a Python loop over agents.
+* Nash: the dense centralized N-player Nash solve (O(T N⁴)) vs the mean-field solve and
+  the exact reduced Nash solve at N = 10⁹, on one window of the same problem.
 * roofline: the policy step must read `Z` (d·p numbers) and `ŷ` (d) and write `ŷ'` (d) per
   agent; its floor is those bytes over the copy bandwidth measured here (`a + 1` on a
   `--copy-mib` array: one read, one write). For the full loop the floor is the loop carry
@@ -45,6 +47,11 @@ def add_parser(sub):
     b.add_argument("--python-max", type=float, default=1e4, help="largest N for the Python loop")
     b.add_argument("--loop-max", type=float, help="largest N for the full loop (default: all)")
     b.add_argument("--copy-mib", type=int, default=512, help="array size of the copy test")
+    b.add_argument(
+        "--dense-sizes",
+        default="2,8,32,128",
+        help="N for the dense centralized Nash solve ('none' to skip)",
+    )
     b.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     b.add_argument("--out", type=Path, default=Path("figures"), help="writes bench.json, png")
     b.set_defaults(func=main)
@@ -233,6 +240,39 @@ def time_policy(n, dtype, repeat, numpy_max, python_max):
     return out
 
 
+def time_nash_solves(x, dtype, dense_sizes, repeat) -> dict:
+    """The centralized N-player Nash solve (dense stacked recursions, O(T N⁴)) against the
+    mean-field solve the agents use (O(T), any N) and the exact reduced Nash solve at
+    N = 10⁹, on one window of the bench's problem (shared encoder at `x_0..x_{T−1}`)."""
+    import jax
+    import jax.numpy as jnp
+    import jax.random as jr
+
+    import memoa_jax as mj
+    from memoa_jax import nash
+
+    sim = make_simulation(1, WINDOW, dtype)
+    params = sim.encoder.init(jr.key(0), dtype)
+    M, S = nash.window_moments(sim.encoder, params, x[:WINDOW])
+    y = x[: WINDOW + 1]  # the Logistic series: target = input
+    cost = mj.CostParams(**COST)
+
+    def timed(fn):  # fn(M, S, y, cost), compiled once, then the best of `repeat` runs
+        exe = jax.jit(fn).lower(M, S, y, cost).compile()
+        return _best(lambda: jax.block_until_ready(exe(M, S, y, cost)), repeat)
+
+    out = dict(
+        window=WINDOW,
+        mean_field_s=timed(mj.solve_mean_field),
+        reduced_1e9_s=timed(lambda *a: nash.solve_fne_reduced(*a, jnp.asarray(1e9))),
+        dense=[],
+    )
+    for n in dense_sizes:
+        run_s = timed(lambda *a, n=n: nash.solve_fne_dense(*a, n))
+        out["dense"].append(dict(n_agents=n, run_s=run_s))
+    return out
+
+
 def _sizes(args, platform_name):
     if args.sizes is None:
         top = 9 if platform_name == "gpu" else 7
@@ -302,6 +342,11 @@ def main(args) -> int:
     )
     from tqdm.auto import tqdm
 
+    if args.dense_sizes != "none":
+        from ._cmd_sweep import parse_sizes
+
+        record["nash"] = time_nash_solves(x, dtype, parse_sizes(args.dense_sizes), args.repeat)
+        _write_json(args.out / "bench.json", record)
     for n in tqdm(sizes, desc="bench", file=sys.stderr, leave=False):
         point = dict(n_agents=n)
         try:
@@ -407,6 +452,24 @@ def _print_tables(record):
         _table(
             ["N", "run s", "JAX", "NumPy", "Python loop", "JAX/NumPy", "JAX/Python", "of roofline"],
             rows,
+        )
+    if "nash" in record:
+        nsh = record["nash"]
+        print(
+            f"\nNash solves (one window, T = {nsh['window']}): mean-field (any N) "
+            f"{nsh['mean_field_s'] * 1e3:.3g} ms, exact reduced at N = 1e9 "
+            f"{nsh['reduced_1e9_s'] * 1e3:.3g} ms, dense centralized:"
+        )
+        _table(
+            ["N", "dense s", "dense / MF"],
+            [
+                [
+                    str(r["n_agents"]),
+                    f"{r['run_s']:.3g}",
+                    f"{r['run_s'] / nsh['mean_field_s']:.3g}x",
+                ]
+                for r in nsh["dense"]
+            ],
         )
     for p in pts:
         if "error" in p:

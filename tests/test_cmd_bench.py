@@ -10,6 +10,7 @@ from memoa_jax.cli import main
 
 def test_bench_writes_json_and_figure(tmp_path, capsys):
     args = ["bench", "--sizes", "100,300", "--loop-max", "100", "--steps", "6", "--repeat", "1"]
+    args += ["--dense-sizes", "2,3"]
     assert main([*args, "--copy-mib", "8", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "full online loop" in text and "bare policy step" in text
@@ -25,6 +26,10 @@ def test_bench_writes_json_and_figure(tmp_path, capsys):
         assert p["policy"]["speedup_vs_numpy"] > 0 and p["policy"]["speedup_vs_python"] > 0
         assert 0 < p["policy"]["roofline_fraction"]
     assert (tmp_path / "bench_throughput.png").stat().st_size > 10_000
+    nsh = rec["nash"]
+    assert [r["n_agents"] for r in nsh["dense"]] == [2, 3]
+    assert all(r["run_s"] > 0 for r in nsh["dense"]) and nsh["mean_field_s"] > 0
+    assert "Nash solves" in text
 
 
 @pytest.mark.parametrize(
@@ -48,7 +53,18 @@ def test_bench_float32_in_a_fresh_process(tmp_path):
     import subprocess
     import sys
 
-    args = ["--sizes", "100", "--steps", "5", "--repeat", "1", "--copy-mib", "4"]
+    args = [
+        "--sizes",
+        "100",
+        "--steps",
+        "5",
+        "--repeat",
+        "1",
+        "--copy-mib",
+        "4",
+        "--dense-sizes",
+        "2",
+    ]
     cmd = [sys.executable, "-m", "memoa_jax", "bench", "--dtype", "float32", *args]
     res = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
