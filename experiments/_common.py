@@ -76,9 +76,17 @@ def data(name: str, rows: int | None = None):
 
 
 def simulation(
-    dataset, n_agents: int, *, lam: float = LAM, hp: dict | None = None, encoder: str = "rfn"
+    dataset,
+    n_agents: int,
+    *,
+    lam: float = LAM,
+    hp: dict | None = None,
+    encoder: str = "rfn",
+    nash: bool = False,
 ):
-    """`Simulation` with spec §10 / FedMOE hyper-parameters of the data set (H2 agents)."""
+    """`Simulation` with spec §10 / FedMOE hyper-parameters of the data set (H2 agents);
+    `nash`: also the centralized comparator "fne" (the exact N-player feedback Nash gains in
+    place of the mean-field ones, same protocol and draws)."""
     hp = dict(DATASET_DEFAULTS[dataset.name], **(hp or {}))
     cost = mj.CostParams(q=Q, lam=lam, gamma=hp["gamma"], alpha=hp["alpha"])
     size = dict(d=dataset.d, d_x=dataset.d_x, p=hp["features"], sigma=hp["sigma"])
@@ -86,6 +94,16 @@ def simulation(
     if encoder == "esn":
         hp["encoder"] = f"esn (HardSigmoid reservoir, {enc.n_mc} Monte-Carlo draws per agent)"
     methods = mj.default_methods(cost, window=hp["window"], ridge_window=hp["ridge_window"])
+    if nash:
+        methods += (
+            mj.MeanFieldGame(
+                cost,
+                window=hp["window"],
+                ridge_window=hp["ridge_window"],
+                equilibrium="nash",
+                name="fne",
+            ),
+        )
     sim = mj.Simulation(n_agents=n_agents, encoder=enc, methods=methods, cost=cost)
     return sim, dict(hp, q=Q, lam=float(lam), homogeneity="h2", server="ridge kappa=1 eta=1")
 

@@ -1,11 +1,13 @@
 """Main table: data sets × methods × metrics, mean ± std over seeds, N = 5 and N = 1000.
 
-Methods: MEMOA and the greedy baselines G1–G4 (spec §7.2), all on the same data, the same
-feature draws and the same server (constrained ridge, κ = η = 1), H2 agents (one RFN encoder
-per agent, population moments). Hyper-parameters: spec §10 (FedMOE's best RFN settings per
-data set; q = 1, λ = 0.5) — no tuning. Metrics (spec §9): average over agents of each agent's
-RMSE, worst agent's RMSE, server-mixture RMSE. Beside ours, the numbers published for the
-paper (spec §1.1), whose method, N and metric are not stated.
+Methods: MEMOA, the greedy baselines G1–G4 (spec §7.2) and the centralized comparator "fne"
+(spec §7.1 b: the exact N-player feedback Nash gains of each window instead of the mean-field
+ones), all on the same data, the same feature draws and the same server (constrained ridge,
+κ = η = 1), H2 agents (one RFN encoder per agent, population moments). Hyper-parameters:
+spec §10 (FedMOE's best RFN settings per data set; q = 1, λ = 0.5) — no tuning. Metrics
+(spec §9): average over agents of each agent's RMSE, worst agent's RMSE, server-mixture RMSE.
+Beside ours, the numbers published for the paper (spec §1.1), whose method, N and metric are
+not stated.
 
 Writes `main_table.md`, `main_table.json` and `main_table.png` (worst-agent and server RMSE of
 MEMOA relative to the best greedy baseline); finished cells are kept in
@@ -25,9 +27,9 @@ METRICS = (
     ("worst_rmse", "worst-agent RMSE"),
     ("server_rmse", "server RMSE"),
 )
-# TODO(nash): a "centralized FNE" column where N is small enough (N = 5) belongs to the Nash
-# module built on another branch; add it in `_cell` as one more method entry, e.g.
-# `summary["fne"] = run_fne(dataset, n, seed)`, and list "fne" in `_methods()`.
+# the centralized comparator: the exact N-player feedback Nash gains (memoa_jax.nash) played
+# in the same protocol, on the same draws (O(1) in N, so at every N of the table)
+FNE = "fne"
 
 
 def config(quick: bool, datasets=None, rows=None) -> dict:
@@ -37,6 +39,7 @@ def config(quick: bool, datasets=None, rows=None) -> dict:
         seeds=[C.SEED] if quick else [C.SEED, C.SEED + 1, C.SEED + 2],
         rows=rows or (201 if quick else None),  # quick: the first 201 rows of the real series
         lam=C.LAM,
+        methods=_methods(),
     )
 
 
@@ -46,12 +49,12 @@ def units(quick: bool, datasets=None, rows=None) -> int:
 
 
 def _methods():
-    return list(C.METHODS)
+    return [*C.METHODS, FNE]
 
 
 def _cell(runner, name, n, cfg, progress):
     dataset = C.data(name, cfg["rows"])
-    sim, hp = C.simulation(dataset, max(cfg["sizes"]), lam=C.jnp.asarray(cfg["lam"]))
+    sim, hp = C.simulation(dataset, max(cfg["sizes"]), lam=C.jnp.asarray(cfg["lam"]), nash=True)
     per_seed = []
     for seed in cfg["seeds"]:
         per_seed.append(C.summary_dict(runner(sim, dataset, seed=seed, n_active=n)))
@@ -163,8 +166,9 @@ def compact(cells, cfg) -> str:
     """One row per data set and N: MEMOA vs the best greedy baseline, worst agent and server."""
     f2 = lambda s: _fmt(s).replace(" ± ", " ±")  # noqa: E731
     head = "| dataset | N | worst-agent RMSE: MEMOA | best greedy | server RMSE: MEMOA | "
-    head += f"best greedy | G1 worst agent | naive ŷ_{{t+1}} = y_t | {C.PUBLISHED_LABEL} |"
-    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    head += "best greedy | centralized FNE: worst / server | G1 worst agent | "
+    head += f"naive ŷ_{{t+1}} = y_t | {C.PUBLISHED_LABEL} |"
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for name, label in C.labelled(cfg):
         for n in cfg["sizes"]:
             cell = cells[(name, n)]
@@ -172,6 +176,8 @@ def compact(cells, cfg) -> str:
             for f in ("worst_rmse", "server_rmse"):
                 g, _ = _best_greedy(cell, f)
                 row += [f2(cell["methods"]["memoa"][f]), f"{f2(cell['methods'][g][f])} ({g})"]
+            fne = cell["methods"][FNE]
+            row.append(f"{f2(fne['worst_rmse'])} / {f2(fne['server_rmse'])}")
             row.append(f2(cell["methods"]["g1_ridge"]["worst_rmse"]))
             row.append(f"{persistence(name, cfg['rows']):.4f}" if n == cfg["sizes"][0] else "")
             row.append(str(C.PUBLISHED.get(name, "—")) if n == cfg["sizes"][0] else "")

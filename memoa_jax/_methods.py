@@ -25,6 +25,7 @@ from jax import lax
 from ._agents import Population, advance, map_agents, mean_field_control, ridge_control
 from ._custom_types import Array, Float
 from ._mean_field import CostParams, solve_mean_field
+from .nash._reduced import solve_fne_reduced
 
 
 class StepContext(NamedTuple):
@@ -143,6 +144,10 @@ class MeanFieldGame(AbstractMethod):
         ridge_window: `T_c` of the greedy warm-up used before the first sync.
         mean_field: "realized" — agents use the broadcast empirical mean ȳ_s (default, A5);
             "flow" — they use the deterministic flow m_s (no communication inside the window).
+        equilibrium: "mean_field" — the decentralized policy (K, L, g) of the N = ∞ limit
+            (MEMOA); "nash" — the centralized comparator of spec §7.1 b: the exact symmetric
+            feedback Nash equilibrium (K^N, L^N, h^N) of the N-player window game for the
+            actual N (`memoa_jax.nash.solve_fne_reduced`, O(1) in N), with realized ȳ.
     """
 
     cost: CostParams
@@ -150,6 +155,7 @@ class MeanFieldGame(AbstractMethod):
     sync_every: int = eqx.field(static=True, default=1)
     ridge_window: int = eqx.field(static=True, default=3)
     mean_field: str = eqx.field(static=True, default="realized")
+    equilibrium: str = eqx.field(static=True, default="mean_field")
     name: str = eqx.field(static=True, default="memoa")
 
     def __check_init__(self):
@@ -159,21 +165,36 @@ class MeanFieldGame(AbstractMethod):
                 raise ValueError(f"{k} must be a positive integer, got {k}={v!r}")
         if self.mean_field not in ("realized", "flow"):
             raise ValueError(f"mean_field must be 'realized' or 'flow', got {self.mean_field!r}")
+        if self.equilibrium not in ("mean_field", "nash"):
+            raise ValueError(
+                f"equilibrium must be 'mean_field' or 'nash', got equilibrium={self.equilibrium!r}"
+            )
+        if self.equilibrium == "nash" and self.mean_field != "realized":
+            raise ValueError(
+                "equilibrium='nash' plays the N-player feedback equilibrium on the realized ȳ; "
+                f"it has no deterministic flow, got mean_field={self.mean_field!r}"
+            )
 
     @property
     def history(self) -> int:
         return max(self.window, self.ridge_window)
 
     def gains(self, ctx: StepContext):
-        """Mean-field solution for the window `τ = t−T..t` (float64 when enabled)."""
+        """Gains `(K, L, g)` and flow `m` for the window `τ = t−T..t` (float64 when enabled),
+        with the window's ring slots and targets."""
         T, R = self.window, ctx.z_ring.shape[0]
         slots = jnp.mod(ctx.t - T + jnp.arange(T), R)
         yw = lax.dynamic_slice_in_dim(ctx.y, ctx.t - T, T + 1).astype(ctx.mom_M.dtype)
-        return solve_mean_field(ctx.mom_M[slots], ctx.mom_S[slots], yw, self.cost), slots, yw
+        M, S = ctx.mom_M[slots], ctx.mom_S[slots]
+        if self.equilibrium == "nash":
+            fne = solve_fne_reduced(M, S, yw, self.cost, ctx.pop.n)
+            return (fne.K, fne.L, fne.h, jnp.zeros_like(yw)), slots, yw  # no flow: realized ȳ
+        sol = solve_mean_field(M, S, yw, self.cost)
+        return (sol.K, sol.L, sol.g, sol.m), slots, yw
 
     def replay(self, ctx: StepContext, state: MethodState):
         """Hindsight re-simulation of the window (spec §7.1 c): returns `(ŷ_T, β_{T−1})`."""
-        sol, slots, yw = self.gains(ctx)
+        (K, L, g, m), slots, yw = self.gains(ctx)
         dt = state.yhat.dtype
         y0 = jnp.broadcast_to(yw[0].astype(dt)[:, None], state.yhat.shape)
 
@@ -187,7 +208,7 @@ class MeanFieldGame(AbstractMethod):
 
             return map_agents(agent, yh, ctx.z_ring[slot], batch_size=ctx.batch_size)
 
-        xs = (sol.K.astype(dt), sol.L.astype(dt), sol.g.astype(dt), slots, sol.m[:-1].astype(dt))
+        xs = (K.astype(dt), L.astype(dt), g.astype(dt), slots, m[:-1].astype(dt))
         head = jax.tree.map(lambda a: a[:-1], xs)
         last = jax.tree.map(lambda a: a[-1], xs)
         # only the last control is kept: the first T−1 steps carry predictions alone

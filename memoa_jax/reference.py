@@ -331,6 +331,8 @@ def config_from_simulation(sim) -> dict:
     for m in sim.methods:
         kind = type(m).__name__
         base = dict(name=m.name, ridge_window=int(m.ridge_window), **cost(m.cost))
+        if kind == "MeanFieldGame" and getattr(m, "equilibrium", "mean_field") != "mean_field":
+            raise TypeError(f"no NumPy reference for MeanFieldGame(equilibrium={m.equilibrium!r})")
         if kind == "MeanFieldGame":
             methods.append(
                 dict(

@@ -175,3 +175,27 @@ def test_bad_data(logistic, getkey):
         mj.simulate(_sim(), x[:4], y[:4], key=getkey())
     with pytest.raises(ValueError, match="do not match the encoder"):
         mj.simulate(_sim(), jnp.concatenate([x, x], 1), y, key=getkey())
+
+
+def test_nash_comparator_at_one_agent_is_the_independent_tracker(logistic, getkey):
+    """N = 1: the λ-term vanishes (ȳ = ŷ), so the N-player Nash policy equals the λ = 0
+    tracker (spec §6.2) — in the whole loop, on the same draws."""
+    cost = mj.CostParams(q=1.0, lam=0.7, gamma=15.0, alpha=1e-4)
+    methods = (
+        mj.MeanFieldGame(cost, window=3, equilibrium="nash", name="fne"),
+        mj.MeanFieldGame(eqx.tree_at(lambda c: c.lam, cost, 0.0), window=3, name="tracker"),
+        mj.MeanFieldGame(cost, window=3, name="memoa"),
+    )
+    sim = mj.Simulation(1, mj.RFNEncoder(d=1, d_x=1, p=3, sigma=0.1), methods, cost=cost)
+    res = eqx.filter_jit(mj.simulate)(sim, *logistic, key=getkey())
+    fne, tracker, memoa = (res.steps[m.name].mse for m in methods)
+    np.testing.assert_allclose(fne, tracker, rtol=1e-10, atol=1e-14)
+    assert not np.allclose(memoa[5:], tracker[5:])  # the mean-field policy does see λ
+
+
+def test_nash_comparator_needs_realized_mean_field():
+    cost = mj.CostParams()
+    with pytest.raises(ValueError, match="mean_field='flow'"):
+        mj.MeanFieldGame(cost, equilibrium="nash", mean_field="flow")
+    with pytest.raises(ValueError, match="equilibrium='centralized'"):
+        mj.MeanFieldGame(cost, equilibrium="centralized")
