@@ -120,7 +120,7 @@ def markdown(cells, cfg) -> str:
         for name, label in C.labelled(cfg):
             cell = cells[(name, n)]
             pub = C.PUBLISHED.get(name)
-            for i, m in enumerate(_methods()):
+            for i, m in enumerate(m for m in _methods() if m in cell["methods"]):
                 vals = [_fmt(cell["methods"][m][f]) for f, _ in METRICS]
                 best = {f: _best_greedy(cell, f)[0] for f, _ in METRICS}
                 if m == "memoa":
@@ -176,8 +176,8 @@ def compact(cells, cfg) -> str:
             for f in ("worst_rmse", "server_rmse"):
                 g, _ = _best_greedy(cell, f)
                 row += [f2(cell["methods"]["memoa"][f]), f"{f2(cell['methods'][g][f])} ({g})"]
-            fne = cell["methods"][FNE]
-            row.append(f"{f2(fne['worst_rmse'])} / {f2(fne['server_rmse'])}")
+            fne = cell["methods"].get(FNE)  # absent from tables that reuse this one (ESN)
+            row.append(f"{f2(fne['worst_rmse'])} / {f2(fne['server_rmse'])}" if fne else "—")
             row.append(f2(cell["methods"]["g1_ridge"]["worst_rmse"]))
             row.append(f"{persistence(name, cfg['rows']):.4f}" if n == cfg["sizes"][0] else "")
             row.append(str(C.PUBLISHED.get(name, "—")) if n == cfg["sizes"][0] else "")
