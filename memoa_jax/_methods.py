@@ -9,7 +9,8 @@ data and the same feature draws `Zⁱ_t`, so they run side by side in one scan.
   window is replayed in hindsight with each agent's realized features, from the observed
   `y_{t−T}`, each agent using only its own state and the broadcast mean field `ȳ`.
   Before the first sync it runs the greedy ridge update. G2 (`window=1`) and G3 (`lam=0`)
-  are instances of it.
+  are instances of it, and so is the centralized comparator (`equilibrium="nash"`: the
+  exact N-player feedback Nash gains of the window in place of the mean-field ones).
 * `LocalRidge` — G1, FedMOE's greedy local ridge client.
 * `FollowTheMean` — G4, every agent restarts from the population mean and adds its G1 step.
 """
