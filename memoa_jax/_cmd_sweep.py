@@ -83,6 +83,12 @@ def _config(args, hp) -> dict:
     keys += ("mean_field", "server", "kappa", "eta", "hedge_rate", "methods", "dtype")
     cfg = {k: getattr(args, k) for k in keys}
     cfg["csv"] = None if cfg["csv"] is None else str(cfg["csv"])
+    # recorded only where they change the results, so that older sweeps (RFN agents, no
+    # online-gradient methods) still resume
+    if args.encoder != "rfn":
+        cfg.update(encoder=args.encoder, mc_samples=args.mc_samples)
+    if "ogd_" in args.methods:
+        cfg["ogd_lr"] = args.ogd_lr
     return {**cfg, **hp}
 
 

@@ -51,6 +51,11 @@ def test_resume_refuses_another_configuration(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "differs in: lam" in err[0]
     assert (out / "sweep.jsonl").read_text() == before
+    # echo-state agents are another configuration too
+    esn = [*COMMON, "--sizes", "2", "--methods", "memoa", "--encoder", "esn", "--out", str(out)]
+    assert main(esn) == 2
+    assert "differs in: encoder, mc_samples" in capsys.readouterr().err
+    assert (out / "sweep.jsonl").read_text() == before
 
 
 @pytest.mark.parametrize(
