@@ -103,6 +103,30 @@ def mean_field_control(
     )
 
 
+def mean_field_update(
+    K: Float[Array, "p d"],
+    L: Float[Array, "p d"],
+    g: Float[Array, " p"],
+    yhat: Float[Array, "d n"],
+    ybar: Float[Array, " d"],
+    z: Float[Array, "d p n"],
+) -> tuple[Float[Array, "d n"], Float[Array, "p n"]]:
+    """`mean_field_control` then `advance` for a whole population (agent axis last): returns
+    `(ŷ', β)` with `β = K ŷ + L ȳ + g`, `ŷ' = ŷ + Z β` per agent.
+
+    The hot step of every replay, written on `(1, n)` row slices of the population arrays
+    rather than vmapped: XLA:CPU compiles the vmapped one-agent form (1-D rows, restacked)
+    into a fused loop that runs at ~14 GB/s, this one at ~38 GB/s (N = 10⁷, float64,
+    2 cores). Equal to `vmap(advance ∘ mean_field_control)` (tested)."""
+    p, d = K.shape
+    row = lambda a, i: lax.slice_in_dim(a, i, i + 1, axis=0)  # (1, n), the slice keeps its dim
+    beta = [
+        sum(K[k, b] * row(yhat, b) + L[k, b] * ybar[b] for b in range(d)) + g[k] for k in range(p)
+    ]
+    new = [row(yhat, a) + sum(row(z[a], k) * beta[k] for k in range(p)) for a in range(d)]
+    return jnp.concatenate(new), jnp.concatenate(beta)
+
+
 def advance(yhat: Float[Array, " d"], z: Float[Array, "d p"], beta: Float[Array, " p"]):
     """The agent's prediction update `ŷ' = ŷ + Z β`."""
     return yhat + matvec(z, beta)

@@ -186,15 +186,13 @@ def policy_inputs(n, dtype, seed=0):
 
 
 def policy_step(yhat, z, K, L, g):
-    """The decentralized MEMOA step of every agent: `ŷ' = ŷ + Z(Kŷ + Lȳ + g)`."""
+    """The decentralized MEMOA step of every agent: `ŷ' = ŷ + Z(Kŷ + Lȳ + g)` (the same
+    `mean_field_update` every replay step of the loop runs)."""
     import jax.numpy as jnp
 
-    from ._agents import advance, map_agents, mean_field_control
+    from ._agents import mean_field_update
 
-    ybar = jnp.mean(yhat, axis=-1)
-    return map_agents(
-        lambda y_i, z_i: advance(y_i, z_i, mean_field_control(K, L, g, y_i, ybar)), yhat, z
-    )
+    return mean_field_update(K, L, g, yhat, jnp.mean(yhat, axis=-1), z)[0]
 
 
 def time_policy(n, dtype, repeat, numpy_max, python_max):

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._agents import Population, advance, map_agents, mean_field_control, ridge_control
+from ._agents import Population, advance, map_agents, map_chunks, mean_field_update, ridge_control
 from ._custom_types import Array, Float
 from ._mean_field import CostParams, solve_mean_field
 from .nash._reduced import solve_fne_reduced
@@ -202,12 +202,9 @@ class MeanFieldGame(AbstractMethod):
         def policy_step(yh, xs, with_control: bool):
             K, L, g, slot, m = xs
             ybar = ctx.pop.mean(yh) if self.mean_field == "realized" else m
-
-            def agent(y_i, z_i):
-                b = mean_field_control(K, L, g, y_i, ybar)
-                return (advance(y_i, z_i, b), b) if with_control else advance(y_i, z_i, b)
-
-            return map_agents(agent, yh, ctx.z_ring[slot], batch_size=ctx.batch_size)
+            update = lambda y_, z_: mean_field_update(K, L, g, y_, ybar, z_)
+            new, beta = map_chunks(update, yh, ctx.z_ring[slot], batch_size=ctx.batch_size)
+            return (new, beta) if with_control else new
 
         xs = (K.astype(dt), L.astype(dt), g.astype(dt), slots, m[:-1].astype(dt))
         head = jax.tree.map(lambda a: a[:-1], xs)

@@ -199,3 +199,29 @@ def test_nash_comparator_needs_realized_mean_field():
         mj.MeanFieldGame(cost, equilibrium="nash", mean_field="flow")
     with pytest.raises(ValueError, match="equilibrium='centralized'"):
         mj.MeanFieldGame(cost, equilibrium="centralized")
+
+
+def test_population_update_is_the_vmapped_one_agent_policy(getkey):
+    """`mean_field_update` (row slices of the population arrays) = `vmap` of the one-agent
+    `advance ∘ mean_field_control`, for d = 2, p = 3, also in chunks."""
+    from memoa_jax._agents import advance, map_chunks, mean_field_update
+
+    n, d, p = 11, 2, 3
+    ks = jax.random.split(getkey(), 5)
+    K, L = (jax.random.normal(k, (p, d)) for k in ks[:2])
+    g = jax.random.normal(ks[2], (p,))
+    yhat = jax.random.normal(ks[3], (d, n))
+    z = jax.random.uniform(ks[4], (d, p, n))
+    ybar = jnp.mean(yhat, axis=-1)
+
+    def agent(y_i, z_i):
+        b = mj.mean_field_control(K, L, g, y_i, ybar)
+        return advance(y_i, z_i, b), b
+
+    expected = mj.map_agents(agent, yhat, z)
+    got = mean_field_update(K, L, g, yhat, ybar, z)
+    chunked = map_chunks(
+        lambda y_, z_: mean_field_update(K, L, g, y_, ybar, z_), yhat, z, batch_size=4
+    )
+    for out in (got, chunked):
+        assert tree_allclose(out, expected, rtol=1e-13, atol=1e-15)
