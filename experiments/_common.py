@@ -176,6 +176,13 @@ def read_json(path: Path):
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def complete(record: Path, cfg: dict, *outputs: Path) -> bool:
+    """Whether an experiment already wrote `record` (JSON) for this `cfg`, and its `outputs`:
+    an interrupted `memoa reproduce` skips what is complete."""
+    done = read_json(record)
+    return done is not None and done.get("config") == cfg and all(o.exists() for o in outputs)
+
+
 def environment() -> dict:
     return dict(jax=jax.__version__, device=str(jax.devices()[0]), dtype="float64")
 

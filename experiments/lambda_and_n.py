@@ -116,8 +116,7 @@ def run(out: Path, *, quick: bool, progress, datasets=None, rows=None):
     if not cfg["datasets"]:
         return []
     js, png = out / f"{NAME}.json", out / f"{NAME}.png"
-    done = C.read_json(js)
-    if done is not None and done.get("config") == cfg and png.exists():
+    if C.complete(js, cfg, png):
         progress.update(units(quick, datasets, rows))
         return []
     res = compute(cfg, progress)

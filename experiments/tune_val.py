@@ -115,8 +115,7 @@ def run(out: Path, *, quick: bool, progress, datasets=None, rows=None):
     if not cfg["pairs"]:
         return []
     js, md = out / f"{NAME}.json", out / f"{NAME}.md"
-    done = C.read_json(js)
-    if done is not None and done.get("config") == cfg and md.exists():
+    if C.complete(js, cfg, md):
         progress.update(units(quick, datasets, rows))
         return []
     res = compute(cfg, progress)
