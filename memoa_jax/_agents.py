@@ -1,11 +1,22 @@
-"""Per-agent primitives, each written for ONE agent and `vmap`ped by the loop.
+"""Per-agent primitives: written once for ONE agent (`vmap`ped by `map_agents` and the
+tests), and the hot ones once more for a whole population, on `(1, n)` row slices.
 
 Layout: the loop stores every per-agent array with the agent axis LAST (struct of arrays:
-`(d, N)`, `(H, d, p, N)`), and `map_agents` vmaps with `in_axes=-1, out_axes=-1`. The
-one-agent functions below index their tiny arrays entry by entry, so under `vmap` every
-entry is one contiguous length-N vector and a whole function becomes a few fused passes
-over memory. (Written with `@` or broadcast-and-sum instead, XLA:CPU lowers the vmapped
-5×5 products to batched contractions with strided access: 5–10× slower at 10^5 agents.)
+`(d, N)`, `(H, d, p, N)`). The one-agent functions index their tiny arrays entry by entry;
+the population forms (`*_rows`) do the same with each entry a `(1, n)` row slice of a
+population array, and return lists of rows. That is how XLA:CPU compiles them best
+(measured at N = 10⁶, float64, 2 cores):
+
+* vmapped one-agent code is lowered to 1-D rows restacked into `(d, N)`, and the fused
+  loops run at ~14 GB/s; the same arithmetic on `(1, n)` slices runs at ~38 GB/s;
+* ONE output row whose expression is a tree of cheap ops (`+`, `×`, one division) becomes one
+  fused loop that computes each shared sub-expression once per agent (the G1 ridge update:
+  5 ms, 46 GB/s); a concatenation of rows that share work, or a shared `sqrt` / division
+  feeding several rows, is split into passes that write intermediate rows to memory and
+  recompute the rest (the same update via a 3×3 Cholesky with `β` concatenated: 50 ms).
+
+So a method's step asks for each output row it needs (the next predictions, `‖β‖²`) as its
+own expression, and the small linear systems are solved in closed form up to 3×3.
 """
 
 from collections.abc import Callable
@@ -24,38 +35,81 @@ def matvec(A: Float[Array, "m n"], x: Float[Array, " n"]) -> Float[Array, " m"]:
     return jnp.stack([sum(A[i, k] * x[k] for k in range(n)) for i in range(m)])
 
 
-def spd_solve(A: Float[Array, "p p"], b: Float[Array, " p"]) -> Float[Array, " p"]:
-    """Solve `A x = b` for a small symmetric positive-definite `A` (unrolled Cholesky).
+def rows(a: Float[Array, "m n"]) -> list[Float[Array, "1 n"]]:
+    """The rows of a population array as `(1, n)` slices (each slice keeps its dimension)."""
+    return [lax.slice_in_dim(a, i, i + 1, axis=0) for i in range(a.shape[0])]
 
-    Falls back to `jnp.linalg.solve` above p = 8, where unrolling stops paying.
+
+def _spd_solve_entries(A: list, b: list) -> list:
+    """Solve `A x = b` for a small symmetric positive-definite `A` (nested lists of entries).
+
+    Entries are scalars (one agent) or `(1, n)` rows (a population), so one unrolled code
+    serves both. Up to 3×3: the adjugate over the determinant (one division; the
+    determinant of an SPD matrix is positive, and the error is that of Cholesky, O(κ(A) ε)).
+    Larger: an unrolled Cholesky, one reciprocal square root per column.
     """
+    m = len(b)
+    if m == 1:
+        return [b[0] / A[0][0]]
+    if m == 2:
+        inv = 1.0 / (A[0][0] * A[1][1] - A[0][1] * A[0][1])
+        return [(A[1][1] * b[0] - A[0][1] * b[1]) * inv, (A[0][0] * b[1] - A[0][1] * b[0]) * inv]
+    if m == 3:
+        c00 = A[1][1] * A[2][2] - A[1][2] * A[1][2]
+        c01 = A[0][2] * A[1][2] - A[0][1] * A[2][2]
+        c02 = A[0][1] * A[1][2] - A[1][1] * A[0][2]
+        c11 = A[0][0] * A[2][2] - A[0][2] * A[0][2]
+        c12 = A[0][1] * A[0][2] - A[0][0] * A[1][2]
+        c22 = A[0][0] * A[1][1] - A[0][1] * A[0][1]
+        inv = 1.0 / (A[0][0] * c00 + A[0][1] * c01 + A[0][2] * c02)
+        adj = [[c00, c01, c02], [c01, c11, c12], [c02, c12, c22]]
+        return [sum(adj[i][j] * b[j] for j in range(3)) * inv for i in range(3)]
+    Lw: list[list] = [[None] * m for _ in range(m)]
+    inv_diag: list = [None] * m  # 1 / L_jj
+    for j in range(m):
+        inv_diag[j] = lax.rsqrt(A[j][j] - sum((Lw[j][k] * Lw[j][k] for k in range(j)), 0.0))
+        for i in range(j + 1, m):
+            Lw[i][j] = (A[i][j] - sum((Lw[i][k] * Lw[j][k] for k in range(j)), 0.0)) * inv_diag[j]
+    z: list = [None] * m
+    for i in range(m):
+        z[i] = (b[i] - sum((Lw[i][k] * z[k] for k in range(i)), 0.0)) * inv_diag[i]
+    x: list = [None] * m
+    for i in reversed(range(m)):
+        x[i] = (z[i] - sum((Lw[k][i] * x[k] for k in range(i + 1, m)), 0.0)) * inv_diag[i]
+    return x
+
+
+def spd_solve(A: Float[Array, "p p"], b: Float[Array, " p"]) -> Float[Array, " p"]:
+    """Solve `A x = b` for a small symmetric positive-definite `A` (unrolled; see
+    `_spd_solve_entries`). Falls back to `jnp.linalg.solve` above p = 8."""
     p = A.shape[-1]
     if p > 8:
         return jnp.linalg.solve(A, b)
-    Lw: list[list] = [[None] * p for _ in range(p)]
-    for j in range(p):
-        diag = jnp.sqrt(A[j, j] - sum((Lw[j][k] * Lw[j][k] for k in range(j)), 0.0))
-        Lw[j][j] = diag
-        for i in range(j + 1, p):
-            Lw[i][j] = (A[i, j] - sum((Lw[i][k] * Lw[j][k] for k in range(j)), 0.0)) / diag
-    z: list = [None] * p
-    for i in range(p):
-        z[i] = (b[i] - sum((Lw[i][k] * z[k] for k in range(i)), 0.0)) / Lw[i][i]
-    x: list = [None] * p
-    for i in reversed(range(p)):
-        x[i] = (z[i] - sum((Lw[k][i] * x[k] for k in range(i + 1, p)), 0.0)) / Lw[i][i]
-    return jnp.stack(x)
+    return jnp.stack(_spd_solve_entries([[A[i, j] for j in range(p)] for i in range(p)], list(b)))
 
 
-def _gram(rows: list, gamma) -> Float[Array, "m m"]:
-    """`X Xᵀ + γ I` for the rows `X[i]` (each a list of entries)."""
-    m = len(rows)
-    G = [[None] * m for _ in range(m)]
+def _gram(X: list, gamma) -> list:
+    """`X Xᵀ + γ I` (nested lists of entries) for the rows `X[i]` (each a list of entries)."""
+    m = len(X)
+    G: list[list] = [[None] * m for _ in range(m)]
     for i in range(m):
         for j in range(i + 1):
-            G[i][j] = sum(a * b for a, b in zip(rows[i], rows[j])) + (gamma if i == j else 0.0)
+            G[i][j] = sum(a * b for a, b in zip(X[i], X[j])) + (gamma if i == j else 0.0)
             G[j][i] = G[i][j]
-    return jnp.stack([jnp.stack(row) for row in G])
+    return G
+
+
+def _ridge(X: list, r: list, gamma) -> list:
+    """`β = (XᵀX + γI)⁻¹ Xᵀ r` for the rows `X[i]` (lists of p entries) and residuals `r[i]`:
+    the smaller of the `p × p` primal system and the `m × m` dual one, `β = Xᵀ(X Xᵀ + γ I)⁻¹ r`
+    (push-through identity). Entries are scalars (one agent) or `(1, n)` rows (a population)."""
+    m, p = len(X), len(X[0])
+    if m < p:  # dual
+        u = _spd_solve_entries(_gram(X, gamma), r)
+        return [sum(X[i][k] * u[i] for i in range(m)) for k in range(p)]
+    cols = [[row[k] for row in X] for k in range(p)]
+    rhs = [sum(c * ri for c, ri in zip(cols[k], r)) for k in range(p)]
+    return _spd_solve_entries(_gram(cols, gamma), rhs)
 
 
 def ridge_control(
@@ -65,24 +119,44 @@ def ridge_control(
     weights: Float[Array, " H"],
     gamma,
 ) -> Float[Array, " p"]:
-    """Greedy local ridge control G1 (FedMOE's non-game client, spec §7.2).
+    """Greedy local ridge control G1 (FedMOE's non-game client, spec §7.2), one agent.
 
     `β = (Σ_s w_s Z_sᵀZ_s + γ I)⁻¹ Σ_s w_s Z_sᵀ(y_{s+1} − ŷ_s)`: the increment that would
     best have moved each past state onto its next target, with recency weights
     `w_s = exp(−α (t − 1 − s))` (zero outside the last `T_c` steps). Slots may be in any order.
     With `m = H d` stacked rows `X_s = √w_s Z_s`, it solves the smaller of the `p × p` primal
-    system and the `m × m` dual one, `β = Xᵀ(X Xᵀ + γ I)⁻¹ r` (push-through identity).
+    system and the `m × m` dual one (`jnp.linalg.solve` when both are larger than 8).
+    `ridge_rows` is the same for a whole population.
     """
     H, d, p = z_ring.shape
     sw = jnp.sqrt(weights)
+    if min(H * d, p) > 8:
+        X = (sw[:, None, None] * z_ring).reshape(H * d, p)
+        r = (sw[:, None] * (y_next - yhat_ring)).reshape(H * d)
+        return jnp.linalg.solve(X.T @ X + gamma * jnp.eye(p, dtype=X.dtype), X.T @ r)
     X = [[sw[s] * z_ring[s, a, k] for k in range(p)] for s in range(H) for a in range(d)]
     r = [sw[s] * (y_next[s, a] - yhat_ring[s, a]) for s in range(H) for a in range(d)]
-    if H * d < p:  # dual
-        u = spd_solve(_gram(X, gamma), jnp.stack(r))
-        return jnp.stack([sum(X[i][k] * u[i] for i in range(H * d)) for k in range(p)])
-    cols = [[row[k] for row in X] for k in range(p)]
-    rhs = jnp.stack([sum(c * ri for c, ri in zip(cols[k], r)) for k in range(p)])
-    return spd_solve(_gram(cols, gamma), rhs)
+    return jnp.stack(_ridge(X, r, gamma))
+
+
+def ridge_rows(
+    z_win: list[Float[Array, "d p n"]],
+    yhat_win: list[Float[Array, "d n"]],
+    y_next: Float[Array, "H d"],
+    weights: Float[Array, " H"],
+    gamma,
+) -> list[Float[Array, "1 n"]]:
+    """`ridge_control` of every agent, as p rows; the window's H slots are `z_win[s]` and
+    `yhat_win[s]` (any order). Equal to `vmap(ridge_control)` (tested). When both the primal
+    and the dual system are larger than 8, it falls back to the vmapped one-agent form."""
+    H, (d, p) = len(z_win), z_win[0].shape[:2]
+    if min(H * d, p) > 8:
+        one = lambda zw, yw: ridge_control(zw, yw, y_next, weights, gamma)
+        return rows(jax.vmap(one, -1, -1)(jnp.stack(z_win), jnp.stack(yhat_win)))
+    sw = jnp.sqrt(weights)
+    X = [[sw[s] * zr for zr in rows(z_win[s][a])] for s in range(H) for a in range(d)]
+    r = [sw[s] * (y_next[s, a] - yr) for s in range(H) for a, yr in enumerate(rows(yhat_win[s]))]
+    return _ridge(X, r, gamma)
 
 
 def mean_field_control(
@@ -96,11 +170,41 @@ def mean_field_control(
 
     Each entry is one scalar expression, stacked once at the end: a sum of stacked vectors
     would make XLA materialise all of `β` (p numbers per agent) between this and `advance`.
+    `control_rows` is the same for a whole population.
     """
     p, d = K.shape
     return jnp.stack(
         [sum(K[k, b] * yhat[b] + L[k, b] * ybar[b] for b in range(d)) + g[k] for k in range(p)]
     )
+
+
+def control_rows(
+    K: Float[Array, "p d"],
+    L: Float[Array, "p d"],
+    g: Float[Array, " p"],
+    yhat: list[Float[Array, "1 n"]],
+    ybar: Float[Array, " d"],
+) -> list[Float[Array, "1 n"]]:
+    """`mean_field_control` of every agent (its d prediction rows `yhat`), as p rows."""
+    p, d = K.shape
+    return [sum(K[k, b] * yhat[b] + L[k, b] * ybar[b] for b in range(d)) + g[k] for k in range(p)]
+
+
+def advance(yhat: Float[Array, " d"], z: Float[Array, "d p"], beta: Float[Array, " p"]):
+    """The agent's prediction update `ŷ' = ŷ + Z β`."""
+    return yhat + matvec(z, beta)
+
+
+def advance_rows(
+    yhat: list[Float[Array, "1 n"]], z: Float[Array, "d p n"], beta: list[Float[Array, "1 n"]]
+) -> list[Float[Array, "1 n"]]:
+    """`advance` of every agent: `ŷ' = ŷ + Z β` as d rows."""
+    return [y_a + sum(zr * b for zr, b in zip(rows(z[a]), beta)) for a, y_a in enumerate(yhat)]
+
+
+def energy_rows(beta: list[Float[Array, "1 n"]]) -> Float[Array, " n"]:
+    """Every agent's control energy `‖β‖²` (the ridge term of the stage cost), as `(n,)`."""
+    return sum(b * b for b in beta)[0]
 
 
 def mean_field_update(
@@ -110,26 +214,11 @@ def mean_field_update(
     yhat: Float[Array, "d n"],
     ybar: Float[Array, " d"],
     z: Float[Array, "d p n"],
-) -> tuple[Float[Array, "d n"], Float[Array, "p n"]]:
-    """`mean_field_control` then `advance` for a whole population (agent axis last): returns
-    `(ŷ', β)` with `β = K ŷ + L ȳ + g`, `ŷ' = ŷ + Z β` per agent.
-
-    The hot step of every replay, written on `(1, n)` row slices of the population arrays
-    rather than vmapped: XLA:CPU compiles the vmapped one-agent form (1-D rows, restacked)
-    into a fused loop that runs at ~14 GB/s, this one at ~38 GB/s (N = 10⁷, float64,
-    2 cores). Equal to `vmap(advance ∘ mean_field_control)` (tested)."""
-    p, d = K.shape
-    row = lambda a, i: lax.slice_in_dim(a, i, i + 1, axis=0)  # (1, n), the slice keeps its dim
-    beta = [
-        sum(K[k, b] * row(yhat, b) + L[k, b] * ybar[b] for b in range(d)) + g[k] for k in range(p)
-    ]
-    new = [row(yhat, a) + sum(row(z[a], k) * beta[k] for k in range(p)) for a in range(d)]
-    return jnp.concatenate(new), jnp.concatenate(beta)
-
-
-def advance(yhat: Float[Array, " d"], z: Float[Array, "d p"], beta: Float[Array, " p"]):
-    """The agent's prediction update `ŷ' = ŷ + Z β`."""
-    return yhat + matvec(z, beta)
+) -> Float[Array, "d n"]:
+    """One replay step for a whole population (agent axis last): `ŷ' = ŷ + Z β` with
+    `β = K ŷ + L ȳ + g` per agent. Equal to `vmap(advance ∘ mean_field_control)` (tested)."""
+    y = rows(yhat)
+    return jnp.concatenate(advance_rows(y, z, control_rows(K, L, g, y, ybar)))
 
 
 def map_agents(fn: Callable, *args, batch_size: int | None = None):

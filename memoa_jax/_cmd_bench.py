@@ -192,7 +192,7 @@ def policy_step(yhat, z, K, L, g):
 
     from ._agents import mean_field_update
 
-    return mean_field_update(K, L, g, yhat, jnp.mean(yhat, axis=-1), z)[0]
+    return mean_field_update(K, L, g, yhat, jnp.mean(yhat, axis=-1), z)
 
 
 def time_policy(n, dtype, repeat, numpy_max, python_max):

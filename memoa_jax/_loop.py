@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jax import lax
 
-from ._agents import Population, map_agents, map_chunks
+from ._agents import Population, map_chunks, rows
 from ._custom_types import Array, Float, PRNGKeyArray, UInt32
 from ._encoders import AbstractEncoder, ESNParams, RFNParams
 from ._mean_field import CostParams
@@ -143,13 +143,14 @@ def _ring_set(ring: Array, slot, value: Array) -> Array:
     return lax.dynamic_update_index_in_dim(ring, value, slot, 0)
 
 
-def stage_cost(cost: CostParams, y_next, ybar_next, yhat_next, beta):
-    """One agent's square error `‖y_{t+1} − ŷ_{t+1}‖²` and realized stage cost
-    `q‖y_{t+1} − ŷ_{t+1}‖² + λ‖ŷ_{t+1} − ȳ_{t+1}‖² + γ‖β_t‖²` (spec §3), entry by entry."""
-    sq = sum((y_next[a] - yhat_next[a]) ** 2 for a in range(yhat_next.shape[0]))
-    dev = sum((yhat_next[a] - ybar_next[a]) ** 2 for a in range(yhat_next.shape[0]))
-    ridge = sum(beta[k] ** 2 for k in range(beta.shape[0]))
-    return sq, cost.q * sq + cost.lam * dev + cost.gamma * ridge
+def stage_cost(cost: CostParams, y_next, ybar_next, yhat_next, energy):
+    """Every agent's square error `‖y_{t+1} − ŷ_{t+1}‖²` and realized stage cost
+    `q‖y_{t+1} − ŷ_{t+1}‖² + λ‖ŷ_{t+1} − ȳ_{t+1}‖² + γ‖β_t‖²` (spec §3), `energy = ‖β_t‖²`;
+    predictions `(d, n)`, each a row expression of its own (see `_agents`)."""
+    y_rows = rows(yhat_next)
+    sq = sum((y_next[a] - yr) ** 2 for a, yr in enumerate(y_rows))[0]
+    dev = sum((yr - ybar_next[a]) ** 2 for a, yr in enumerate(y_rows))[0]
+    return sq, cost.q * sq + cost.lam * dev + cost.gamma * energy
 
 
 def init_agents(
@@ -392,15 +393,18 @@ def simulate(
         for m in sim.methods:
             ms, a = state.methods[m.name], state.acc[m.name]
             # CLIENT UPDATE
-            base, beta, y_hat_next, extra = m.step_extra(ctx, ms)
+            base, energy, y_hat_next, extra = m.step_extra(ctx, ms)
+            # materialised: XLA:CPU would otherwise fuse the whole update into each consumer
+            # (server, metrics, accumulators), recomputing it 3–5 times per step
+            base, energy, y_hat_next = lax.optimization_barrier((base, energy, y_hat_next))
             # SERVER MIXTURE: weights fitted on (Ŷ_t, y_t), applied to Ŷ_{t+1}
             srv = sim.server.predict(ms.yhat, y_t, y_hat_next, a.sse, pop)
             # METRICS
             ybar_next = pop.mean(y_hat_next)
-            sq, stage = map_agents(
-                lambda yh_i, b_i: stage_cost(c, y_next, ybar_next, yh_i, b_i),
+            sq, stage = map_chunks(
+                lambda yh, e: stage_cost(c, y_next, ybar_next, yh, e),
                 y_hat_next,
-                beta,
+                energy,
                 batch_size=bs,
             )
             stats[m.name] = StepStats(

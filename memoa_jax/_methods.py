@@ -19,11 +19,19 @@ import abc
 from typing import Any, Literal, NamedTuple
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._agents import Population, advance, map_agents, map_chunks, mean_field_update, ridge_control
+from ._agents import (
+    Population,
+    advance_rows,
+    control_rows,
+    energy_rows,
+    map_chunks,
+    mean_field_update,
+    ridge_rows,
+    rows,
+)
 from ._custom_types import Array, Float
 from ._mean_field import CostParams, solve_mean_field
 from .nash._reduced import solve_fne_reduced
@@ -55,14 +63,6 @@ class MethodState(NamedTuple):
     extra: Any = None  # per-agent state of a learning method (agent axis last), e.g. optax's
 
 
-def _slot_times(t, R: int):
-    """Time τ held by each slot j of a ring of length R at step t: the τ in [t−R+1, t] with
-    τ ≡ j (mod R) (for `yhat_ring`, whose slot `t mod R` still holds `t − R`, the row of that
-    slot is never used)."""
-    j = jnp.arange(R)
-    return t - R + 1 + jnp.mod(j - t - 1, R)
-
-
 class AbstractMethod(eqx.Module):
     """A client update rule. `name` labels its results; `ridge_window` is its greedy `T_c`."""
 
@@ -75,23 +75,34 @@ class AbstractMethod(eqx.Module):
         """How many past steps of features this method reads."""
         return self.ridge_window
 
-    def greedy(self, ctx: StepContext, state: MethodState) -> Float[Array, "p n"]:
-        """G1 ridge controls of all agents on their own past (spec §7.2)."""
-        tau = _slot_times(ctx.t, ctx.z_ring.shape[0])
-        dt = ctx.y.dtype
-        in_window = (tau >= ctx.t - self.ridge_window) & (tau >= 0) & (tau < ctx.t)
-        weights = jnp.where(in_window, jnp.exp(-self.cost.alpha * (ctx.t - 1 - tau)), 0.0)
+    def greedy(
+        self, ctx: StepContext, state: MethodState, base: Float[Array, "d n"]
+    ) -> tuple[Float[Array, " n"], Float[Array, "d n"]]:
+        """Every agent's G1 ridge control `β` on its own past `τ = t−T_c..t−1` (spec §7.2):
+        returns `(‖β‖², base + Z_t β)`."""
+        R, dt = ctx.z_ring.shape[0], ctx.y.dtype
+        tau = ctx.t - self.ridge_window + jnp.arange(self.ridge_window)
+        weights = jnp.where(tau >= 0, jnp.exp(-self.cost.alpha * (ctx.t - 1 - tau)), 0.0)
         y_next = ctx.y[jnp.clip(tau + 1, 0, ctx.y.shape[0] - 1)]
-        fn = lambda z_i, yh_i: ridge_control(
-            z_i, yh_i, y_next, weights.astype(dt), jnp.asarray(self.cost.gamma, dt)
-        )
-        return map_agents(fn, ctx.z_ring, state.yhat_ring, batch_size=ctx.batch_size)
+        gamma = jnp.asarray(self.cost.gamma, dt)
+
+        def update(zw, yw, b, z):  # each output its own expression (see `_agents`)
+            beta = ridge_rows(zw, yw, y_next, weights.astype(dt), gamma)
+            return energy_rows(beta), jnp.concatenate(advance_rows(rows(b), z, beta))
+
+        def phase(j):
+            slots = [(j - self.ridge_window + s) % R for s in range(self.ridge_window)]
+            z_win = [ctx.z_ring[k] for k in slots]
+            yhat_win = [state.yhat_ring[k] for k in slots]
+            return map_chunks(update, z_win, yhat_win, base, ctx.z_now, batch_size=ctx.batch_size)
+
+        return lax.switch(jnp.mod(ctx.t, R), [lambda j=j: phase(j) for j in range(R)])
 
     @abc.abstractmethod
     def step(
         self, ctx: StepContext, state: MethodState
-    ) -> tuple[Float[Array, "d n"], Float[Array, "p n"], Float[Array, "d n"]]:
-        """Return `(base state ŷ_t, control β_t, next prediction ŷ_{t+1})`."""
+    ) -> tuple[Float[Array, "d n"], Float[Array, " n"], Float[Array, "d n"]]:
+        """Return `(base state ŷ_t, control energy ‖β_t‖², next prediction ŷ_{t+1})`."""
 
     def init_extra(self, n_agents: int, p: int, dtype) -> Any:
         """Initial per-agent state of a method that carries one (`MethodState.extra`)."""
@@ -103,10 +114,6 @@ class AbstractMethod(eqx.Module):
         return (*self.step(ctx, state), state.extra)
 
 
-def _advance(yhat, z, beta, batch_size):
-    return map_agents(advance, yhat, z, beta, batch_size=batch_size)
-
-
 class LocalRidge(AbstractMethod):
     """G1: greedy local ridge (FedMOE's non-game client), `ŷ_{t+1} = ŷ_t + Z_t β^{ridge}_t`."""
 
@@ -115,8 +122,7 @@ class LocalRidge(AbstractMethod):
     name: str = eqx.field(static=True, default="g1_ridge")
 
     def step(self, ctx, state):
-        beta = self.greedy(ctx, state)
-        return state.yhat, beta, _advance(state.yhat, ctx.z_now, beta, ctx.batch_size)
+        return state.yhat, *self.greedy(ctx, state, state.yhat)
 
 
 class FollowTheMean(AbstractMethod):
@@ -130,9 +136,8 @@ class FollowTheMean(AbstractMethod):
     def step(self, ctx, state):
         base = jnp.broadcast_to(ctx.pop.mean(state.yhat)[:, None], state.yhat.shape)
         if not self.increment:
-            return base, jnp.zeros(ctx.z_now.shape[1:], base.dtype), base
-        beta = self.greedy(ctx, state)
-        return base, beta, _advance(base, ctx.z_now, beta, ctx.batch_size)
+            return base, jnp.zeros(base.shape[1:], base.dtype), base
+        return base, *self.greedy(ctx, state, base)
 
 
 class MeanFieldGame(AbstractMethod):
@@ -194,35 +199,39 @@ class MeanFieldGame(AbstractMethod):
         return (sol.K, sol.L, sol.g, sol.m), slots, yw
 
     def replay(self, ctx: StepContext, state: MethodState):
-        """Hindsight re-simulation of the window (spec §7.1 c): returns `(ŷ_T, β_{T−1})`."""
+        """Hindsight re-simulation of the window (spec §7.1 c), then the next prediction with
+        the window's last control `β_{T−1}` on the current features: returns
+        `(ŷ_T, ‖β_{T−1}‖², ŷ_T + Z_t β_{T−1})`."""
         (K, L, g, m), slots, yw = self.gains(ctx)
         dt = state.yhat.dtype
         y0 = jnp.broadcast_to(yw[0].astype(dt)[:, None], state.yhat.shape)
+        K, L, g, m = K.astype(dt), L.astype(dt), g.astype(dt), m[:-1].astype(dt)
+        mean = lambda yh, s: ctx.pop.mean(yh) if self.mean_field == "realized" else m[s]
 
-        def policy_step(yh, xs, with_control: bool):
-            K, L, g, slot, m = xs
-            ybar = ctx.pop.mean(yh) if self.mean_field == "realized" else m
-            update = lambda y_, z_: mean_field_update(K, L, g, y_, ybar, z_)
-            new, beta = map_chunks(update, yh, ctx.z_ring[slot], batch_size=ctx.batch_size)
-            return (new, beta) if with_control else new
+        def policy_step(yh, s):
+            update = lambda y_, z_: mean_field_update(K[s], L[s], g[s], y_, mean(yh, s), z_)
+            return map_chunks(update, yh, ctx.z_ring[slots[s]], batch_size=ctx.batch_size)
 
-        xs = (K.astype(dt), L.astype(dt), g.astype(dt), slots, m[:-1].astype(dt))
-        head = jax.tree.map(lambda a: a[:-1], xs)
-        last = jax.tree.map(lambda a: a[-1], xs)
-        # only the last control is kept: the first T−1 steps carry predictions alone
-        yh = y0
-        if self.window > 1:
-            yh, _ = lax.scan(lambda yh, xs: (policy_step(yh, xs, False), None), y0, head)
-        return policy_step(yh, last, True)
+        # the first T−1 steps carry predictions alone
+        yh = lax.fori_loop(0, self.window - 1, lambda s, yh: policy_step(yh, s), y0)
+        s = self.window - 1
+        ybar = mean(yh, s)
+
+        def last(y_, z_, z_now):  # each output its own expression (see `_agents`)
+            beta = control_rows(K[s], L[s], g[s], rows(y_), ybar)
+            base = advance_rows(rows(y_), z_, beta)
+            return (
+                jnp.concatenate(base),
+                energy_rows(beta),
+                jnp.concatenate(advance_rows(base, z_now, beta)),
+            )
+
+        return map_chunks(last, yh, ctx.z_ring[slots[s]], ctx.z_now, batch_size=ctx.batch_size)
 
     def step(self, ctx, state):
         is_sync = (ctx.t >= self.window) & (jnp.mod(ctx.t, self.sync_every) == 0)
-        base, beta = lax.cond(
-            is_sync,
-            lambda: self.replay(ctx, state),
-            lambda: (state.yhat, self.greedy(ctx, state)),
-        )
-        return base, beta, _advance(base, ctx.z_now, beta, ctx.batch_size)
+        warm_up = lambda: (state.yhat, *self.greedy(ctx, state, state.yhat))
+        return lax.cond(is_sync, lambda: self.replay(ctx, state), warm_up)
 
 
 def default_methods(

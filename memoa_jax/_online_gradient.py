@@ -99,4 +99,4 @@ class OnlineGradient(AbstractMethod):
             ctx.z_now,
             batch_size=ctx.batch_size,
         )
-        return state.yhat, beta, y_next, (beta, opt_state)
+        return state.yhat, jnp.sum(beta**2, axis=0), y_next, (beta, opt_state)

@@ -215,8 +215,7 @@ def test_population_update_is_the_vmapped_one_agent_policy(getkey):
     ybar = jnp.mean(yhat, axis=-1)
 
     def agent(y_i, z_i):
-        b = mj.mean_field_control(K, L, g, y_i, ybar)
-        return advance(y_i, z_i, b), b
+        return advance(y_i, z_i, mj.mean_field_control(K, L, g, y_i, ybar))
 
     expected = mj.map_agents(agent, yhat, z)
     got = mean_field_update(K, L, g, yhat, ybar, z)
@@ -225,3 +224,31 @@ def test_population_update_is_the_vmapped_one_agent_policy(getkey):
     )
     for out in (got, chunked):
         assert tree_allclose(out, expected, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "H,d,p",
+    [(1, 1, 5), (2, 1, 5), (3, 1, 5), (4, 1, 5), (3, 2, 2), (2, 2, 3), (5, 2, 12), (10, 1, 12)],
+)  # dual and primal systems of every size class: closed form ≤ 3, Cholesky, fallback > 8
+def test_population_ridge_is_the_vmapped_one_agent_ridge(getkey, H, d, p):
+    """`ridge_rows` (row slices) = `vmap(ridge_control)` = float64 NumPy normal equations."""
+    from memoa_jax._agents import energy_rows, ridge_rows
+
+    n = 7
+    z = jax.random.uniform(getkey(), (H, d, p, n))
+    yh = jax.random.normal(getkey(), (H, d, n))
+    y_next = jax.random.normal(getkey(), (H, d))
+    w = jnp.exp(-0.3 * jnp.arange(H))
+    one = lambda zi, yi: mj.ridge_control(zi, yi, y_next, w, 0.2)
+    expected = jax.vmap(one, -1, -1)(z, yh)
+    beta = ridge_rows(list(z), list(yh), y_next, w, 0.2)
+    np.testing.assert_allclose(jnp.concatenate(beta), expected, rtol=1e-12)
+    np.testing.assert_allclose(energy_rows(beta), jnp.sum(expected**2, axis=0), rtol=1e-12)
+    zn, wn = np.asarray(z), np.asarray(w)
+    yn = np.asarray(y_next) - np.asarray(yh).transpose(2, 0, 1)  # residuals (n, H, d)
+    for i in range(n):
+        X = (np.sqrt(wn)[:, None, None] * zn[..., i]).reshape(H * d, p)
+        r = (np.sqrt(wn)[:, None] * yn[i]).ravel()
+        np.testing.assert_allclose(
+            expected[:, i], np.linalg.solve(X.T @ X + 0.2 * np.eye(p), X.T @ r), rtol=1e-10
+        )
