@@ -81,3 +81,21 @@ def test_population_second_moment_is_the_mean_of_agents():
     Ms2, Cs = jax.vmap(rfn_moment_parts, in_axes=(0, None))(pre, sigma)
     S = assemble_second_moment(jnp.einsum("nak,nbl->akbl", Ms2, Ms2) / n, jnp.mean(Cs, 0))
     np.testing.assert_allclose(S, jnp.mean(Ss, 0), rtol=1e-13)
+
+
+def test_normal_cdf_and_density_match_scipy():
+    """`ndtr_and_pdf` (Cephes' branches, one shared exp) against SciPy in float64, across
+    the branch boundaries |x| = √2 (erf / erfc) and 8√2 (the two erfc fits) and both tails."""
+    import scipy.special
+
+    from memoa_jax._moments import ndtr_and_pdf
+
+    x = np.concatenate([np.linspace(-40, 40, 40001), np.linspace(-1.6, 1.6, 20001)])
+    edges = np.sqrt(2) * np.array([-8, -1, 1, 8]) + np.array([[-1e-12], [1e-12]])
+    x = np.concatenate([x, edges.ravel()])
+    cdf, pdf = map(np.asarray, ndtr_and_pdf(jnp.asarray(x)))
+    ref = scipy.special.ndtr(x)
+    np.testing.assert_allclose(cdf, ref, rtol=0, atol=2e-16)
+    np.testing.assert_allclose(pdf, np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi), rtol=0, atol=2e-16)
+    body = ref > 1e-20  # relative accuracy wherever the cdf is not negligible
+    np.testing.assert_allclose(cdf[body], ref[body], rtol=5e-14)
