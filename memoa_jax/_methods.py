@@ -63,6 +63,24 @@ class MethodState(NamedTuple):
     extra: Any = None  # per-agent state of a learning method (agent axis last), e.g. optax's
 
 
+STATIC_SLOTS_UP_TO = 9
+
+
+def by_phase(ctx: StepContext, fn):
+    """`fn(slot)`, where `slot(τ − t)` is the ring slot of time `τ` (`τ mod R`).
+
+    For rings up to `STATIC_SLOTS_UP_TO` slots the slots are Python ints: `fn` is traced
+    once per phase `t mod R` and `lax.switch` runs the current one. A ring slot read at a
+    traced index inside a fused loop doubled its cost on XLA:CPU (the clamped index is
+    recomputed per element); R copies of the reading code compile in a fraction of a second.
+    """
+    R = ctx.z_ring.shape[0]
+    if R > STATIC_SLOTS_UP_TO:
+        return fn(lambda offset: jnp.mod(ctx.t + offset, R))
+    branches = [lambda j=j: fn(lambda offset: (j + offset) % R) for j in range(R)]
+    return lax.switch(jnp.mod(ctx.t, R), branches)
+
+
 class AbstractMethod(eqx.Module):
     """A client update rule. `name` labels its results; `ridge_window` is its greedy `T_c`."""
 
@@ -80,7 +98,7 @@ class AbstractMethod(eqx.Module):
     ) -> tuple[Float[Array, " n"], Float[Array, "d n"]]:
         """Every agent's G1 ridge control `β` on its own past `τ = t−T_c..t−1` (spec §7.2):
         returns `(‖β‖², base + Z_t β)`."""
-        R, dt = ctx.z_ring.shape[0], ctx.y.dtype
+        dt = ctx.y.dtype
         tau = ctx.t - self.ridge_window + jnp.arange(self.ridge_window)
         weights = jnp.where(tau >= 0, jnp.exp(-self.cost.alpha * (ctx.t - 1 - tau)), 0.0)
         y_next = ctx.y[jnp.clip(tau + 1, 0, ctx.y.shape[0] - 1)]
@@ -90,13 +108,13 @@ class AbstractMethod(eqx.Module):
             beta = ridge_rows(zw, yw, y_next, weights.astype(dt), gamma)
             return energy_rows(beta), jnp.concatenate(advance_rows(rows(b), z, beta))
 
-        def phase(j):
-            slots = [(j - self.ridge_window + s) % R for s in range(self.ridge_window)]
+        def play(slot):
+            slots = [slot(s - self.ridge_window) for s in range(self.ridge_window)]
             z_win = [ctx.z_ring[k] for k in slots]
             yhat_win = [state.yhat_ring[k] for k in slots]
             return map_chunks(update, z_win, yhat_win, base, ctx.z_now, batch_size=ctx.batch_size)
 
-        return lax.switch(jnp.mod(ctx.t, R), [lambda j=j: phase(j) for j in range(R)])
+        return by_phase(ctx, play)
 
     @abc.abstractmethod
     def step(
@@ -201,19 +219,22 @@ class MeanFieldGame(AbstractMethod):
     def replay(self, ctx: StepContext, state: MethodState):
         """Hindsight re-simulation of the window (spec §7.1 c), then the next prediction with
         the window's last control `β_{T−1}` on the current features: returns
-        `(ŷ_T, ‖β_{T−1}‖², ŷ_T + Z_t β_{T−1})`."""
+        `(ŷ_T, ‖β_{T−1}‖², ŷ_T + Z_t β_{T−1})`.
+
+        (Its ring slots are read at traced indices: unlike the ridge's, static slots measured
+        no faster here.)"""
         (K, L, g, m), slots, yw = self.gains(ctx)
-        dt = state.yhat.dtype
+        dt, bs = state.yhat.dtype, ctx.batch_size
         y0 = jnp.broadcast_to(yw[0].astype(dt)[:, None], state.yhat.shape)
         K, L, g, m = K.astype(dt), L.astype(dt), g.astype(dt), m[:-1].astype(dt)
         mean = lambda yh, s: ctx.pop.mean(yh) if self.mean_field == "realized" else m[s]
 
-        def policy_step(yh, s):
+        def policy_step(s, yh):
             update = lambda y_, z_: mean_field_update(K[s], L[s], g[s], y_, mean(yh, s), z_)
-            return map_chunks(update, yh, ctx.z_ring[slots[s]], batch_size=ctx.batch_size)
+            return map_chunks(update, yh, ctx.z_ring[slots[s]], batch_size=bs)
 
         # the first T−1 steps carry predictions alone
-        yh = lax.fori_loop(0, self.window - 1, lambda s, yh: policy_step(yh, s), y0)
+        yh = lax.fori_loop(0, self.window - 1, policy_step, y0)
         s = self.window - 1
         ybar = mean(yh, s)
 
@@ -226,7 +247,7 @@ class MeanFieldGame(AbstractMethod):
                 jnp.concatenate(advance_rows(base, z_now, beta)),
             )
 
-        return map_chunks(last, yh, ctx.z_ring[slots[s]], ctx.z_now, batch_size=ctx.batch_size)
+        return map_chunks(last, yh, ctx.z_ring[slots[s]], ctx.z_now, batch_size=bs)
 
     def step(self, ctx, state):
         is_sync = (ctx.t >= self.window) & (jnp.mod(ctx.t, self.sync_every) == 0)
