@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import memoa_jax as mj  # noqa: E402
+from memoa_jax._methods import STATIC_SLOTS_UP_TO  # noqa: E402
 from memoa_jax.data import load_dataset  # noqa: E402
 from memoa_jax.reference import (  # noqa: E402
     config_from_simulation,
@@ -90,7 +91,10 @@ def _case(name):
         methods = mj.default_methods(
             cost, window=4, ridge_window=2, sync_every=2, mean_field="flow"
         ) + _extra_methods(cost, terminal)
+        # a ring longer than STATIC_SLOTS_UP_TO: every method reads it at traced slots
+        methods += (mj.LocalRidge(cost, ridge_window=9, name="g1_ridge_w9"),)
         sim = mj.Simulation(7, enc, methods, mj.HedgeMixture(rate=0.5), yard, "h1")
+        assert sim.history + 1 > STATIC_SLOTS_UP_TO
     elif name == "h2_ridge_d2_p3_n1":
         x, y = _smooth_2d(N_ROWS)
         enc = mj.RFNEncoder(d=2, d_x=3, p=3, sigma=0.4)
