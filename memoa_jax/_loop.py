@@ -394,9 +394,6 @@ def simulate(
             ms, a = state.methods[m.name], state.acc[m.name]
             # CLIENT UPDATE
             base, energy, y_hat_next, extra = m.step_extra(ctx, ms)
-            # materialised: XLA:CPU would otherwise fuse the whole update into each consumer
-            # (server, metrics, accumulators), recomputing it 3–5 times per step
-            base, energy, y_hat_next = lax.optimization_barrier((base, energy, y_hat_next))
             # SERVER MIXTURE: weights fitted on (Ŷ_t, y_t), applied to Ŷ_{t+1}
             srv = sim.server.predict(ms.yhat, y_t, y_hat_next, a.sse, pop)
             # METRICS
