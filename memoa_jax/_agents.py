@@ -79,15 +79,6 @@ def _spd_solve_entries(A: list, b: list) -> list:
     return x
 
 
-def spd_solve(A: Float[Array, "p p"], b: Float[Array, " p"]) -> Float[Array, " p"]:
-    """Solve `A x = b` for a small symmetric positive-definite `A` (unrolled; see
-    `_spd_solve_entries`). Falls back to `jnp.linalg.solve` above p = 8."""
-    p = A.shape[-1]
-    if p > 8:
-        return jnp.linalg.solve(A, b)
-    return jnp.stack(_spd_solve_entries([[A[i, j] for j in range(p)] for i in range(p)], list(b)))
-
-
 def _gram(X: list, gamma) -> list:
     """`X Xᵀ + γ I` (nested lists of entries) for the rows `X[i]` (each a list of entries)."""
     m = len(X)
