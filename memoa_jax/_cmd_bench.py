@@ -9,13 +9,14 @@ constrained-ridge server; all five methods (MEMOA, G1–G4) in one loop.
   minimum is reported) vs `reference.simulate_numpy` (vectorised float64 NumPy, the same
   protocol) up to `--numpy-max` agents. agent-steps/s = N · steps / run time.
 * policy step: `ŷ' = ŷ + Z(Kŷ + Lȳ + g)` with `ȳ` the population mean, the decentralized
-  MEMOA step itself (the same `mean_field_control` / `advance` the loop uses), vs NumPy and,
+  MEMOA step itself (the same `mean_field_update` every replay step of the loop runs), vs NumPy and,
   up to `--python-max` agents, a Python loop over agents.
 * Nash: the dense centralized N-player Nash solve (O(T N⁴)) vs the mean-field solve and
   the exact reduced Nash solve at N = 10⁹, on one window of the same problem.
 * roofline: the policy step must read `Z` (d·p numbers) and `ŷ` (d) and write `ŷ'` (d) per
   agent; its floor is those bytes over the copy bandwidth measured here (`a + 1` on a
-  `--copy-mib` array: one read, one write). For the full loop the floor is the loop carry
+  `--copy-mib` array: one read, one write; a step that mostly reads can exceed it, since a
+  copy also reads each cache line it writes). For the full loop the floor is the loop carry
   read once and its changed part written once per step (the per-agent state of all methods);
   XLA's own estimate of bytes accessed is printed beside it.
 """
