@@ -159,24 +159,22 @@ def mean_field_control(
 ) -> Float[Array, " p"]:
     """The decentralized MEMOA policy `β = K ŷ + L ȳ + g` (spec §4): own state + mean field.
 
-    Each entry is one scalar expression, stacked once at the end: a sum of stacked vectors
-    would make XLA materialise all of `β` (p numbers per agent) between this and `advance`.
-    `control_rows` is the same for a whole population.
+    Each entry is one scalar expression (`control_rows` on the agent's d entries), stacked
+    once at the end: a sum of stacked vectors would make XLA materialise all of `β` (p numbers
+    per agent) between this and `advance`.
     """
-    p, d = K.shape
-    return jnp.stack(
-        [sum(K[k, b] * yhat[b] + L[k, b] * ybar[b] for b in range(d)) + g[k] for k in range(p)]
-    )
+    return jnp.stack(control_rows(K, L, g, list(yhat), ybar))
 
 
 def control_rows(
     K: Float[Array, "p d"],
     L: Float[Array, "p d"],
     g: Float[Array, " p"],
-    yhat: list[Float[Array, "1 n"]],
+    yhat: list,
     ybar: Float[Array, " d"],
-) -> list[Float[Array, "1 n"]]:
-    """`mean_field_control` of every agent (its d prediction rows `yhat`), as p rows."""
+) -> list:
+    """`β = K ŷ + L ȳ + g` entry by entry: `yhat` holds d entries, scalars (one agent) or
+    `(1, n)` rows (every agent); returns p entries of the same kind."""
     p, d = K.shape
     return [sum(K[k, b] * yhat[b] + L[k, b] * ybar[b] for b in range(d)) + g[k] for k in range(p)]
 
