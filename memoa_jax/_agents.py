@@ -15,8 +15,11 @@ population array, and return lists of rows. That is how XLA:CPU compiles them be
   feeding several rows, is split into passes that write intermediate rows to memory and
   recompute the rest (the same update via a 3×3 Cholesky with `β` concatenated: 50 ms).
 
-So a method's step asks for each output row it needs (the next predictions, `‖β‖²`) as its
-own expression, and the small linear systems are solved in closed form up to 3×3.
+So a method's step asks for each output row it needs as its own expression, and the small
+linear systems are solved in closed form up to 3×3. Two rows that share the expensive part
+(the next prediction and `‖β‖²` share the solve) are packed as the real and imaginary parts
+of ONE complex row (`lax.complex`): one expression, so one loop that reads the inputs once;
+consumers take `real` / `imag` of the stored row (the G1 step on one core: 22 → 11 ms).
 """
 
 from collections.abc import Callable
@@ -244,6 +247,20 @@ def map_chunks(fn: Callable, *args, batch_size: int | None = None):
         )
 
     return lax.fori_loop(0, -(-n // batch_size), body, out)
+
+
+def evaluate_apart(fn: Callable, *args, live: Array):
+    """`fn(*args)`, computed into memory by loops of its own before any consumer reads it.
+
+    XLA:CPU fuses an elementwise producer into the reduction over agents that consumes it,
+    and runs that reduction on one thread; where the producer has expensive shared parts
+    (`exp`, divisions) it also splits them into passes of their own. A conditional is a
+    fusion boundary XLA:CPU keeps (it deletes `optimization_barrier`), so `fn` runs inside
+    one, alone: one multi-threaded loop per output array. `live` must be a traced boolean
+    that is true (a constant predicate is folded away with its conditional); both branches
+    are `fn`.
+    """
+    return lax.cond(live, fn, fn, *args)
 
 
 class Population(NamedTuple):

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jax import lax
 
-from ._agents import Population, map_chunks, rows
+from ._agents import Population, evaluate_apart, map_chunks, rows
 from ._custom_types import Array, Float, PRNGKeyArray, UInt32
 from ._encoders import AbstractEncoder, ESNParams, RFNParams
 from ._mean_field import CostParams
@@ -175,18 +175,29 @@ def _population_moments(
     """Population moments at `x_t` (spec §2.2): the means over agents of each agent's `M` and
     `C` (exact for the RFN, Monte Carlo for the ESN, given each agent's `Z_{t−1}` = `prev`),
     and of `M ⊗ M` as one GEMM over the agents (no per-agent `(d p)²` tensor). `params` are
-    per agent (`h2`) or shared (H1, where only a stateful encoder's moments differ by agent)."""
+    per agent (`h2`) or shared (H1, where only a stateful encoder's moments differ by agent).
 
-    def parts(q, k, z):
-        return enc.moment_parts(q, x_t, prev=z, key=k, t=t)
+    Each agent's `C[a, b, k]` and `M[a, k]` are packed as one complex array `C + i M` and
+    evaluated apart from the reductions (`evaluate_apart`): `M` and `C` share every `exp`
+    and division, and as two outputs XLA:CPU computed them in five passes, the last fused
+    into a one-thread reduction (H2 moments at N = 10⁶, p = 5, float64, 2 cores: 43 → 30 ms
+    per step).
+    """
 
-    if h2:
-        M, C = map_chunks(parts, params, keys, prev, batch_size=bs)
-    else:
-        M, C = map_chunks(lambda k, z: parts(params, k, z), keys, prev, batch_size=bs)
-    M, C = M.astype(dtype), C.astype(dtype)
+    def packed(q, k, z):
+        M, C = enc.moment_parts(q, x_t, prev=z, key=k, t=t)
+        return lax.complex(C.astype(dtype), jnp.broadcast_to(M[:, None], C.shape).astype(dtype))
+
+    def all_packed(params, keys, prev):
+        if h2:
+            return map_chunks(packed, params, keys, prev, batch_size=bs)
+        return map_chunks(lambda k, z: packed(params, k, z), keys, prev, batch_size=bs)
+
+    P = evaluate_apart(all_packed, params, keys, prev, live=t >= 0)
+    M = jnp.imag(P[:, 0])
+    mean = pop.mean(P)
     outer = jnp.einsum("akn,bln->akbl", M, pop.zero_padding(M)) / pop.n
-    return pop.mean(M), assemble_second_moment(outer, pop.mean(C))
+    return jnp.imag(mean[:, 0]), assemble_second_moment(outer, jnp.real(mean))
 
 
 def _agent_sharding(mesh):

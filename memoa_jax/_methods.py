@@ -104,9 +104,10 @@ class AbstractMethod(eqx.Module):
         y_next = ctx.y[jnp.clip(tau + 1, 0, ctx.y.shape[0] - 1)]
         gamma = jnp.asarray(self.cost.gamma, dt)
 
-        def update(zw, yw, b, z):  # each output its own expression (see `_agents`)
+        def update(zw, yw, b, z):  # one output array: ŷ' + i‖β‖² (see `_agents`)
             beta = ridge_rows(zw, yw, y_next, weights.astype(dt), gamma)
-            return energy_rows(beta), jnp.concatenate(advance_rows(rows(b), z, beta))
+            e = energy_rows(beta)[None]
+            return jnp.concatenate([lax.complex(y, e) for y in advance_rows(rows(b), z, beta)])
 
         def play(slot):
             slots = [slot(s - self.ridge_window) for s in range(self.ridge_window)]
@@ -114,7 +115,8 @@ class AbstractMethod(eqx.Module):
             yhat_win = [state.yhat_ring[k] for k in slots]
             return map_chunks(update, z_win, yhat_win, base, ctx.z_now, batch_size=ctx.batch_size)
 
-        return by_phase(ctx, play)
+        packed = by_phase(ctx, play)
+        return jnp.imag(packed[0]), jnp.real(packed)
 
     @abc.abstractmethod
     def step(
@@ -238,16 +240,14 @@ class MeanFieldGame(AbstractMethod):
         s = self.window - 1
         ybar = mean(yh, s)
 
-        def last(y_, z_, z_now):  # each output its own expression (see `_agents`)
+        def last(y_, z_, z_now):  # outputs: ŷ_T + i ŷ_{T+1} and ‖β‖² (see `_agents`)
             beta = control_rows(K[s], L[s], g[s], rows(y_), ybar)
             base = advance_rows(rows(y_), z_, beta)
-            return (
-                jnp.concatenate(base),
-                energy_rows(beta),
-                jnp.concatenate(advance_rows(base, z_now, beta)),
-            )
+            nxt = advance_rows(base, z_now, beta)
+            return jnp.concatenate([lax.complex(*bn) for bn in zip(base, nxt)]), energy_rows(beta)
 
-        return map_chunks(last, yh, ctx.z_ring[slots[s]], ctx.z_now, batch_size=bs)
+        packed, energy = map_chunks(last, yh, ctx.z_ring[slots[s]], ctx.z_now, batch_size=bs)
+        return jnp.real(packed), energy, jnp.imag(packed)
 
     def step(self, ctx, state):
         is_sync = (ctx.t >= self.window) & (jnp.mod(ctx.t, self.sync_every) == 0)
