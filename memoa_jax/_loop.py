@@ -336,7 +336,9 @@ def simulate(
             "agents) or chunk, not both"
         )
     shard = _agent_sharding(mesh)
-    params, noise_keys = init_agents(sim, key=key)
+    # apart: fused into the first feature draw, the parameters' draw was computed twice
+    draw_agents = lambda k: init_agents(sim, key=k)
+    params, noise_keys = evaluate_apart(draw_agents, key, live=x[0, 0] > 0)
     noise_keys = shard(noise_keys)
     if h2:
         params = shard(params)
