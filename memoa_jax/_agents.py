@@ -256,9 +256,9 @@ def evaluate_apart(fn: Callable, *args, live: Array):
     and runs that reduction on one thread; where the producer has expensive shared parts
     (`exp`, divisions) it also splits them into passes of their own. A conditional is a
     fusion boundary XLA:CPU keeps (it deletes `optimization_barrier`), so `fn` runs inside
-    one, alone: one multi-threaded loop per output array. `live` must be a traced boolean
-    that is true (a constant predicate is folded away with its conditional); both branches
-    are `fn`.
+    one, alone: one multi-threaded loop per output array. Both branches are `fn`, so the value
+    of `live` does not matter, but it must be traced: XLA folds a conditional on a constant
+    away, and the boundary with it.
     """
     return lax.cond(live, fn, fn, *args)
 
