@@ -25,6 +25,7 @@ from jax import lax
 from ._agents import (
     Population,
     advance_rows,
+    complex_rows,
     control_rows,
     energy_rows,
     map_chunks,
@@ -106,8 +107,8 @@ class AbstractMethod(eqx.Module):
 
         def update(zw, yw, b, z):  # one output array: ŷ' + i‖β‖² (see `_agents`)
             beta = ridge_rows(zw, yw, y_next, weights.astype(dt), gamma)
-            e = energy_rows(beta)[None]
-            return jnp.concatenate([lax.complex(y, e) for y in advance_rows(rows(b), z, beta)])
+            nxt = advance_rows(rows(b), z, beta)
+            return complex_rows(nxt, [energy_rows(beta)[None]] * len(nxt))
 
         def play(slot):
             slots = [slot(s - self.ridge_window) for s in range(self.ridge_window)]
@@ -243,8 +244,7 @@ class MeanFieldGame(AbstractMethod):
         def last(y_, z_, z_now):  # outputs: ŷ_T + i ŷ_{T+1} and ‖β‖² (see `_agents`)
             beta = control_rows(K[s], L[s], g[s], rows(y_), ybar)
             base = advance_rows(rows(y_), z_, beta)
-            nxt = advance_rows(base, z_now, beta)
-            return jnp.concatenate([lax.complex(*bn) for bn in zip(base, nxt)]), energy_rows(beta)
+            return complex_rows(base, advance_rows(base, z_now, beta)), energy_rows(beta)
 
         packed, energy = map_chunks(last, yh, ctx.z_ring[slots[s]], ctx.z_now, batch_size=bs)
         return jnp.real(packed), energy, jnp.imag(packed)
