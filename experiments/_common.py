@@ -7,6 +7,7 @@ Every script in `experiments/` exposes `run(out: Path, *, quick: bool, progress)
 finished work after an interruption.
 """
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -54,6 +55,26 @@ PUBLISHED = {
 }
 PUBLISHED_LABEL = "published (method/metric unstated)"
 
+# FedMOE's separately tuned greedy (non-game) client, 5 clients: its `*/non_game_best_hp.sh`
+# (github.com/fatemetkl/FedMOE, commit 708ae18). The val series have no file: the same values.
+# Concept (2-D) has no FedMOE recipe at all (its game handles 1-D targets only): it takes
+# Concept drift's, and the tables flag it. ECB (ours) takes BoC's, as its game settings do.
+_G1_LOGISTIC = dict(alpha=0.01, gamma=15.0, sigma=0.01, features=3, ridge_window=3)
+_G1_BOC = dict(alpha=1.0, gamma=10.0, sigma=1.0, features=3, ridge_window=5)
+_G1_ETT = dict(alpha=0.1, gamma=10.0, sigma=1.0, features=2, ridge_window=3)
+FEDMOE_G1 = {
+    "periodic": dict(alpha=0.1, gamma=10.0, sigma=1.0, features=3, ridge_window=3),
+    "logistic": _G1_LOGISTIC,
+    "concept": _G1_LOGISTIC,
+    "concept-drift": _G1_LOGISTIC,
+    "boc": _G1_BOC,
+    "boc-val": _G1_BOC,
+    "ett": _G1_ETT,
+    "ett-val": _G1_ETT,
+    "ecb": _G1_BOC,
+}
+NO_FEDMOE_RECIPE = {"concept": "no FedMOE recipe (its game handles 1-D targets only)"}
+
 
 def dataset_names(only=None) -> list[str]:
     """The registry keys of `DATASETS`, or those of `only` in table order."""
@@ -83,39 +104,72 @@ def simulation(
     hp: dict | None = None,
     encoder: str = "rfn",
     nash: bool = False,
+    g1_params: str = "fedmoe",
+    reading: dict | None = None,
 ):
-    """`Simulation` with spec §10 / FedMOE hyper-parameters of the data set (H2 agents);
-    `nash`: also the centralized comparator "fne" (the exact N-player feedback Nash gains in
-    place of the mean-field ones, same protocol and draws)."""
+    """The `Simulation`s of one data set (H2 agents) and their hyper-parameters.
+
+    MEMOA and G2–G4 run on the spec §10 / FedMOE game settings of the data set. G1 runs at
+    FedMOE's own settings for its greedy client (`g1_params="fedmoe"`, `FEDMOE_G1`: its own
+    α, γ, T_c and its own encoder draw, with its d_z and σ, in a simulation of its own on the
+    same data and key) or at the game's (`"game"`, in the same simulation). `nash`: also the
+    centralized comparator "fne" (the exact N-player feedback Nash gains in place of the
+    mean-field ones, same protocol and draws). `reading`: fields of every game method
+    (`replay_base`, `replay_control`, `moments`; default FedMOE's reading).
+
+    Returns `(sims, hp)`: a tuple of simulations run side by side (`Runner` merges them).
+    """
+    if g1_params not in ("fedmoe", "game"):
+        raise ValueError(f"g1_params must be 'fedmoe' or 'game', got {g1_params!r}")
     hp = dict(DATASET_DEFAULTS[dataset.name], **(hp or {}))
     cost = mj.CostParams(q=Q, lam=lam, gamma=hp["gamma"], alpha=hp["alpha"])
-    size = dict(d=dataset.d, d_x=dataset.d_x, p=hp["features"], sigma=hp["sigma"])
-    enc = mj.ESNEncoder(**size) if encoder == "esn" else mj.RFNEncoder(**size)
+
+    def make_encoder(features, sigma):
+        size = dict(d=dataset.d, d_x=dataset.d_x, p=features, sigma=sigma)
+        return mj.ESNEncoder(**size) if encoder == "esn" else mj.RFNEncoder(**size)
+
+    enc = make_encoder(hp["features"], hp["sigma"])
     if encoder == "esn":
         hp["encoder"] = f"esn (HardSigmoid reservoir, {enc.n_mc} Monte-Carlo draws per agent)"
     methods = mj.default_methods(cost, window=hp["window"], ridge_window=hp["ridge_window"])
     if nash:
         methods += (
-            mj.MeanFieldGame(
-                cost,
-                window=hp["window"],
-                ridge_window=hp["ridge_window"],
-                equilibrium="nash",
-                name="fne",
+            mj.nash.centralized_method(
+                cost, window=hp["window"], ridge_window=hp["ridge_window"], name="fne"
             ),
         )
-    sim = mj.Simulation(n_agents=n_agents, encoder=enc, methods=methods, cost=cost)
-    return sim, dict(hp, q=Q, lam=float(lam), homogeneity="h2", server="ridge kappa=1 eta=1")
+    if reading:
+        methods = tuple(
+            dataclasses.replace(m, **reading) if isinstance(m, mj.MeanFieldGame) else m
+            for m in methods
+        )
+    record = dict(hp, q=Q, lam=float(lam), homogeneity="h2", server="ridge kappa=1 eta=1")
+    record.update(reading or {})
+    if g1_params == "game":
+        record["g1"] = "the game's settings"
+        return (mj.Simulation(n_agents=n_agents, encoder=enc, methods=methods, cost=cost),), record
+    g1 = FEDMOE_G1[dataset.name]
+    g1_cost = mj.CostParams(q=Q, lam=lam, gamma=g1["gamma"], alpha=g1["alpha"])
+    g1_sim = mj.Simulation(
+        n_agents=n_agents,
+        encoder=make_encoder(g1["features"], g1["sigma"]),
+        methods=(mj.LocalRidge(g1_cost, ridge_window=g1["ridge_window"]),),
+        cost=cost,  # the realized cost is measured with the game's weights, like the others'
+    )
+    methods = tuple(m for m in methods if m.name != "g1_ridge")
+    main = mj.Simulation(n_agents=n_agents, encoder=enc, methods=methods, cost=cost)
+    record["g1"] = dict(g1, source=NO_FEDMOE_RECIPE.get(dataset.name, "FedMOE non_game_best_hp"))
+    return (main, g1_sim), record
 
 
 class Runner:
-    """One compilation per (data set, population slots); seeds, λ, N ≤ slots and the tracked
-    agent are run-time values (padding slots, `simulate(n_active=...)`)."""
+    """One compilation per (data set, simulation, population slots); seeds, λ, N ≤ slots and
+    the tracked agent are run-time values (padding slots, `simulate(n_active=...)`)."""
 
     def __init__(self):
         self._compiled = {}
 
-    def __call__(self, sim, dataset, *, seed: int, n_active: int | None = None, track=0):
+    def one(self, sim, dataset, *, seed: int, n_active: int | None = None, track=0):
         x, y = jnp.asarray(dataset.x), jnp.asarray(dataset.y)
         na = None if n_active is None else jnp.asarray(n_active, jnp.int32)
         tr = jnp.asarray(track, jnp.int32)
@@ -129,6 +183,14 @@ class Runner:
             )
         return jax.block_until_ready(
             self._compiled[k](sim, x, y, key=jax.random.key(seed), n_active=na, track_agent=tr)
+        )
+
+    def __call__(self, sims, dataset, *, seed: int, n_active: int | None = None, track=0):
+        """Every simulation of `sims` (same data, same key), as one `SimResult`."""
+        runs = [self.one(s, dataset, seed=seed, n_active=n_active, track=track) for s in sims]
+        merged = lambda field: {k: v for r in runs for k, v in getattr(r, field).items()}
+        return mj.SimResult(
+            steps=merged("steps"), summary=merged("summary"), agent_rmse=merged("agent_rmse")
         )
 
 

@@ -38,16 +38,8 @@ def units(quick: bool, datasets=None, rows=None) -> int:
 def _cell(name, n, cfg, progress):
     dataset = C.data(name, cfg["rows"])
     lam = C.jnp.asarray(cfg["lam"])
-    sim, hp = C.simulation(dataset, max(cfg["sizes"]), lam=lam, encoder="esn")
-    per_seed = []
-    for seed in cfg["seeds"]:
-        per_seed.append(C.summary_dict(C.RUNNER(sim, dataset, seed=seed, n_active=n)))
-        progress.update(1)
-    out = dict(dataset=name, rows=dataset.n_rows, n_agents=n, hp=hp, credit=dataset.credit)
-    out["methods"] = {
-        m: {f: C.mean_std([s[m][f] for s in per_seed]) for f, _ in T.METRICS} for m in C.METHODS
-    }
-    return out
+    sims, hp = C.simulation(dataset, max(cfg["sizes"]), lam=lam, encoder="esn")
+    return T.make_cell(sims, hp, dataset, n, cfg["seeds"], progress)
 
 
 def run(out: Path, *, quick: bool, progress, datasets=None, rows=None):
@@ -63,9 +55,7 @@ def run(out: Path, *, quick: bool, progress, datasets=None, rows=None):
     }
     text = (
         T.markdown(cells, cfg)
-        .replace(
-            "# Main table: MEMOA vs greedy baselines", "# ESN agents: MEMOA vs greedy baselines"
-        )
+        .replace("# Main table: MEMOA vs FedMOE", "# ESN agents: MEMOA vs FedMOE")
         .replace("H2 agents (one RFN encoder each)", "H2 agents (one ESN reservoir each)")
     )
     rec = dict(config=cfg, environment=C.environment(), cells=list(cells.values()))

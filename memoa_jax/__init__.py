@@ -15,10 +15,7 @@ from ._encoders import ESNEncoder as ESNEncoder
 from ._encoders import ESNParams as ESNParams
 from ._encoders import RFNEncoder as RFNEncoder
 from ._encoders import RFNParams as RFNParams
-from ._loop import SimResult as SimResult
 from ._loop import Simulation as Simulation
-from ._loop import StepStats as StepStats
-from ._loop import Summary as Summary
 from ._loop import init_agents as init_agents
 from ._loop import simulate as simulate
 from ._mean_field import CostParams as CostParams
@@ -32,6 +29,13 @@ from ._methods import FollowTheMean as FollowTheMean
 from ._methods import LocalRidge as LocalRidge
 from ._methods import MeanFieldGame as MeanFieldGame
 from ._methods import default_methods as default_methods
+from ._metrics import DIVERGED_FACTOR as DIVERGED_FACTOR
+from ._metrics import SimResult as SimResult
+from ._metrics import StepStats as StepStats
+from ._metrics import Summary as Summary
+from ._metrics import format_rmse as format_rmse
+from ._metrics import is_diverged as is_diverged
+from ._metrics import persistence_rmse as persistence_rmse
 from ._mixture import AbstractServer as AbstractServer
 from ._mixture import HedgeMixture as HedgeMixture
 from ._mixture import RidgeMixture as RidgeMixture

@@ -170,15 +170,16 @@ def mean_field_control(
 
 
 def control_rows(
-    K: Float[Array, "p d"],
-    L: Float[Array, "p d"],
-    g: Float[Array, " p"],
+    K: Float[Array, "p d *own"],
+    L: Float[Array, "p d *own"],
+    g: Float[Array, " p *own"],
     yhat: list,
     ybar: Float[Array, " d"],
 ) -> list:
     """`β = K ŷ + L ȳ + g` entry by entry: `yhat` holds d entries, scalars (one agent) or
-    `(1, n)` rows (every agent); returns p entries of the same kind."""
-    p, d = K.shape
+    `(1, n)` rows (every agent); returns p entries of the same kind. Gains with trailing
+    `(1, n)` axes are each agent's own (`MeanFieldGame(moments="own")`)."""
+    p, d = K.shape[:2]
     return [sum(K[k, b] * yhat[b] + L[k, b] * ybar[b] for b in range(d)) + g[k] for k in range(p)]
 
 
@@ -207,15 +208,16 @@ def energy_rows(beta: list[Float[Array, "1 n"]]) -> Float[Array, " n"]:
 
 
 def mean_field_update(
-    K: Float[Array, "p d"],
-    L: Float[Array, "p d"],
-    g: Float[Array, " p"],
+    K: Float[Array, "p d *own"],
+    L: Float[Array, "p d *own"],
+    g: Float[Array, " p *own"],
     yhat: Float[Array, "d n"],
     ybar: Float[Array, " d"],
     z: Float[Array, "d p n"],
 ) -> Float[Array, "d n"]:
     """One replay step for a whole population (agent axis last): `ŷ' = ŷ + Z β` with
-    `β = K ŷ + L ȳ + g` per agent. Equal to `vmap(advance ∘ mean_field_control)` (tested)."""
+    `β = K ŷ + L ȳ + g` per agent (gains shared, or each agent's own with trailing `(1, n)`
+    axes). Equal to `vmap(advance ∘ mean_field_control)` (tested)."""
     y = rows(yhat)
     return jnp.concatenate(advance_rows(y, z, control_rows(K, L, g, y, ybar)))
 
@@ -303,3 +305,13 @@ class Population(NamedTuple):
 
     def argmax(self, a: Array) -> Array:
         return jnp.argmax(a if self.n_active is None else jnp.where(self.mask(), a, -jnp.inf), -1)
+
+    def quantile(self, a: Float[Array, " n"], q: float) -> Array:
+        """The `q`-quantile of `a` over the agents, interpolated linearly between order
+        statistics (NumPy's default); one sort of the population."""
+        s = jnp.sort(a if self.n_active is None else jnp.where(self.mask(), a, jnp.inf))
+        pos = q * (jnp.asarray(self.n, jnp.int32) - 1)
+        lo = jnp.floor(pos).astype(jnp.int32)
+        hi = jnp.minimum(lo + 1, jnp.asarray(self.n, jnp.int32) - 1)
+        frac = (pos - lo).astype(s.dtype)
+        return jnp.where(frac == 0, s[lo], s[lo] + frac * (s[hi] - s[lo]))

@@ -22,10 +22,11 @@ import jax.random as jr
 from jax import lax
 
 from ._agents import Population, evaluate_apart, map_chunks, rows
-from ._custom_types import Array, Float, PRNGKeyArray, UInt32
+from ._custom_types import Array, Bool, Float, PRNGKeyArray, UInt32
 from ._encoders import AbstractEncoder, ESNParams, RFNParams
 from ._mean_field import CostParams
 from ._methods import AbstractMethod, MeanFieldGame, MethodState, StepContext
+from ._metrics import SimResult, StepStats, persistence_rmse, summarize
 from ._mixture import AbstractServer, RidgeMixture
 from ._moments import assemble_second_moment
 from ._random import key_words
@@ -75,6 +76,13 @@ class Simulation(eqx.Module):
             )
         if not self.methods:
             raise ValueError("need at least one method")
+        if self.encoder.stateful and any(
+            getattr(m, "moments", "population") == "own" for m in self.methods
+        ):
+            raise ValueError(
+                "moments='own' needs closed-form per-agent moments; the encoder "
+                f"{type(self.encoder).__name__} is stateful (its moments are Monte Carlo)"
+            )
         names = [m.name for m in self.methods]
         if len(set(names)) != len(names):
             raise ValueError(f"method names must be unique, got {names}")
@@ -87,37 +95,6 @@ class Simulation(eqx.Module):
     @property
     def history(self) -> int:
         return max(m.history for m in self.methods)
-
-
-class StepStats(NamedTuple):
-    """Per-step statistics of one method (each a scalar per step)."""
-
-    mse: Array  # mean over agents of ‖y_{t+1} − ŷⁱ_{t+1}‖²
-    worst_se: Array  # max over agents of the same
-    server_se: Array  # ‖y_{t+1} − ŷ^srv_{t+1}‖²
-    mean_field_se: Array  # ‖y_{t+1} − ȳ_{t+1}‖²
-    server_pred: Array  # ŷ^srv_{t+1}, shape (d,) per step
-    agent_pred: Array  # ŷⁱ_{t+1} of the tracked agent i (`simulate(track_agent=i)`), (d,)
-
-
-class Summary(NamedTuple):
-    """Run metrics of one method (spec §9)."""
-
-    avg_rmse: Array  # mean over agents of each agent's RMSE
-    worst_rmse: Array  # max over agents (the under-performer)
-    worst_agent: Array  # index of that agent
-    server_rmse: Array
-    mean_field_rmse: Array
-    worst_cost: Array  # realized under-performer regret: max_i Σ_t stage cost
-    mean_cost: Array
-
-
-class SimResult(eqx.Module):
-    """Output of `simulate`: per-step statistics, summaries and per-agent RMSE, per method."""
-
-    steps: dict[str, StepStats]
-    summary: dict[str, Summary]
-    agent_rmse: dict[str, Float[Array, " n"]]
 
 
 class _Acc(NamedTuple):
@@ -134,6 +111,7 @@ class _State(NamedTuple):
     mom_S: Float[Array, "R d p d p"]
     methods: dict[str, MethodState]
     acc: dict[str, _Acc]
+    moving: Bool[Array, " n"]  # the agent's features were nonzero at some step so far
 
 
 def _ring_set(ring: Array, slot, value: Array) -> Array:
@@ -227,6 +205,7 @@ def _shard_state(shard, state: "_State", h2: bool) -> "_State":
         z_next=shard(state.z_next),
         methods=shard(state.methods),
         acc=shard(state.acc),
+        moving=shard(state.moving),
     )
 
 
@@ -373,9 +352,22 @@ def simulate(
                 for m in sim.methods
             },
             acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
+            moving=jnp.zeros((N,), bool),
         ),
         h2,
     )
+
+    def agent_moments(tau):
+        """Every agent's own exact moments at time `tau` (`moments="own"`), agent axis last;
+        recomputed from the parameters, never stored."""
+        one = lambda q: enc.moments(q, x[tau])
+        if h2:
+            M, S = jax.vmap(one, in_axes=-1, out_axes=-1)(params)
+        else:
+            M, S = jax.tree.map(
+                lambda a: jnp.broadcast_to(a[..., None], a.shape + (N,)), one(params)
+            )
+        return M.astype(sdt), S.astype(sdt)
 
     def step(state: _State, t):
         x_t, y_t, y_next = x[t], y[t], y[t + 1]
@@ -401,7 +393,7 @@ def simulate(
         else:
             mom_M, mom_S = state.mom_M, state.mom_S
 
-        ctx = StepContext(t, y, z_now, z_ring, mom_M, mom_S, bs, pop)
+        ctx = StepContext(t, y, z_now, z_ring, mom_M, mom_S, bs, pop, agent_moments)
         methods, acc, stats = {}, {}, {}
         for m in sim.methods:
             ms, a = state.methods[m.name], state.acc[m.name]
@@ -439,6 +431,7 @@ def simulate(
                 mom_S=mom_S,
                 methods=methods,
                 acc=acc,
+                moving=state.moving | jnp.any(z_now != 0, axis=(0, 1)),
             ),
             h2,
         )
@@ -450,17 +443,10 @@ def simulate(
     final, steps = (_scan_remat if remat else _scan)(step, init, n_steps)
 
     summary, agent_rmse = {}, {}
+    persistence = persistence_rmse(y, 1)
     for m in sim.methods:
-        a, st = final.acc[m.name], steps[m.name]
+        a = final.acc[m.name]
         rmse = jnp.sqrt(a.sse / n_steps)
         agent_rmse[m.name] = rmse if pop.n_active is None else jnp.where(pop.mask(), rmse, jnp.nan)
-        summary[m.name] = Summary(
-            avg_rmse=pop.mean(rmse),
-            worst_rmse=pop.max(rmse),
-            worst_agent=pop.argmax(rmse),
-            server_rmse=jnp.sqrt(jnp.mean(st.server_se)),
-            mean_field_rmse=jnp.sqrt(jnp.mean(st.mean_field_se)),
-            worst_cost=pop.max(a.cost),
-            mean_cost=pop.mean(a.cost),
-        )
+        summary[m.name] = summarize(rmse, a.cost, final.moving, steps[m.name], pop, persistence)
     return SimResult(steps=steps, summary=summary, agent_rmse=agent_rmse)

@@ -16,9 +16,11 @@ data and the same feature draws `Zⁱ_t`, so they run side by side in one scan.
 """
 
 import abc
+from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -35,7 +37,6 @@ from ._agents import (
 )
 from ._custom_types import Array, Float
 from ._mean_field import CostParams, solve_mean_field
-from .nash._reduced import solve_fne_reduced
 
 
 class StepContext(NamedTuple):
@@ -45,7 +46,8 @@ class StepContext(NamedTuple):
     method reads): slot `τ mod R` holds time `τ`, for `τ = t−H..t` — the current step
     included (`z_ring[t mod R]` is `z_now`), so that the loop writes it before anything reads
     the ring and XLA updates the ring in place. Slots of negative times hold zeros
-    (`Z_{τ<0} = 0`).
+    (`Z_{τ<0} = 0`). `agent_moments(τ)`: every agent's own exact moments `(M, S)` at time
+    `τ`, agent axis last (None where the encoder has no closed form, see `moments="own"`).
     """
 
     t: Array
@@ -56,6 +58,7 @@ class StepContext(NamedTuple):
     mom_S: Float[Array, "R d p d p"]
     batch_size: int | None
     pop: Population  # which agent slots are real; means over agents go through it
+    agent_moments: Callable[[Array], tuple[Array, Array]] | None = None
 
 
 class MethodState(NamedTuple):
@@ -161,6 +164,10 @@ class FollowTheMean(AbstractMethod):
         return base, *self.greedy(ctx, state, base)
 
 
+REPLAY_BASES = ("replay_end", "observed", "own")
+REPLAY_CONTROLS = ("replay", "gains")
+
+
 class MeanFieldGame(AbstractMethod):
     """MEMOA: the closed-form decentralized mean-field policy replayed over a hindsight window.
 
@@ -175,6 +182,22 @@ class MeanFieldGame(AbstractMethod):
             (MEMOA); "nash" — the centralized comparator of spec §7.1 b: the exact symmetric
             feedback Nash equilibrium (K^N, L^N, h^N) of the N-player window game for the
             actual N (`memoa_jax.nash.solve_fne_reduced`, O(1) in N), with realized ȳ.
+        replay_base, replay_control: how the window's solution is used online at a sync step
+            `t` (a reconstructed choice: the paper does not say; docs "readings"). The next
+            prediction is `base + Z_t β` with
+            - base "replay_end" (default, FedMOE's `Server.fit`): the replay's end `ŷ^rep_T`;
+              "observed": the observation `y_t`; "own": the agent's previous prediction `ŷ_t`;
+            - control "replay" (default): the replay's last control `β^rep_{T−1}`;
+              "gains": the window's last gains applied to the base,
+              `β = K_{T−1} base + L_{T−1} mean(base) + g_{T−1}` (no replay is needed unless
+              the base is the replay's end).
+        moments: "population" — one set of gains from the population moments (spec §2.2,
+            H2); "own" — FedMOE's reading: each agent solves the window game with its own
+            exact RFN moments (per-agent gains `(Kⁱ, Lⁱ, gⁱ)`, O(N T p³) per sync, still
+            decentralized: agent i needs only its own encoder and the broadcast ȳ). RFN only.
+        gains_solver: the centralized gains `(M, S, y, cost, n) -> (K, L, h)` for
+            `equilibrium="nash"`, given by the caller (`memoa_jax.nash.fne_gains`): the core
+            does not depend on `nash/`.
     """
 
     cost: CostParams
@@ -184,22 +207,48 @@ class MeanFieldGame(AbstractMethod):
     mean_field: str = eqx.field(static=True, default="realized")
     equilibrium: str = eqx.field(static=True, default="mean_field")
     name: str = eqx.field(static=True, default="memoa")
+    replay_base: str = eqx.field(static=True, default="replay_end")
+    replay_control: str = eqx.field(static=True, default="replay")
+    moments: str = eqx.field(static=True, default="population")
+    gains_solver: Callable | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         for k in ("window", "sync_every", "ridge_window"):
             v = getattr(self, k)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{k} must be a positive integer, got {k}={v!r}")
-        if self.mean_field not in ("realized", "flow"):
-            raise ValueError(f"mean_field must be 'realized' or 'flow', got {self.mean_field!r}")
-        if self.equilibrium not in ("mean_field", "nash"):
-            raise ValueError(
-                f"equilibrium must be 'mean_field' or 'nash', got equilibrium={self.equilibrium!r}"
-            )
+        choices = dict(
+            mean_field=("realized", "flow"),
+            equilibrium=("mean_field", "nash"),
+            replay_base=REPLAY_BASES,
+            replay_control=REPLAY_CONTROLS,
+            moments=("population", "own"),
+        )
+        for k, allowed in choices.items():
+            if getattr(self, k) not in allowed:
+                raise ValueError(
+                    f"{k} must be one of {', '.join(map(repr, allowed))}, "
+                    f"got {k}={getattr(self, k)!r}"
+                )
         if self.equilibrium == "nash" and self.mean_field != "realized":
             raise ValueError(
                 "equilibrium='nash' plays the N-player feedback equilibrium on the realized ȳ; "
                 f"it has no deterministic flow, got mean_field={self.mean_field!r}"
+            )
+        if self.equilibrium == "nash" and self.moments != "population":
+            raise ValueError(
+                "equilibrium='nash' is the symmetric N-player equilibrium of the population "
+                f"moments, got moments={self.moments!r}"
+            )
+        if self.moments == "own" and self.mean_field != "realized":
+            raise ValueError(
+                "moments='own' plays each agent's own gains on the realized ȳ, got "
+                f"mean_field={self.mean_field!r}"
+            )
+        if self.equilibrium == "nash" and self.gains_solver is None:
+            raise ValueError(
+                "equilibrium='nash' needs gains_solver=memoa_jax.nash.fne_gains (or use "
+                "memoa_jax.nash.centralized_method)"
             )
 
     @property
@@ -208,46 +257,90 @@ class MeanFieldGame(AbstractMethod):
 
     def gains(self, ctx: StepContext):
         """Gains `(K, L, g)` and flow `m` for the window `τ = t−T..t` (float64 when enabled),
-        with the window's ring slots and targets."""
+        with the window's targets. With `moments="own"` the gains have a trailing agent axis
+        (`K: (T, p, d, 1, N)`, `g: (T, p, 1, N)`, `m: (T + 1, d, 1, N)`)."""
         T, R = self.window, ctx.z_ring.shape[0]
         slots = jnp.mod(ctx.t - T + jnp.arange(T), R)
         yw = lax.dynamic_slice_in_dim(ctx.y, ctx.t - T, T + 1).astype(ctx.mom_M.dtype)
+        if self.moments == "own":
+            if ctx.agent_moments is None:
+                raise ValueError("moments='own' needs an encoder with closed-form moments (RFN)")
+            M, S = jax.vmap(ctx.agent_moments)(ctx.t - T + jnp.arange(T))
+            solve = lambda M_i, S_i: solve_mean_field(M_i, S_i, yw, self.cost)
+            sol = jax.vmap(solve, in_axes=-1, out_axes=-1)(M, S)
+            own = lambda a: jnp.expand_dims(a, -2)  # (..., N) -> (..., 1, N): rows broadcast
+            return (own(sol.K), own(sol.L), own(sol.g), own(sol.m)), yw
         M, S = ctx.mom_M[slots], ctx.mom_S[slots]
         if self.equilibrium == "nash":
-            fne = solve_fne_reduced(M, S, yw, self.cost, ctx.pop.n)
-            return (fne.K, fne.L, fne.h, jnp.zeros_like(yw)), slots, yw  # no flow: realized ȳ
+            assert self.gains_solver is not None  # checked in __check_init__
+            K, L, h = self.gains_solver(M, S, yw, self.cost, ctx.pop.n)
+            return (K, L, h, jnp.zeros_like(yw)), yw  # no flow: realized ȳ
         sol = solve_mean_field(M, S, yw, self.cost)
-        return (sol.K, sol.L, sol.g, sol.m), slots, yw
+        return (sol.K, sol.L, sol.g, sol.m), yw
 
     def replay(self, ctx: StepContext, state: MethodState):
-        """Hindsight re-simulation of the window (spec §7.1 c), then the next prediction with
-        the window's last control `β_{T−1}` on the current features: returns
-        `(ŷ_T, ‖β_{T−1}‖², ŷ_T + Z_t β_{T−1})`.
+        """A sync step: the hindsight re-simulation of the window (spec §7.1 c) from the
+        observed `y_{t−T}` with each agent's realized features, then the next prediction
+        from the reading's base and control (see the class docstring): returns
+        `(base, ‖β‖², base + Z_t β)`.
 
         (Its ring slots are read at traced indices: unlike the ridge's, static slots measured
         no faster here.)"""
-        (K, L, g, m), slots, yw = self.gains(ctx)
-        dt, bs = state.yhat.dtype, ctx.batch_size
-        y0 = jnp.broadcast_to(yw[0].astype(dt)[:, None], state.yhat.shape)
-        K, L, g, m = K.astype(dt), L.astype(dt), g.astype(dt), m[:-1].astype(dt)
+        (K, L, g, m), yw = self.gains(ctx)
+        dt, bs, T = state.yhat.dtype, ctx.batch_size, self.window
+        R = ctx.z_ring.shape[0]
+        K, L, g, m = K.astype(dt), L.astype(dt), g.astype(dt), m.astype(dt)
+        own = self.moments == "own"
         mean = lambda yh, s: ctx.pop.mean(yh) if self.mean_field == "realized" else m[s]
 
+        def run(s, fn, *args):
+            """`fn((K_s, L_s, g_s), *args)` over the agents: per-agent gains are chunked
+            with the agents, population gains are closed over."""
+            if own:
+                return map_chunks(lambda *a: fn(a[:3], *a[3:]), K[s], L[s], g[s], *args,
+                                  batch_size=bs)  # fmt: skip
+            return map_chunks(lambda *a: fn((K[s], L[s], g[s]), *a), *args, batch_size=bs)
+
         def policy_step(s, yh):
-            update = lambda y_, z_: mean_field_update(K[s], L[s], g[s], y_, mean(yh, s), z_)
-            return map_chunks(update, yh, ctx.z_ring[slots[s]], batch_size=bs)
+            ybar = mean(yh, s)
+            z = ctx.z_ring[jnp.mod(ctx.t - T + s, R)]
+            return run(s, lambda G, y_, z_: mean_field_update(*G, y_, ybar, z_), yh, z)
 
-        # the first T−1 steps carry predictions alone
-        yh = lax.fori_loop(0, self.window - 1, policy_step, y0)
-        s = self.window - 1
-        ybar = mean(yh, s)
+        s = T - 1
+        y0 = jnp.broadcast_to(yw[0].astype(dt)[:, None], state.yhat.shape)
+        if self.replay_base == "replay_end" and self.replay_control == "replay":
+            # the default: the first T−1 steps carry predictions alone; the last one gives
+            # ŷ_T + i ŷ_{T+1} and ‖β‖² (see `_agents`)
+            yh = lax.fori_loop(0, T - 1, policy_step, y0)
+            ybar = mean(yh, s)
 
-        def last(y_, z_, z_now):  # outputs: ŷ_T + i ŷ_{T+1} and ‖β‖² (see `_agents`)
-            beta = control_rows(K[s], L[s], g[s], rows(y_), ybar)
-            base = advance_rows(rows(y_), z_, beta)
-            return complex_rows(base, advance_rows(base, z_now, beta)), energy_rows(beta)
+            def last(G, y_, z_, z_now):
+                beta = control_rows(*G, rows(y_), ybar)
+                base = advance_rows(rows(y_), z_, beta)
+                return complex_rows(base, advance_rows(base, z_now, beta)), energy_rows(beta)
 
-        packed, energy = map_chunks(last, yh, ctx.z_ring[slots[s]], ctx.z_now, batch_size=bs)
-        return jnp.real(packed), energy, jnp.imag(packed)
+            z_last = ctx.z_ring[jnp.mod(ctx.t - 1, R)]
+            packed, energy = run(s, last, yh, z_last, ctx.z_now)
+            return jnp.real(packed), energy, jnp.imag(packed)
+
+        if self.replay_base == "replay_end":  # with the gains: replay the whole window
+            base = lax.fori_loop(0, T, policy_step, y0)
+        elif self.replay_base == "observed":
+            base = jnp.broadcast_to(ctx.y[ctx.t].astype(dt)[:, None], state.yhat.shape)
+        else:
+            base = state.yhat
+        if self.replay_control == "replay":  # β_{T−1} of the replay's state at T−1
+            at = lax.fori_loop(0, T - 1, policy_step, y0)
+            ybar = mean(at, s)
+        else:  # the last gains at the base itself
+            at, ybar = base, ctx.pop.mean(base)
+
+        def advance_with(G, b_, y_, z_now):
+            beta = control_rows(*G, rows(y_), ybar)
+            return jnp.concatenate(advance_rows(rows(b_), z_now, beta)), energy_rows(beta)
+
+        nxt, energy = run(s, advance_with, base, at, ctx.z_now)
+        return base, energy, nxt
 
     def step(self, ctx, state):
         is_sync = (ctx.t >= self.window) & (jnp.mod(ctx.t, self.sync_every) == 0)

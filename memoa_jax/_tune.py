@@ -31,8 +31,9 @@ import jax.numpy as jnp
 import optax
 
 from ._custom_types import Array, Float, PRNGKeyArray
-from ._loop import SimResult, Simulation, simulate
+from ._loop import Simulation, simulate
 from ._methods import MeanFieldGame
+from ._metrics import SimResult
 from ._mixture import RidgeMixture
 from ._online_gradient import OnlineGradient
 

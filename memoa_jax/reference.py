@@ -304,7 +304,13 @@ def default_methods_config(
     """The method list of `memoa_jax.default_methods` as plain dicts (MEMOA and G1–G4)."""
     cost = dict(q=q, lam=lam, gamma=gamma, alpha=alpha, q_T=q_T, lam_T=lam_T)
     game = dict(
-        kind="game", sync_every=sync_every, ridge_window=ridge_window, mean_field=mean_field
+        kind="game",
+        sync_every=sync_every,
+        ridge_window=ridge_window,
+        mean_field=mean_field,
+        replay_base="replay_end",
+        replay_control="replay",
+        moments="population",
     )
     return [
         dict(name="memoa", window=window, **game, **cost),
@@ -340,6 +346,9 @@ def config_from_simulation(sim) -> dict:
                     window=int(m.window),
                     sync_every=int(m.sync_every),
                     mean_field=str(m.mean_field),
+                    replay_base=str(m.replay_base),
+                    replay_control=str(m.replay_control),
+                    moments=str(m.moments),
                     **base,
                 )
             )
@@ -418,6 +427,9 @@ class _Method:
         self.mean_field = spec.get("mean_field", "realized")
         if self.mean_field not in ("realized", "flow"):
             raise ValueError(f"mean_field must be 'realized' or 'flow', got {self.mean_field!r}")
+        self.replay_base = spec.get("replay_base", "replay_end")
+        self.replay_control = spec.get("replay_control", "replay")
+        self.moments = spec.get("moments", "population")
         self.increment = bool(spec.get("increment", True))
         for k in ("ridge_window", "sync_every") + (("window",) if self.kind == "game" else ()):
             if getattr(self, k) < 1:
@@ -442,21 +454,49 @@ class _Method:
             zs[-k:], self.bases[-k:], [y[s + 1] for s in taus], weights, self.cost["gamma"]
         )
 
-    def replay(self, t, y, zs, moms):
-        """Hindsight window `t−T..t` (spec §7.1 c): `(ŷ_T, β_{T−1})` of every agent."""
-        T = self.window
-        M = np.stack([m for m, _ in moms[-T:]])
-        S = np.stack([s for _, s in moms[-T:]])
-        sol = solve_mean_field_numpy(M, S, y[t - T : t + 1], self.cost)
-        yh = np.repeat(y[t - T][:, None], self.yhat.shape[1], axis=1)
-        beta = None
-        for s in range(T):
-            ybar = yh.mean(axis=1) if self.mean_field == "realized" else sol["m"][s]
-            beta = sol["K"][s] @ yh + (sol["L"][s] @ ybar + sol["g"][s])[:, None]
-            yh = yh + _apply(zs[-T + s], beta)
-        return yh, beta
+    def replay(self, t, y, zs, moms, own_moms):
+        """A sync step (spec §7.1 c): the hindsight window `t−T..t` replayed from `y_{t−T}`,
+        then the reading's `(base, β)` of every agent (`MeanFieldGame`'s docstring)."""
+        T, N = self.window, self.yhat.shape[1]
+        if self.moments == "own":  # each agent's own gains (N, T, ...)
+            sols = [
+                solve_mean_field_numpy(
+                    np.stack([m[i] for m, _ in own_moms[-T:]]),
+                    np.stack([s_[i] for _, s_ in own_moms[-T:]]),
+                    y[t - T : t + 1],
+                    self.cost,
+                )
+                for i in range(N)
+            ]
+            gains = [np.stack([sol[k] for sol in sols]) for k in ("K", "L", "g")]
+        else:
+            M = np.stack([m for m, _ in moms[-T:]])
+            S = np.stack([s_ for _, s_ in moms[-T:]])
+            sol = solve_mean_field_numpy(M, S, y[t - T : t + 1], self.cost)
+            gains = [np.repeat(sol[k][None], N, axis=0) for k in ("K", "L", "g")]
 
-    def step(self, t, y, z_now, zs, moms):
+        def control(s, yh, ybar):  # (p, N)
+            K, L, g = (G[:, s] for G in gains)
+            return np.einsum("ipd,di->pi", K, yh) + np.einsum("ipd,d->pi", L, ybar) + g.T
+
+        def mean(yh, s):
+            return yh.mean(axis=1) if self.mean_field == "realized" else sol["m"][s]
+
+        yh = np.repeat(y[t - T][:, None], N, axis=1)
+        for s in range(T - 1):
+            yh = yh + _apply(zs[-T + s], control(s, yh, mean(yh, s)))
+        beta_replay = control(T - 1, yh, mean(yh, T - 1))
+        end = yh + _apply(zs[-1], beta_replay)
+        base = {
+            "replay_end": end,
+            "observed": np.repeat(y[t][:, None], N, axis=1),
+            "own": self.yhat,
+        }[self.replay_base]
+        if self.replay_control == "replay":
+            return base, beta_replay
+        return base, control(T - 1, base, base.mean(axis=1))
+
+    def step(self, t, y, z_now, zs, moms, own_moms):
         """`(base, β, ŷ_{t+1})`, all agents last; `β` is None for a zero control."""
         if self.kind == "ridge":
             base, beta = self.yhat, self.greedy(t, y, zs)
@@ -466,7 +506,7 @@ class _Method:
                 return base, None, base
             beta = self.greedy(t, y, zs)
         elif t >= self.window and t % self.sync_every == 0:
-            base, beta = self.replay(t, y, zs, moms)
+            base, beta = self.replay(t, y, zs, moms, own_moms)
         else:
             base, beta = self.yhat, self.greedy(t, y, zs)
         nxt = base if beta is None else base + _apply(z_now, beta)
@@ -479,6 +519,7 @@ def simulate_numpy(
     y,
     features: Callable[[int], np.ndarray],
     moments: Callable[[int], tuple[np.ndarray, np.ndarray]] | None,
+    agent_moments: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict:
     """Runs the MEMOA online protocol (spec §7.1, §9) in float64 NumPy.
 
@@ -495,11 +536,14 @@ def simulate_numpy(
         features: `features(t)` → `(N, d, p)` feature draws at time `t` (called once per step).
         moments: `moments(t)` → population `(M (d, p), S (d, p, d, p))` at time `t` (only
             called when a game method is present, and not at the last step).
+        agent_moments: `agent_moments(t)` → every agent's own `(M (N, d, p), S (N, d, p, d,
+            p))` at time `t` (needed only by game methods with `moments="own"`).
 
     Returns:
         `name → {"mse", "worst_se", "server_se", "mean_field_se"` (arrays over steps),
         `"avg_rmse", "worst_rmse", "worst_agent", "server_rmse", "mean_field_rmse",
-        "worst_cost", "mean_cost", "agent_rmse"}`.
+        "worst_cost", "mean_cost", "p50_rmse", "p90_rmse", "p99_rmse", "frozen_share",
+        "worst_moving_rmse", "n_diverged", "agent_rmse"}`.
     """
     y = np.asarray(y, np.float64)
     if y.ndim != 2 or np.ndim(x) != 2 or np.shape(x)[0] != y.shape[0]:
@@ -525,6 +569,9 @@ def simulate_numpy(
 
     zs: list[np.ndarray] = []  # features (d, p, N) at times t−len..t−1 (most recent last)
     moms: list[tuple[np.ndarray, np.ndarray]] = []
+    own_moms: list[tuple[np.ndarray, np.ndarray]] = []
+    need_own = any(m.kind == "game" and m.moments == "own" for m in methods)
+    moving = np.zeros(N, bool)
     for t in range(n_steps):
         z = np.asarray(features(t), np.float64)
         if z.ndim != 3 or z.shape[0] != N or z.shape[1] != y.shape[1]:
@@ -532,9 +579,10 @@ def simulate_numpy(
                 f"features({t}) must have shape (N={N}, d={y.shape[1]}, p), got {z.shape}"
             )
         z_now = np.ascontiguousarray(np.moveaxis(z, 0, -1))  # (d, p, N)
+        moving |= np.any(z_now != 0, axis=(0, 1))
         y_t, y_next = y[t], y[t + 1]
         for m in methods:
-            base, beta, nxt = m.step(t, y, z_now, zs, moms)
+            base, beta, nxt = m.step(t, y, z_now, zs, moms, own_moms)
             # server: weights fitted on (Ŷ_t, y_t), applied to Ŷ_{t+1}
             if skind == "ridge":
                 srv = _ridge_server(m.yhat, y_t, nxt, kappa, eta)
@@ -559,8 +607,13 @@ def simulate_numpy(
         if need_moments and t < n_steps - 1:  # moments of time t serve the windows of t+1..
             M_t, S_t = moments(t)
             moms = (moms + [(np.asarray(M_t, np.float64), np.asarray(S_t, np.float64))])[-H:]
+            if need_own:
+                assert agent_moments is not None, "moments='own' needs agent_moments"
+                own = tuple(np.asarray(a, np.float64) for a in agent_moments(t))
+                own_moms = (own_moms + [own])[-H:]
 
     out = {}
+    persistence = np.sqrt(np.mean(np.sum((y[1:] - y[:-1]) ** 2, axis=1)))
     for m in methods:
         rmse = np.sqrt(m.sse / n_steps)
         st = m.stats
@@ -573,6 +626,12 @@ def simulate_numpy(
             mean_field_rmse=float(np.sqrt(st["mean_field_se"].mean())),
             worst_cost=float(m.cum_cost.max()),
             mean_cost=float(m.cum_cost.mean()),
+            p50_rmse=float(np.quantile(rmse, 0.5)),
+            p90_rmse=float(np.quantile(rmse, 0.9)),
+            p99_rmse=float(np.quantile(rmse, 0.99)),
+            frozen_share=float(np.mean(~moving)),
+            worst_moving_rmse=float(rmse[moving].max()) if moving.any() else float("nan"),
+            n_diverged=int(np.sum(~(rmse <= 1e6 * persistence))),
             agent_rmse=rmse,
         )
     return out

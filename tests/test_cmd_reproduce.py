@@ -35,6 +35,13 @@ def test_reproduce_tiny_outputs_and_resume(tmp_path, capsys):
     for cell in table["cells"]:
         assert cell["rows"] == 30
         assert math.isfinite(cell["methods"]["memoa"]["worst_rmse"]["mean"])
+        # G1 at FedMOE's own settings for its greedy client, in a simulation of its own
+        assert cell["hp"]["g1"]["features"] == 3 and cell["hp"]["g1"]["alpha"] == 0.01
+        s = cell["methods"]["memoa"]
+        assert s["p50_rmse"]["mean"] <= s["p90_rmse"]["mean"] <= s["worst_rmse"]["mean"]
+        assert 0.0 <= s["frozen_share"]["mean"] <= 1.0
+        assert set(cell["persistence"]) == {"lag1", f"lag{cell['window'] + 1}"}
+    assert "G1 local ridge (FedMOE's settings)" in md and "worst mover" in md
 
     # trajectories: the recorded series reproduce the run's own metrics
     traj = json.loads((out / "trajectories" / "logistic.json").read_text())

@@ -182,7 +182,7 @@ def test_nash_comparator_at_one_agent_is_the_independent_tracker(logistic, getke
     tracker (spec §6.2) — in the whole loop, on the same draws."""
     cost = mj.CostParams(q=1.0, lam=0.7, gamma=15.0, alpha=1e-4)
     methods = (
-        mj.MeanFieldGame(cost, window=3, equilibrium="nash", name="fne"),
+        mj.nash.centralized_method(cost, window=3),
         mj.MeanFieldGame(eqx.tree_at(lambda c: c.lam, cost, 0.0), window=3, name="tracker"),
         mj.MeanFieldGame(cost, window=3, name="memoa"),
     )
@@ -196,7 +196,9 @@ def test_nash_comparator_at_one_agent_is_the_independent_tracker(logistic, getke
 def test_nash_comparator_needs_realized_mean_field():
     cost = mj.CostParams()
     with pytest.raises(ValueError, match="mean_field='flow'"):
-        mj.MeanFieldGame(cost, equilibrium="nash", mean_field="flow")
+        mj.nash.centralized_method(cost, mean_field="flow")
+    with pytest.raises(ValueError, match="gains_solver"):
+        mj.MeanFieldGame(cost, equilibrium="nash")
     with pytest.raises(ValueError, match="equilibrium='centralized'"):
         mj.MeanFieldGame(cost, equilibrium="centralized")
 

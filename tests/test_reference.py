@@ -42,6 +42,11 @@ SUMMARY_KEYS = (
     "mean_field_rmse",
     "worst_cost",
     "mean_cost",
+    "p50_rmse",
+    "p90_rmse",
+    "p99_rmse",
+    "frozen_share",
+    "n_diverged",
 )
 STEP_KEYS = ("mse", "worst_se", "server_se", "mean_field_se")
 
@@ -72,6 +77,26 @@ def _extra_methods(cost, terminal):
         ),
         mj.FollowTheMean(cost, increment=False, name="g4_no_increment"),
         mj.LocalRidge(cost, ridge_window=4, name="g1_ridge_w4"),
+        *_readings(cost),
+    )
+
+
+def _readings(cost):
+    """The other readings of the window (issue 13) and FedMOE's own-moments play."""
+    readings = [(b, c) for b in ("replay_end", "observed", "own") for c in ("replay", "gains")][1:]
+    return tuple(
+        mj.MeanFieldGame(cost, window=3, replay_base=b, replay_control=c, name=f"{b}_{c}")
+        for b, c in readings
+    ) + (
+        mj.MeanFieldGame(cost, window=3, moments="own", name="own_moments"),
+        mj.MeanFieldGame(
+            cost,
+            window=2,
+            moments="own",
+            replay_base="own",
+            replay_control="gains",
+            name="own_moments_own_gains",
+        ),
     )
 
 
@@ -100,6 +125,7 @@ def _case(name):
         enc = mj.RFNEncoder(d=2, d_x=3, p=3, sigma=0.4)
         methods = mj.default_methods(cost) + (
             mj.MeanFieldGame(terminal, window=4, name="game_w4_terminal"),
+            mj.MeanFieldGame(terminal, window=3, moments="own", name="own_moments_terminal"),
         )
         sim = mj.Simulation(1, enc, methods, mj.RidgeMixture(), yard, "h2")
     elif name == "h2_hedge_d1_p2_n7":
@@ -135,7 +161,8 @@ def _jax_draws(sim, x, key):
     time: agent `i`'s `Z_t = enc.features(params_i, x_t, enc.noise(noise_key_i, t))` and the
     population moments at `x_t` (H2: mean of the agents' exact moments; H1: the shared ones).
 
-    Returns `(Z (n_steps, N, d, p), M (n_steps, d, p), S (n_steps, d, p, d, p))`."""
+    Returns `(Z (n_steps, N, d, p), M (n_steps, d, p), S (n_steps, d, p, d, p))` and each
+    agent's own moments `(n_steps, N, d, p)`, `(n_steps, N, d, p, d, p)`."""
     params, noise_keys = mj.init_agents(sim, key=key)
     enc = sim.encoder
     ax = _agent_axis(params, enc, sim.n_agents) if sim.homogeneity == "h2" else None
@@ -148,12 +175,13 @@ def _jax_draws(sim, x, key):
                 lambda p_i, k_i: enc.features(p_i, x_t, enc.noise(k_i, t)), in_axes=(ax, -1)
             )(params, noise_keys)
             Ms, Ss = jax.vmap(lambda p_i: enc.moments(p_i, x_t), in_axes=ax)(params)
-            return z, jnp.mean(Ms, 0), jnp.mean(Ss, 0)
+            return z, jnp.mean(Ms, 0), jnp.mean(Ss, 0), Ms, Ss
         z = jax.vmap(lambda k_i: enc.features(params, x_t, enc.noise(k_i, t)), in_axes=-1)(
             noise_keys
         )
         M, S = enc.moments(params, x_t)
-        return z, M, S
+        each = lambda a: jnp.broadcast_to(a, (sim.n_agents,) + a.shape)
+        return z, M, S, each(M), each(S)
 
     return jax.vmap(at)(jnp.arange(x.shape[0] - 1))
 
@@ -167,8 +195,15 @@ def pair(request):
     key = jr.key(20260505 + CASES.index(request.param))
     xj, yj = jnp.asarray(x), jnp.asarray(y)
     res = jax.device_get(_simulate(sim, xj, yj, key=key))
-    Z, M, S = (np.asarray(a) for a in _jax_draws(sim, xj, key))
-    ref = simulate_numpy(config_from_simulation(sim), x, y, lambda t: Z[t], lambda t: (M[t], S[t]))
+    Z, M, S, Ms, Ss = (np.asarray(a) for a in _jax_draws(sim, xj, key))
+    ref = simulate_numpy(
+        config_from_simulation(sim),
+        x,
+        y,
+        lambda t: Z[t],
+        lambda t: (M[t], S[t]),
+        lambda t: (Ms[t], Ss[t]),
+    )
     return request.param, sim, res, ref
 
 
@@ -187,6 +222,9 @@ def test_reference_matches_simulate(pair):
         for k in SUMMARY_KEYS:
             _close(getattr(sm, k), r[k])
         _close(res.agent_rmse[m.name], r["agent_rmse"])
+        np.testing.assert_equal(np.isnan(sm.worst_moving_rmse), np.isnan(r["worst_moving_rmse"]))
+        if not np.isnan(r["worst_moving_rmse"]):
+            _close(sm.worst_moving_rmse, r["worst_moving_rmse"])
         assert int(sm.worst_agent) == r["worst_agent"], (case, m.name)
 
 

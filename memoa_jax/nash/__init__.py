@@ -12,6 +12,8 @@ Inputs everywhere are one window's moments `M (T, d, p)`, `S (T, d, p, d, p)`, t
 * `evaluate_policy`, `best_response`, `exploitability` — exact expected cost of a symmetric
   linear profile `β = K ŷ + L ȳ + h`, agent 1's best response to it, and the ε-Nash gap
   (multiplicative noise, exact expectations, O(1) in N).
+* `centralized_method(cost, ...)` — that equilibrium as a simulator method (`fne_gains`
+  injected into `memoa_jax.MeanFieldGame(equilibrium="nash")`), run beside MEMOA.
 * `nash_gap(M, S, y, cost, n)` — gain gap, ε_N and cost gap of the mean-field policy.
 * `monte_carlo` / `simulate_window` — one window simulated with N agents under both
   policies on the same features (shared RFN encoder, exact moments), O(N) memory.
@@ -37,4 +39,6 @@ from ._montecarlo import monte_carlo as monte_carlo
 from ._montecarlo import simulate_window as simulate_window
 from ._montecarlo import window_moments as window_moments
 from ._reduced import FNESolution as FNESolution
+from ._reduced import centralized_method as centralized_method
+from ._reduced import fne_gains as fne_gains
 from ._reduced import solve_fne_reduced as solve_fne_reduced

@@ -28,6 +28,7 @@ from jax import lax
 
 from .._custom_types import Array, Float
 from .._mean_field import CostParams, window_weights
+from .._methods import MeanFieldGame
 from .._moments import second_moment_operator
 from . import _blocks as bl
 from ._blocks import Blocks, Pair
@@ -220,3 +221,16 @@ def solve_fne_reduced(
     K = guard_singular(K, cond, "the N-player Nash system matrix X_A or X_A + N Y_A")
     n = eqx.error_if(n, ~(n >= 1), "the number of agents must be at least 1")
     return FNESolution(K=K, L=L, h=h, J=start_value(P0, S0, c0, y[0], n), cond=cond)
+
+
+def fne_gains(M, S, y, cost: CostParams, n):
+    """`(K^N, L^N, h^N)` of `solve_fne_reduced`: the gains the simulator's centralized
+    comparator plays (`MeanFieldGame(equilibrium="nash", gains_solver=fne_gains)`)."""
+    fne = solve_fne_reduced(M, S, y, cost, n)
+    return fne.K, fne.L, fne.h
+
+
+def centralized_method(cost: CostParams, *, name: str = "fne", **kwargs):
+    """The centralized comparator of spec §7.1 b as a simulator method: MEMOA's protocol
+    and draws with the exact N-player feedback Nash gains of each window (realized ȳ)."""
+    return MeanFieldGame(cost, equilibrium="nash", gains_solver=fne_gains, name=name, **kwargs)
