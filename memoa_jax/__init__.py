@@ -44,6 +44,9 @@ from ._mixture import ridge_weights_dense as ridge_weights_dense
 from ._moments import rfn_moments as rfn_moments
 from ._moments import second_moment_operator as second_moment_operator
 from ._online_gradient import OnlineGradient as OnlineGradient
+from ._sweep import SweepPoint as SweepPoint
+from ._sweep import bucket_slots as bucket_slots
+from ._sweep import sweep as sweep
 from ._tune import TuneResult as TuneResult
 from ._tune import objective as objective
 from ._tune import step_memory as step_memory

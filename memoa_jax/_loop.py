@@ -263,7 +263,13 @@ def simulate(
     remat: bool = False,
     track_agent: int | Array = 0,
 ) -> SimResult:
-    """Run the online protocol over the whole series (spec §7.1).
+    """Run the online protocol over the whole series (spec §7.1), compiled (`eqx.filter_jit`).
+
+    One compilation per `sim` structure (its static fields, e.g. N and the methods), data
+    shape, `mesh` and `remat`: the key, the data's values, the cost weights, `n_active`,
+    `track_agent` and `progress` are run-time values (a Python int is converted inside), so
+    a sweep over seeds or population sizes up to `sim.n_agents` compiles once. It may also be
+    called under an outer `jax.jit`, `jax.vmap` (e.g. over keys) or `jax.grad`.
 
     Args:
         sim: the population, methods and server.
@@ -278,22 +284,22 @@ def simulate(
             to the order of floating-point sums.
         n_active: run only the first `n_active ≤ N` agents; the other slots are padding that
             no reduction sees, so one compilation serves every population size up to
-            `sim.n_agents` (it may be a traced value). Agent `i` is the same in any
-            population, so this equals a run with `n_agents=n_active`, whose agents are the
-            first slots here. None: all N. Padding slots of `agent_rmse` are NaN.
+            `sim.n_agents`. Agent `i` is the same in any population, so this equals a run
+            with `n_agents=n_active`, whose agents are the first slots here. None: all N.
+            Padding slots of `agent_rmse` are NaN.
         remat: for reverse-mode differentiation (`jax.grad` through the loop): checkpoint the
             scanned step in segments of about √T steps (`jax.checkpoint`), so the backward pass
             keeps O(√T) copies of the per-agent state instead of every step's activations
             (O(N √T) memory, not O(N T)), for about one extra forward pass. Same values.
         track_agent: the agent whose predictions `StepStats.agent_pred` records (one agent,
-            never N × T; it may be a traced value, e.g. a previous run's `worst_agent`).
+            never N × T; e.g. a previous run's `worst_agent`).
 
     Returns:
-        A `SimResult`. Wrap the call in `jax.jit` / `eqx.filter_jit` once, outside.
+        A `SimResult` (its `names` give the methods in the order of `sim.methods`).
 
     Raises:
         ValueError: data shapes that do not match the encoder, a window not shorter than the
-            series.
+            series, `n_active` outside `[1, N]`.
     """
     _validate_data(sim, x, y)
     if n_active is not None and not isinstance(n_active, jax.core.Tracer):
@@ -301,7 +307,38 @@ def simulate(
             raise ValueError(
                 f"n_active must be in [1, n_agents={sim.n_agents}], got n_active={n_active}"
             )
-    pop = Population(sim.n_agents, None if n_active is None else jnp.asarray(n_active))
+    n_active = None if n_active is None else jnp.asarray(n_active, jnp.int32)
+    slot = jnp.asarray(-1 if progress is None else _progress_slot(progress), jnp.int32)
+    track = jnp.asarray(track_agent, jnp.int32)
+    return _simulate(sim, x, y, key, slot, progress is not None, mesh, n_active, remat, track)
+
+
+_PROGRESS: dict[int, Callable[[int], None]] = {}
+
+
+def _progress_slot(progress: Callable[[int], None]) -> int:
+    """A number standing for `progress` inside the compiled loop, so that a new callback
+    (a new progress bar) does not recompile it. The last 64 callbacks are kept."""
+    for k, v in _PROGRESS.items():
+        if v is progress:
+            return k
+    k = max(_PROGRESS, default=-1) + 1
+    _PROGRESS[k] = progress
+    for old in sorted(_PROGRESS)[:-64]:
+        del _PROGRESS[old]
+    return k
+
+
+def _report_progress(slot, t):
+    callback = _PROGRESS.get(int(slot))
+    if callback is not None:
+        callback(int(t))
+
+
+@eqx.filter_jit
+def _simulate(sim, x, y, key, progress_slot, has_progress, mesh, n_active, remat, track_agent):
+    """The body of `simulate`, compiled (see there)."""
+    pop = Population(sim.n_agents, n_active)
     dt, sdt = sim.dtype, solve_dtype()
     x, y = jnp.asarray(x, dt), jnp.asarray(y, dt)
     N, enc = sim.n_agents, sim.encoder
@@ -435,8 +472,8 @@ def simulate(
             ),
             h2,
         )
-        if progress is not None:
-            jax.debug.callback(progress, t)
+        if has_progress:
+            jax.debug.callback(_report_progress, progress_slot, t)
         return new, stats
 
     n_steps = x.shape[0] - 1
@@ -449,4 +486,5 @@ def simulate(
         rmse = jnp.sqrt(a.sse / n_steps)
         agent_rmse[m.name] = rmse if pop.n_active is None else jnp.where(pop.mask(), rmse, jnp.nan)
         summary[m.name] = summarize(rmse, a.cost, final.moving, steps[m.name], pop, persistence)
-    return SimResult(steps=steps, summary=summary, agent_rmse=agent_rmse)
+    names = tuple(m.name for m in sim.methods)
+    return SimResult(steps=steps, summary=summary, agent_rmse=agent_rmse, names=names)

@@ -54,11 +54,20 @@ class Summary(NamedTuple):
 
 
 class SimResult(eqx.Module):
-    """Output of `simulate`: per-step statistics, summaries and per-agent RMSE, per method."""
+    """Output of `simulate`: per-step statistics, summaries and per-agent RMSE, per method.
+
+    The dicts are keyed by method name (JAX orders a dict's keys when it rebuilds one);
+    `names` lists the methods in the order they were given."""
 
     steps: dict[str, StepStats]
     summary: dict[str, Summary]
     agent_rmse: dict[str, Float[Array, " n"]]
+    names: tuple[str, ...] = eqx.field(static=True, default=())
+
+    def ordered(self) -> list[tuple[str, Summary]]:
+        """`(name, summary)` of every method, in the order the methods were given."""
+        names = self.names or tuple(self.summary)
+        return [(n, self.summary[n]) for n in names]
 
 
 def persistence_rmse(y: Float[Array, "time d"], lag: int) -> Float[Array, ""]:
