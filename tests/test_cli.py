@@ -224,3 +224,15 @@ def test_reproduce_default_output_is_under_runs(tmp_path, monkeypatch):
     assert (cwd / "runs" / "reproduce-full" / "main_table.md").read_text() == "False"
     assert (cwd / "runs" / "reproduce-quick" / "main_table.md").read_text() == "True"
     assert [p.name for p in cwd.iterdir()] == ["runs"]
+
+
+def test_help_escapes_a_bare_percent(capsys):
+    import argparse
+
+    from memoa_jax.cli._common import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="x", formatter_class=HelpFormatter)
+    p.add_argument("--share", type=float, default=0.1, help="share of rows, 10 % by default")
+    p.add_argument("--pct", default="5", help="%(default)s%% kept")
+    text = " ".join(p.format_help().split())
+    assert "share of rows, 10 % by default (default: 0.1)" in text and "5% kept" in text

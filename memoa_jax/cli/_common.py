@@ -7,6 +7,7 @@ Commands import this module; it never imports a command.
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -30,10 +31,11 @@ def check(cond, message):
 
 class HelpFormatter(argparse.HelpFormatter):
     """Shows an option's default after its help, unless the default is None or False (the
-    help then says what happens) or the help already shows it."""
+    help then says what happens) or the help already shows it. A bare `%` in a help text
+    ("10 %") is escaped, so that argparse's %-formatting cannot fail on it."""
 
     def _get_help_string(self, action):
-        text = action.help or ""
+        text = re.sub(r"(?<!%)%(?![(%])", "%%", action.help or "")
         default = action.default
         if (
             "%(default)" in text

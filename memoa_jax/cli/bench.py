@@ -321,6 +321,8 @@ def main(args) -> int:
             value is None or (math.isfinite(value) and value >= 0),
             f"--{name.replace('_', '-')} must be a number >= 0 (0: never), got {value}",
         )
+    none = args.dense_sizes.strip().lower() == "none"
+    dense = None if none else parse_sizes(args.dense_sizes, "--dense-sizes")
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     dtype = jnp.float64 if args.dtype == "float64" else jnp.float32
@@ -373,8 +375,7 @@ def main(args) -> int:
     from tqdm.auto import tqdm
 
     make_out_dir(out)
-    if args.dense_sizes != "none":
-        dense = parse_sizes(args.dense_sizes, "--dense-sizes")
+    if dense is not None:
         record["nash"] = time_nash_solves(x, dtype, dense, args.repeat)
         write_json(out / "bench.json", record)
     for n in tqdm(sizes, desc="bench", file=sys.stderr, leave=False, disable=args.no_progress):
