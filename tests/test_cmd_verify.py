@@ -123,6 +123,7 @@ def test_rfn_sweep(tmp_path, capsys):
         (["--fit", "10"], "expected LO,HI"),
         (["--mc-reps", "1"], "--mc-reps must be >= 2"),
         (["--sigma", "0"], "--sigma must be positive"),
+        (["--dense-max", "inf"], "--dense-max must be a finite number >= 0, got inf"),
     ],
 )
 def test_bad_settings_one_line_exit_2(tmp_path, capsys, extra, match):

@@ -119,6 +119,16 @@ def parse_sizes(text: str, option: str = "--sizes") -> list[int]:
     return sorted(set(sizes))
 
 
+def check_finite(args, *names):
+    """Refuses an infinite or NaN value of the float options `names` (those given)."""
+    for name in names:
+        value = getattr(args, name, None)
+        check(
+            value is None or math.isfinite(value),
+            f"--{name.replace('_', '-')} must be a finite number, got {value}",
+        )
+
+
 def runtime_message(e: Exception) -> str:
     """The one line that matters of an error raised inside a compiled loop or solver."""
     text = str(e)
@@ -319,6 +329,7 @@ def build(args):
     except ValueError as e:
         raise UsageError(str(e)) from None
     hp = hyper_parameters(args)
+    check_finite(args, "q", "lam", "gamma", "alpha", "sigma", "kappa", "eta", "ogd_lr")
     check(args.n_agents >= 1, f"--n-agents must be at least 1, got {args.n_agents}")
     check(args.seeds >= 1, f"--seeds must be at least 1, got {args.seeds}")
     for k in ("window", "ridge_window", "features"):

@@ -19,6 +19,7 @@ from ._common import (
     add_model_options,
     build,
     check,
+    check_finite,
     command_line,
     default_out,
     make_out_dir,
@@ -121,6 +122,7 @@ def main(args) -> int:
     data, sim, hp = build(args)
     check(len(sim.methods) == 1, f"--methods: tune one method at a time, got {args.methods!r}")
     check(args.steps >= 0, f"--steps must be >= 0, got {args.steps}")
+    check_finite(args, "lr", "temperature", "train_frac")
     check(args.lr > 0, f"--lr must be positive, got {args.lr}")
     check(args.temperature > 0, f"--temperature must be positive, got {args.temperature}")
     check(args.eval_seeds >= 1, f"--eval-seeds must be at least 1, got {args.eval_seeds}")

@@ -292,7 +292,10 @@ def main(args) -> int:
     mc_sizes = (
         [] if args.mc_sizes.strip().lower() == "none" else parse_sizes(args.mc_sizes, "--mc-sizes")
     )
-    check(args.dense_max >= 0, f"--dense-max must be >= 0, got {args.dense_max}")
+    check(
+        math.isfinite(args.dense_max) and args.dense_max >= 0,
+        f"--dense-max must be a finite number >= 0, got {args.dense_max}",
+    )
     check(args.mc_reps >= 2, f"--mc-reps must be >= 2, got {args.mc_reps}")
     try:
         fit_lo, fit_hi = (float(v) for v in args.fit.split(","))
