@@ -2,15 +2,13 @@
 
 Every script in `experiments/` exposes `run(out: Path, *, quick: bool, progress) -> list[Path]`
 (and runs itself with `python experiments/<name>.py [--quick]`). Outputs go to `out`
-(default `figures/`), each written to a temporary file in the same folder and moved into place
-(`os.replace`), so a file that exists is complete; `memoa reproduce` relies on that to skip
-finished work after an interruption.
+(default `runs/reproduce-full/`, or `runs/reproduce-quick/`), each written atomically
+(`memoa_jax.data.write_atomic`), so a file that exists is complete; `memoa reproduce` relies
+on that to skip finished work after an interruption.
 """
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import equinox as eqx
@@ -21,8 +19,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import memoa_jax as mj  # noqa: E402
-from memoa_jax.cli import DATASET_DEFAULTS  # noqa: E402
-from memoa_jax.data import load_dataset  # noqa: E402
+from memoa_jax.data import load_dataset, preset, write_atomic  # noqa: E402
 
 SEED = 0  # first seed of every experiment (seeds SEED, SEED + 1, ...)
 LAM = 0.5  # spec §10: MEMOA's coupling default
@@ -121,7 +118,7 @@ def simulation(
     """
     if g1_params not in ("fedmoe", "game"):
         raise ValueError(f"g1_params must be 'fedmoe' or 'game', got {g1_params!r}")
-    hp = dict(DATASET_DEFAULTS[dataset.name], **(hp or {}))
+    hp = dict(preset(dataset.name).as_dict(), **(hp or {}))
     cost = mj.CostParams(q=Q, lam=lam, gamma=hp["gamma"], alpha=hp["alpha"])
 
     def make_encoder(features, sigma):
@@ -203,33 +200,20 @@ def mean_std(values) -> dict:
     return dict(mean=float(v.mean()), std=float(v.std()), per_seed=v.tolist())
 
 
-def write_atomic(path: Path, write) -> Path:
-    """Write through `write(tmp_path)` into a temporary file beside `path`, then move it in."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are meant to be shared
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
 def write_json(path: Path, obj) -> Path:
-    return write_atomic(path, lambda p: p.write_text(json.dumps(obj, indent=1) + "\n"))
+    return write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
 def write_text(path: Path, text: str) -> Path:
-    return write_atomic(path, lambda p: p.write_text(text))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def save_figure(path: Path, fig) -> Path:
     import matplotlib.pyplot as plt
 
-    write_atomic(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
     return path
 
@@ -257,10 +241,17 @@ def script_main(run, description: str):
 
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="fewer seeds, rows and sizes")
-    p.add_argument("--out", type=Path, default=Path("figures"))
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default runs/reproduce-full, or runs/reproduce-quick with --quick; "
+        "--out figures regenerates the committed figures)",
+    )
     p.add_argument("--datasets", help="comma-separated subset of the data sets")
     p.add_argument("--rows", type=int, help="use only the first ROWS rows of each series")
     a = p.parse_args()
+    if a.out is None:
+        a.out = Path("runs") / ("reproduce-quick" if a.quick else "reproduce-full")
     only = a.datasets.split(",") if a.datasets else None
     with tqdm(unit="run") as bar:
         for path in run(a.out, quick=a.quick, progress=bar, datasets=only, rows=a.rows):

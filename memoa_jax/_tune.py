@@ -18,7 +18,7 @@ Objectives (over the agents of one method; `r_i` = agent i's RMSE over the span)
 * "avg": the average RMSE `mean_i r_i`.
 * "server": the server-mixture RMSE.
 
-No file I/O here (`memoa tune` in `_cmd_tune.py` does that).
+No file I/O here (`memoa tune` in `cli/tune.py` does that).
 """
 
 import math

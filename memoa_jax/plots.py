@@ -48,3 +48,32 @@ def plot_run(steps: dict[str, dict[str, np.ndarray]], *, title: str, credit: str
         fig.text(0.01, 0.005, credit, fontsize=7, color="0.35")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
+
+
+def plot_tune(losses, history, *, title: str, objective: str, held: dict):
+    """Training objective per step and each hyper-parameter's path; held-out marks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(history[0])
+    fig, axes = plt.subplots(1, 1 + len(names), figsize=(4.2 * (1 + len(names)), 3.6))
+    steps = np.arange(len(losses))
+    ax = axes[0]
+    ax.plot(steps, losses, lw=1.8, label="training span")
+    ax.axhline(held["default"], color="grey", ls="--", lw=1, label="held-out, default")
+    ax.axhline(held["tuned"], color="C3", ls="--", lw=1, label="held-out, tuned")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(objective)
+    ax.legend(fontsize=8)
+    for ax, n in zip(axes[1:], names):
+        ax.plot(steps, [h[n] for h in history], lw=1.5)
+        ax.set_xlabel("optimiser step")
+        ax.set_title(n)
+        if n != "lam" and min(h[n] for h in history) > 0:
+            ax.set_yscale("log")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

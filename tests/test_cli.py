@@ -72,14 +72,27 @@ def test_module_entry_point_help():
         (["--alpha", "-0.5"], "alpha=-0.5"),
         (["--methods", "memoa,bogus"], "unknown method 'bogus'"),
         (["--shard", "--batch-size", "10"], "--batch-size 10 with --shard"),
+        (["--server", "hedge", "--hedge-rate", "0"], "--hedge-rate must be a finite number > 0"),
+        (["--server", "hedge", "--hedge-rate", "nan"], "got nan"),
+        (["--kappa", "inf"], "--kappa must be a finite number, got inf"),
+        (["--eta", "nan"], "--eta must be a finite number, got nan"),
+        (["--ogd-lr", "inf"], "--ogd-lr must be a finite number, got inf"),
+        (["--csv", "s.csv", "--dataset", "boc"], "--csv and --dataset boc name two data sets"),
+        (["--target", "y"], "--target is an option of --csv"),
+        (["--coordinator", "h:1"], "--coordinator is an option of --distributed"),
+        (["--num-processes", "2"], "--num-processes is an option of --distributed"),
+        (["--process-id", "0"], "--process-id is an option of --distributed"),
     ],
 )
-def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args, match):
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, monkeypatch, args, match):
+    monkeypatch.chdir(tmp_path)
+    csv = tmp_path / "s.csv"
+    csv.write_text("a,y\n" + "\n".join(f"{i},{i * 0.1}" for i in range(30)))
     out = tmp_path / "out"
     assert main(["run", "--out", str(out), "--no-progress", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0], err
-    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert not out.exists() and list(tmp_path.iterdir()) == [csv]
 
 
 def test_nan_in_csv_is_named(tmp_path, capsys):
@@ -92,3 +105,137 @@ def test_nan_in_csv_is_named(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "non-finite value nan at row 7, column 0" in err
     assert not out.exists()
+
+
+def test_empty_target_is_refused(tmp_path, capsys):
+    csv = tmp_path / "s.csv"
+    csv.write_text("a,y\n" + "\n".join(f"{i},{i * 0.1}" for i in range(30)))
+    args = ["run", "--csv", str(csv), "--target", "", "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    assert "--target is empty" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    import memoa_jax
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"memoa {memoa_jax.__version__}"
+
+
+COMMANDS = ("run", "sweep", "tune", "verify", "bench", "reproduce")
+
+
+def test_top_level_help_says_what_each_command_is_for(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for name in COMMANDS:
+        assert f"\n    {name}" in text, name
+    assert "runs/" in text
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_defaults(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default:" in text
+    assert "--out OUT" in text and "runs/" + command in text
+
+
+@pytest.mark.parametrize(
+    "option, default",
+    [
+        ("run", "population size N (default: 1000)"),
+        ("run", "own-error weight q (default: 1.0)"),
+        ("sweep", "(default: logistic)"),
+        ("verify", "largest N for the dense solver (default: 256)"),
+        ("tune", "optimiser steps (default: 40)"),
+    ],
+)
+def test_help_shows_the_value(option, default, capsys):
+    with pytest.raises(SystemExit):
+        main([option, "--help"])
+    assert default in " ".join(capsys.readouterr().out.split())
+
+
+# Each command with tiny sizes and no --out, in an empty folder: everything lands in
+# runs/<command>-..., nothing elsewhere.
+TINY = {
+    "run": [
+        "--dataset",
+        "logistic",
+        "-n",
+        "2",
+        "--seeds",
+        "1",
+        "--rows",
+        "20",
+        "--methods",
+        "memoa",
+    ],
+    "sweep": ["--rows", "20", "--sizes", "2", "--methods", "memoa", "--pad-below", "0"],
+    "verify": ["--window", "2", "--sizes", "2,3,4", "--dense-max", "0", "--mc-sizes", "none"],
+    "bench": ["--sizes", "10", "--loop-max", "0", "--steps", "5", "--repeat", "1"]
+    + ["--copy-mib", "1", "--dense-sizes", "none", "--python-max", "10"],
+    "tune": ["--dataset", "logistic", "--rows", "20", "-n", "2", "--methods", "ogd_sgd"]
+    + ["--objective", "avg", "--steps", "1", "--eval-seeds", "1"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(TINY))
+def test_default_output_is_under_runs(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([command, *TINY[command], "--no-progress"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["runs"]
+    made = [p.name for p in (tmp_path / "runs").iterdir()]  # tune: OUT.json and OUT.png
+    assert made and all(name.startswith(f"{command}-") for name in made), made
+    files = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
+    assert files and not [p for p in files if p.name.startswith(".")]
+
+
+def test_reproduce_default_output_is_under_runs(tmp_path, monkeypatch):
+    """With a stand-in experiment (the real ones are tested in test_cmd_reproduce.py)."""
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "_common.py").write_text("def dataset_names(only):\n    return ['logistic']\n")
+    (exp / "main_table.py").write_text(
+        "import _common\n"
+        "def units(**kw):\n    return 1\n"
+        "def outputs(out, datasets):\n    return [out / 'main_table.md']\n"
+        "def run(out, *, progress, quick, datasets, rows):\n"
+        "    (out / 'main_table.md').write_text(str(quick))\n"
+        "    progress.update(1)\n"
+        "    return [out / 'main_table.md']\n"
+    )
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    base = ["reproduce", "--only", "main_table", "--experiments-dir", str(exp), "--no-progress"]
+    monkeypatch.setattr(sys, "path", list(sys.path))  # reproduce puts the folder first
+    saved = sys.modules.pop("_common", None)  # the real experiments' one, if loaded
+    try:
+        assert main(base) == 0
+        assert main([*base, "--quick"]) == 0
+    finally:
+        sys.modules.pop("_common", None)
+        if saved is not None:
+            sys.modules["_common"] = saved
+    assert (cwd / "runs" / "reproduce-full" / "main_table.md").read_text() == "False"
+    assert (cwd / "runs" / "reproduce-quick" / "main_table.md").read_text() == "True"
+    assert [p.name for p in cwd.iterdir()] == ["runs"]
+
+
+def test_help_escapes_a_bare_percent(capsys):
+    import argparse
+
+    from memoa_jax.cli._common import HelpFormatter
+
+    p = argparse.ArgumentParser(prog="x", formatter_class=HelpFormatter)
+    p.add_argument("--share", type=float, default=0.1, help="share of rows, 10 % by default")
+    p.add_argument("--pct", default="5", help="%(default)s%% kept")
+    text = " ".join(p.format_help().split())
+    assert "share of rows, 10 % by default (default: 0.1)" in text and "5% kept" in text

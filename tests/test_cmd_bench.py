@@ -39,6 +39,9 @@ def test_bench_writes_json_and_figure(tmp_path, capsys):
         (["--steps", "900"], "--steps must be below 201, got 900"),
         (["--repeat", "0"], "--repeat must be at least 1, got 0"),
         (["--sizes", "0"], "integers >= 1, got '0'"),
+        (["--numpy-max", "nan"], "--numpy-max must be a number >= 0 (0: never), got nan"),
+        (["--loop-max", "-1"], "--loop-max must be a number >= 0 (0: never), got -1.0"),
+        (["--dense-sizes", "2,x"], "--dense-sizes: 'x' is not a number"),
     ],
 )
 def test_bench_bad_input(tmp_path, capsys, args, match):

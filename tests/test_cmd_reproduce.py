@@ -80,6 +80,8 @@ def test_reproduce_tiny_outputs_and_resume(tmp_path, capsys):
     "args, match",
     [
         (["--only", "main_table,foo"], "unknown experiment 'foo'"),
+        (["--only", ""], "--only is empty"),
+        (["--datasets", ""], "--datasets is empty"),
         (["--datasets", "nope"], "unknown dataset 'nope'"),
         (["--rows", "3"], "--rows must be at least 10, got 3"),
         (

@@ -62,6 +62,7 @@ def test_tune_writes_params_that_run_loads(tmp_path, capsys):
         (["tune", "--tune", "lam,bogus"], "cannot tune 'bogus' for memoa"),
         (["tune", "--methods", "g1_ridge", "--tune", "lam"], "cannot tune 'lam' for g1_ridge"),
         (["tune", "--temperature", "0"], "--temperature must be positive, got 0.0"),
+        (["tune", "--lr", "inf"], "--lr must be a finite number, got inf"),
         (["tune", "--steps", "-1"], "--steps must be >= 0, got -1"),
         (["run", "--params", "missing.json"], "--params: no such file 'missing.json'"),
     ],

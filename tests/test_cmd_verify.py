@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from memoa_jax import _cmd_verify
 from memoa_jax.cli import main
+from memoa_jax.cli import verify as cmd_verify
 
 SMALL = ["verify", "--window", "3", "--no-progress", "--fit", "10,1e4"]
 
@@ -123,6 +123,7 @@ def test_rfn_sweep(tmp_path, capsys):
         (["--fit", "10"], "expected LO,HI"),
         (["--mc-reps", "1"], "--mc-reps must be >= 2"),
         (["--sigma", "0"], "--sigma must be positive"),
+        (["--dense-max", "inf"], "--dense-max must be a finite number >= 0, got inf"),
     ],
 )
 def test_bad_settings_one_line_exit_2(tmp_path, capsys, extra, match):
@@ -136,7 +137,7 @@ def test_bad_settings_one_line_exit_2(tmp_path, capsys, extra, match):
 def test_singular_system_one_line_exit_2(tmp_path, capsys, monkeypatch):
     import jax.numpy as jnp
 
-    real = _cmd_verify.build_instance
+    real = cmd_verify.build_instance
 
     def singular(args):  # invalid moments: E[Z Z] = -γ/q at the last step makes R singular
         inst = real(args)
@@ -146,7 +147,7 @@ def test_singular_system_one_line_exit_2(tmp_path, capsys, monkeypatch):
         bad = -c.gamma / (c.q + c.lam) * jnp.eye(d * p).reshape(d, p, d, p)
         return {**inst, "M": M.at[T - 1].set(0.0), "S": S.at[T - 1].set(bad)}
 
-    monkeypatch.setattr(_cmd_verify, "build_instance", singular)
+    monkeypatch.setattr(cmd_verify, "build_instance", singular)
     out = tmp_path / "sing"
     args = [*SMALL, "--sizes", "2,3", "--dense-max", "0", "--mc-sizes", "none", "--out", str(out)]
     assert main(args) == 2

@@ -88,14 +88,16 @@ def test_ett_real_file(variant, start):
 @needs_boc
 def test_default_folder_and_env_var(monkeypatch, tmp_path):
     monkeypatch.delenv("MEMOA_DATA", raising=False)
-    monkeypatch.chdir(tmp_path)
-    assert data_dir() == Path("../shared/data")
-    with pytest.raises(DataFileError, match="not found"):
-        boc()  # ../shared/data relative to tmp_path does not exist
+    monkeypatch.chdir(tmp_path)  # the default folder does not depend on the current directory
+    assert data_dir() == REAL  # ../shared/data beside the source checkout
+    np.testing.assert_array_equal(boc().y, boc(REAL).y)
     monkeypatch.setenv("MEMOA_DATA", str(REAL))
-    assert data_dir() == REAL
     np.testing.assert_array_equal(boc_val().y, boc(REAL, start=1600).y)
-    assert data_dir(tmp_path) == tmp_path  # an explicit folder wins
+    monkeypatch.setenv("MEMOA_DATA", str(tmp_path))
+    assert data_dir() == tmp_path
+    with pytest.raises(DataFileError, match="not found"):
+        boc()  # $MEMOA_DATA wins over the default
+    assert data_dir(REAL) == REAL  # an explicit folder wins
 
 
 # --------------------------------------------------------------------------------------------

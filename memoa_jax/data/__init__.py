@@ -1,10 +1,11 @@
 """Data sets (spec §10): synthetic FedMOE series, the embedded ECB default, and the real
-Bank of Canada and ETTh1 series read from a data folder (`_files.data_dir`).
+Bank of Canada and ETTh1 series read from a data folder (`_files.data_dir`), each data set's
+default hyper-parameters (`preset`), and the one atomic file writer (`write_atomic`).
 
 `Dataset` rows follow spec §2: `x[t]` is public at time `t`, and at time `t` agents predict
 `y[t + 1]`. The registry `DATASETS` maps each name to a zero-argument factory;
-`load_dataset` looks a name up and optionally keeps only the first rows. This package is
-pure NumPy and never imports JAX.
+`load_dataset` looks a name up and optionally keeps only the first rows. The readers are
+pure NumPy; only `Preset` (an `eqx.Module`, so that it can sit in a pytree) imports equinox.
 """
 
 from collections.abc import Callable
@@ -18,10 +19,14 @@ from ._ett import ett as ett
 from ._ett import ett_val as ett_val
 from ._files import DataFileError as DataFileError
 from ._files import data_dir as data_dir
+from ._presets import PRESETS as PRESETS
+from ._presets import Preset as Preset
+from ._presets import preset as preset
 from ._synthetic import concept as concept
 from ._synthetic import concept_drift as concept_drift
 from ._synthetic import logistic as logistic
 from ._synthetic import periodic as periodic
+from ._write import write_atomic as write_atomic
 
 # The registry lives here rather than in `_dataset.py` so that the private modules import
 # only `Dataset` and never each other in a cycle.
@@ -51,7 +56,7 @@ def load_dataset(name: str, n_rows: int | None = None, *, data_dir=None) -> Data
             2001 rows (`"ecb"`); for a longer or differently normalised ECB series call
             `ecb(n_rows=...)` directly.
         data_dir: the folder of the real data files (`FILE_DATASETS`); default
-            `$MEMOA_DATA`, else `../shared/data/` relative to the current directory.
+            `$MEMOA_DATA`, else `../shared/data/` beside the source checkout.
 
     Returns:
         The `Dataset`.
@@ -76,7 +81,9 @@ __all__ = [
     "DataFileError",
     "ECB_CREDIT",
     "FILE_DATASETS",
+    "PRESETS",
     "Dataset",
+    "Preset",
     "boc",
     "boc_val",
     "concept",
@@ -88,4 +95,6 @@ __all__ = [
     "load_dataset",
     "logistic",
     "periodic",
+    "preset",
+    "write_atomic",
 ]

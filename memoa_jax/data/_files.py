@@ -5,7 +5,8 @@ shipping them, see `../shared/data/NOTICE.md`). They are found, in this order, i
 
 1. the folder passed as `data_dir` (the CLI's `--data-dir`);
 2. the folder named by the environment variable `MEMOA_DATA`;
-3. `../shared/data/` relative to the current directory.
+3. `../shared/data/` beside the package's source checkout (the repository root's sibling
+   `shared/data/`, found from this file's path; never relative to the current directory).
 
 Every problem — a missing file, a missing column, a truncated or malformed row, a value that
 is not a finite number — raises one `DataFileError` (a `ValueError`) naming the file, the
@@ -20,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 ENV_VAR = "MEMOA_DATA"
-DEFAULT_DIR = Path("..") / "shared" / "data"
+# memoa_jax/data/_files.py -> the repository root -> ../shared/data
+DEFAULT_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 class DataFileError(ValueError):
@@ -29,7 +31,7 @@ class DataFileError(ValueError):
 
 def data_dir(path: str | os.PathLike | None = None) -> Path:
     """The folder holding the real data files: `path`, else `$MEMOA_DATA`, else
-    `../shared/data/` relative to the current directory."""
+    `../shared/data/` beside the package's source checkout (`DEFAULT_DIR`)."""
     if path is not None:
         return Path(path)
     env = os.environ.get(ENV_VAR)

@@ -10,20 +10,37 @@ target is seen while tuning. Writes `<out>.json` (the chosen values under "param
 `memoa run --params <out>.json` loads) and `<out>.png` (loss curve and the values' paths).
 """
 
-import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-from .cli import UsageError, _check, _runtime_message, add_model_options, build
+from ._common import (
+    UsageError,
+    add_model_options,
+    build,
+    check,
+    check_finite,
+    command_line,
+    default_out,
+    make_out_dir,
+    print_table,
+    runtime_message,
+    save_figure,
+    stamp,
+    write_json,
+)
+
+SUMMARY = (
+    "Tune a method's hyper-parameters (λ, γ, α, ...) by gradient descent\n"
+    "through the loop; the result loads with `memoa run --params`."
+)
 
 
-def add_parser(sub):
+def add_parser(sub, formatter):
     s = sub.add_parser(
         "tune",
-        help="tune a method's hyper-parameters by gradient descent through the online loop",
+        help=SUMMARY,
+        formatter_class=formatter,
         description="Differentiate the chosen objective through the whole online loop on the "
         "training span and lower it with optax; score the held-out span for the default and "
         "the tuned values; write OUT.json (loadable by `memoa run --params`) and OUT.png.",
@@ -36,30 +53,26 @@ def add_parser(sub):
         choices=("worst", "avg", "server"),
         default="worst",
         help="worst: worst-agent RMSE smoothed by log-mean-exp; avg: average RMSE; "
-        "server: server-mixture RMSE (default worst)",
+        "server: server-mixture RMSE",
     )
     s.add_argument(
         "--temperature",
         type=float,
         default=0.05,
-        help="worst: log-mean-exp temperature, relative to the mean agent RMSE (default 0.05)",
+        help="worst: log-mean-exp temperature, relative to the mean agent RMSE",
     )
     s.add_argument(
         "--tune",
         help="comma-separated hyper-parameters to move (default: all of the method's: "
         "lam,gamma,alpha for MEMOA; kappa too with --objective server; learning_rate for ogd_*)",
     )
-    s.add_argument("--steps", type=int, default=40, help="optimiser steps (default 40)")
+    s.add_argument("--steps", type=int, default=40, help="optimiser steps")
     s.add_argument(
         "--lr", type=float, default=0.05, help="Adam step size on softplus⁻¹ of the values"
     )
-    s.add_argument(
-        "--train-frac", type=float, default=0.7, help="fraction of rows to tune on (default 0.7)"
-    )
+    s.add_argument("--train-frac", type=float, default=0.7, help="fraction of rows to tune on")
     s.add_argument("--seed", type=int, default=0, help="training seed (shared by every step)")
-    s.add_argument(
-        "--eval-seeds", type=int, default=3, help="held-out: seeds SEED..SEED+K-1 (default 3)"
-    )
+    s.add_argument("--eval-seeds", type=int, default=3, help="held-out: seeds SEED..SEED+K-1")
     s.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     s.add_argument("--batch-size", type=int, help="process agents in chunks of this size")
     s.add_argument(
@@ -74,64 +87,26 @@ def add_parser(sub):
         "value_and_grad + update; nothing runs, nothing is written) and exit",
     )
     s.add_argument(
-        "--out", type=Path, help="output path without extension (default runs/tune_<dataset>)"
+        "--out",
+        type=Path,
+        help="output path without extension, writes OUT.json and OUT.png "
+        "(default runs/tune-<dataset>-<method>-<time>)",
     )
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.set_defaults(func=main, seeds=1)
 
 
 def _split(args, data, hp):
-    _check(0 < args.train_frac < 1, f"--train-frac must be in (0, 1), got {args.train_frac}")
+    check(0 < args.train_frac < 1, f"--train-frac must be in (0, 1), got {args.train_frac}")
     n_train = round(args.train_frac * data.n_rows)
     held = data.n_rows - n_train + 1  # the held-out run starts at the last training row
     need = hp["window"] + 2
-    _check(
+    check(
         n_train >= need and held >= need,
         f"--train-frac {args.train_frac}: {n_train} training and {held - 1} held-out rows of "
         f"{data.n_rows}; each span needs more than window+1={need - 1} rows",
     )
     return n_train
-
-
-def _write_atomic(path: Path, write):
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are ordinary files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def plot_tune(losses, history, *, title: str, objective: str, held: dict):
-    """Training objective per step and each hyper-parameter's path; held-out marks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    names = list(history[0])
-    fig, axes = plt.subplots(1, 1 + len(names), figsize=(4.2 * (1 + len(names)), 3.6))
-    steps = np.arange(len(losses))
-    ax = axes[0]
-    ax.plot(steps, losses, lw=1.8, label="training span")
-    ax.axhline(held["default"], color="grey", ls="--", lw=1, label="held-out, default")
-    ax.axhline(held["tuned"], color="C3", ls="--", lw=1, label="held-out, tuned")
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel(objective)
-    ax.legend(fontsize=8)
-    for ax, n in zip(axes[1:], names):
-        ax.plot(steps, [h[n] for h in history], lw=1.5)
-        ax.set_xlabel("optimiser step")
-        ax.set_title(n)
-        if n != "lam" and min(h[n] for h in history) > 0:
-            ax.set_yscale("log")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
 
 
 def main(args) -> int:
@@ -145,11 +120,12 @@ def main(args) -> int:
     import memoa_jax as mj
 
     data, sim, hp = build(args)
-    _check(len(sim.methods) == 1, f"--methods: tune one method at a time, got {args.methods!r}")
-    _check(args.steps >= 0, f"--steps must be >= 0, got {args.steps}")
-    _check(args.lr > 0, f"--lr must be positive, got {args.lr}")
-    _check(args.temperature > 0, f"--temperature must be positive, got {args.temperature}")
-    _check(args.eval_seeds >= 1, f"--eval-seeds must be at least 1, got {args.eval_seeds}")
+    check(len(sim.methods) == 1, f"--methods: tune one method at a time, got {args.methods!r}")
+    check(args.steps >= 0, f"--steps must be >= 0, got {args.steps}")
+    check_finite(args, "lr", "temperature", "train_frac")
+    check(args.lr > 0, f"--lr must be positive, got {args.lr}")
+    check(args.temperature > 0, f"--temperature must be positive, got {args.temperature}")
+    check(args.eval_seeds >= 1, f"--eval-seeds must be at least 1, got {args.eval_seeds}")
     n_train = _split(args, data, hp)
     name = sim.methods[0].name
     names = (
@@ -159,13 +135,15 @@ def main(args) -> int:
     )
     allowed = mj.tunable(sim, "server")
     for n in names:
-        _check(n in allowed, f"--tune: cannot tune {n!r} for {name}; choose from {allowed}")
-    _check(bool(names), "--tune is empty")
-    out = args.out or Path("runs") / f"tune_{data.name}"
+        check(n in allowed, f"--tune: cannot tune {n!r} for {name}; choose from {allowed}")
+    check(bool(names), "--tune is empty")
+    out = args.out
+    if out is None:
+        out = default_out("tune", data.name, name, stamp())
     paths = [out.with_name(out.name + ext) for ext in (".json", ".png")]
     for p in paths:
-        _check(not p.exists(), f"output {str(p)!r} exists; choose another --out")
-    _check(out.parent.is_dir() or not out.parent.exists(), f"--out: {str(out.parent)!r} is a file")
+        check(not p.exists(), f"output {str(p)!r} exists; choose another --out")
+    check(out.parent.is_dir() or not out.parent.exists(), f"--out: {str(out.parent)!r} is a file")
 
     x, y = jnp.asarray(data.x), jnp.asarray(data.y)
     x_tr, y_tr = x[:n_train], y[:n_train]
@@ -243,12 +221,12 @@ def main(args) -> int:
         bar.close()
         if isinstance(e, (UsageError, KeyboardInterrupt)):
             raise
-        print(f"memoa: error: {name}: {_runtime_message(e)}", file=sys.stderr)
+        print(f"memoa: error: {name}: {runtime_message(e)}", file=sys.stderr)
         return 1
 
     _print_report(args, res, held, n_train)
     record = dict(
-        command="memoa " + " ".join(sys.argv[1:]),
+        command=command_line(),
         params={n: res.values[n] for n in names},
         default_params=res.initial,
         method=name,
@@ -292,6 +270,8 @@ def main(args) -> int:
         f"held-out {held['default']['objective']:.4g} (default) -> "
         f"{held['tuned']['objective']:.4g} (tuned)"
     )
+    from ..plots import plot_tune
+
     fig = plot_tune(
         res.losses,
         res.history,
@@ -299,9 +279,9 @@ def main(args) -> int:
         objective=args.objective,
         held={k: held[k]["objective"] for k in ("default", "tuned")},
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(paths[1], lambda p: fig.savefig(p, dpi=110, format="png"))
-    _write_atomic(paths[0], lambda p: p.write_text(json.dumps(record, indent=1)))
+    make_out_dir(out.parent)
+    save_figure(paths[1], fig)
+    write_json(paths[0], record)
     print(f"\nwrote {paths[0]} and {paths[1]}")
     return 0
 
@@ -314,19 +294,15 @@ def _print_report(args, res, held, n_train):
     print(f"(best of {len(res.losses)} iterates: step {res.best_step})")
     cols = ("", f"train {args.objective}", f"held-out {args.objective}", "worst", "avg", "server")
     rows = [
-        (
+        [
             label,
             fmt(res.losses[0] if label == "default" else res.losses[res.best_step]),
             fmt(held[label]["objective"]),
             fmt(held[label]["worst_rmse"]),
             fmt(held[label]["avg_rmse"]),
             fmt(held[label]["server_rmse"]),
-        )
+        ]
         for label in ("default", "tuned")
     ]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
-    line = lambda r: "  ".join(v.rjust(w) for v, w in zip(r, widths))  # noqa: E731
-    print(f"held-out: mean over {args.eval_seeds} seed(s); worst/avg/server are plain RMSEs")
-    print(line(cols))
-    for r in rows:
-        print(line(r))
+    title = f"held-out: mean over {args.eval_seeds} seed(s); worst/avg/server are plain RMSEs"
+    print_table(cols, rows, title=title)

@@ -10,24 +10,41 @@ compilation, and every size gets its own.
 """
 
 import dataclasses
+import hashlib
 import json
-import os
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from .cli import UsageError, _add_device_options, _check, add_model_options, agent_mesh, build
+from ._common import (
+    UsageError,
+    add_device_options,
+    add_model_options,
+    agent_mesh,
+    build,
+    check,
+    default_out,
+    make_out_dir,
+    parse_sizes,
+    print_table,
+    save_figure,
+    write_text,
+)
 
 RESULTS = "sweep.jsonl"
 DEFAULT_SIZES = "1e1,1e2,1e3,1e4,1e5,1e6,1e7"
+SUMMARY = (
+    "Run the online loop over many population sizes N (resumable): errors,\n"
+    "compile time and agent-steps/s against N, in runs/sweep-*."
+)
 
 
-def add_parser(sub):
+def add_parser(sub, formatter):
     s = sub.add_parser(
         "sweep",
-        help="run the online loop for many population sizes N (resumable)",
+        help=SUMMARY,
+        formatter_class=formatter,
         description="Run MEMOA and the greedy baselines for each population size and seed; "
         "append one JSON line per finished point to OUT/sweep.jsonl (a rerun resumes), "
         "and plot metrics and agent-steps/s against N.",
@@ -35,10 +52,9 @@ def add_parser(sub):
     s.add_argument(
         "--sizes",
         default=DEFAULT_SIZES,
-        help=f"comma-separated population sizes, 1e6 notation allowed (default {DEFAULT_SIZES})",
+        help="comma-separated population sizes, 1e6 notation allowed",
     )
-    add_model_options(s)
-    s.set_defaults(dataset="logistic")
+    add_model_options(s, dataset="logistic")
     s.add_argument("--seeds", type=int, default=1, help="seeds per size")
     s.add_argument("--seed", type=int, default=0, help="first seed")
     s.add_argument("--dtype", choices=("float64", "float32"), default="float64")
@@ -50,24 +66,15 @@ def add_parser(sub):
         help="sizes below this share compilations by padding to power-of-two buckets "
         "(0: never pad)",
     )
-    _add_device_options(s)
-    s.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
+    add_device_options(s)
+    s.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default runs/sweep-<dataset>-<configuration hash>: a rerun "
+        "with the same configuration resumes there)",
+    )
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.set_defaults(func=main)
-
-
-def parse_sizes(text: str) -> list[int]:
-    sizes = []
-    for item in text.split(","):
-        item = item.strip()
-        try:
-            value = float(item)
-        except ValueError:
-            raise UsageError(f"--sizes: {item!r} is not a number") from None
-        if not (value >= 1 and value == int(value)):
-            raise UsageError(f"--sizes: population sizes must be integers >= 1, got {item!r}")
-        sizes.append(int(value))
-    return sorted(set(sizes))
 
 
 def slots_for(n: int, pad_below: float) -> int:
@@ -106,18 +113,6 @@ def _read_done(path: Path, config: dict) -> list[dict]:
     return records
 
 
-def _write_atomic(path: Path, write):
-    """Write through `write(tmp_path)` into a temporary file, then move it onto `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
@@ -143,13 +138,16 @@ def main(args) -> int:
     import memoa_jax as mj
 
     sizes = parse_sizes(args.sizes)
-    _check(args.pad_below >= 0, f"--pad-below must be >= 0, got {args.pad_below}")
+    check(args.pad_below >= 0, f"--pad-below must be >= 0, got {args.pad_below}")
     args.n_agents = max(sizes)
     data, sim, hp = build(args)
     mesh = agent_mesh(args)
     config = _config(args, hp)
+    if args.out is None:
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+        args.out = default_out("sweep", data.name, digest)
     path = args.out / RESULTS
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_out_dir(args.out)
     records = _read_done(path, config)
     done = {(r["n_agents"], r["seed"]) for r in records}
     seeds = range(args.seed, args.seed + args.seeds)
@@ -218,19 +216,17 @@ def main(args) -> int:
         records.append(record)
         if jax.process_index() == 0:
             text = "".join(json.dumps(r) + "\n" for r in records)
-            _write_atomic(path, lambda p: p.write_text(text))
+            write_text(path, text)
     bar.close()
     if jax.process_index() != 0:
         return 0
     _print_table(records, sizes, seeds)
     print(f"\ncompilations: {compiles} for {len({n for n, _ in todo})} new size(s)")
     if records:
-        from ._sweep_plots import plot_sweep
+        from .._sweep_plots import plot_sweep
 
         for name, fig in plot_sweep(records, title=f"{data.name}, {args.dtype}").items():
-            _write_atomic(
-                args.out / f"sweep_{name}.png", lambda p: fig.savefig(p, dpi=110, format="png")
-            )
+            save_figure(args.out / f"sweep_{name}.png", fig)
             print(f"wrote {args.out / f'sweep_{name}.png'}")
     print(f"wrote {path}")
     return 0
@@ -257,7 +253,5 @@ def _print_table(records, sizes, seeds):
         ]
         for r in rows
     ]
-    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
     print()
-    for t in [cols, ["-" * w for w in widths], *table]:
-        print("  ".join(v.rjust(w) for v, w in zip(t, widths)))
+    print_table(cols, table)

@@ -21,24 +21,42 @@ constrained-ridge server; all five methods (MEMOA, G1–G4) in one loop.
   XLA's own estimate of bytes accessed is printed beside it.
 """
 
-import json
+import math
 import os
 import platform
 import sys
 import time
 from pathlib import Path
 
-from .cli import UsageError, _check
+from ._common import (
+    UsageError,
+    check,
+    command_line,
+    default_out,
+    make_out_dir,
+    parse_sizes,
+    print_table,
+    save_figure,
+    stamp,
+    write_json,
+)
 
 D, D_X, P, SIGMA = 1, 1, 5, 0.1
 COST = dict(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
 WINDOW = RIDGE_WINDOW = 3
 
 
-def add_parser(sub):
+SUMMARY = (
+    "Measure throughput of the loop and the policy step against NumPy, a\n"
+    "Python loop and the memory-bandwidth roofline, in runs/bench-*."
+)
+
+
+def add_parser(sub, formatter):
     b = sub.add_parser(
         "bench",
-        help="throughput of the loop and the policy step vs NumPy and the roofline",
+        help=SUMMARY,
+        formatter_class=formatter,
         description=__doc__.split("\n\n")[0],
     )
     b.add_argument("--sizes", help="population sizes (default 1e3..1e7 on CPU, ..1e9 on GPU)")
@@ -46,7 +64,9 @@ def add_parser(sub):
     b.add_argument("--repeat", type=int, default=3, help="timed runs per point (min reported)")
     b.add_argument("--numpy-max", type=float, default=1e6, help="largest N for the NumPy loop")
     b.add_argument("--python-max", type=float, default=1e4, help="largest N for the Python loop")
-    b.add_argument("--loop-max", type=float, help="largest N for the full loop (default: all)")
+    b.add_argument(
+        "--loop-max", type=float, help="largest N for the full loop (default: all sizes)"
+    )
     b.add_argument("--copy-mib", type=int, default=512, help="array size of the copy test")
     b.add_argument(
         "--dense-sizes",
@@ -54,7 +74,13 @@ def add_parser(sub):
         help="N for the dense centralized Nash solve ('none' to skip)",
     )
     b.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    b.add_argument("--out", type=Path, default=Path("figures"), help="writes bench.json, png")
+    b.add_argument(
+        "--out",
+        type=Path,
+        help="output folder of bench.json and bench_throughput.png "
+        "(default runs/bench-<platform>-<dtype>-<time>)",
+    )
+    b.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     b.set_defaults(func=main)
 
 
@@ -143,7 +169,7 @@ def time_loop(n, x, y, dtype, repeat):
 def time_numpy_loop(n, x, y, repeat):
     import numpy as np
 
-    from .reference import (
+    from ..reference import (
         config_from_simulation,
         rfn_features_numpy,
         rfn_population_moments_numpy,
@@ -191,7 +217,7 @@ def policy_step(yhat, z, K, L, g):
     `mean_field_update` every replay step of the loop runs)."""
     import jax.numpy as jnp
 
-    from ._agents import mean_field_update
+    from .._agents import mean_field_update
 
     return mean_field_update(K, L, g, yhat, jnp.mean(yhat, axis=-1), z)
 
@@ -276,8 +302,6 @@ def _sizes(args, platform_name):
     if args.sizes is None:
         top = 9 if platform_name == "gpu" else 7
         return [10**k for k in range(3, top + 1)]
-    from ._cmd_sweep import parse_sizes
-
     return parse_sizes(args.sizes)
 
 
@@ -286,22 +310,31 @@ def main(args) -> int:
     import jax.numpy as jnp
     import numpy as np
 
-    from .data import load_dataset
+    from ..data import load_dataset
 
-    _check(args.steps >= 4, f"--steps must be at least 4 (game window 3), got {args.steps}")
-    _check(args.repeat >= 1, f"--repeat must be at least 1, got {args.repeat}")
-    _check(args.copy_mib >= 1, f"--copy-mib must be at least 1, got {args.copy_mib}")
+    check(args.steps >= 4, f"--steps must be at least 4 (game window 3), got {args.steps}")
+    check(args.repeat >= 1, f"--repeat must be at least 1, got {args.repeat}")
+    check(args.copy_mib >= 1, f"--copy-mib must be at least 1, got {args.copy_mib}")
+    for name in ("numpy_max", "python_max", "loop_max"):
+        value = getattr(args, name)
+        check(
+            value is None or (math.isfinite(value) and value >= 0),
+            f"--{name.replace('_', '-')} must be a number >= 0 (0: never), got {value}",
+        )
+    none = args.dense_sizes.strip().lower() == "none"
+    dense = None if none else parse_sizes(args.dense_sizes, "--dense-sizes")
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     dtype = jnp.float64 if args.dtype == "float64" else jnp.float32
     dev = jax.devices()[0]
     sizes = _sizes(args, dev.platform)
     data = load_dataset("logistic")
-    _check(args.steps < data.n_rows, f"--steps must be below {data.n_rows}, got {args.steps}")
+    check(args.steps < data.n_rows, f"--steps must be below {data.n_rows}, got {args.steps}")
     x = jnp.asarray(data.x[: args.steps + 1], dtype)
     y = jnp.asarray(data.y[: args.steps + 1], dtype)
     xn, yn = np.asarray(data.x[: args.steps + 1]), np.asarray(data.y[: args.steps + 1])
-    loop_max = args.loop_max or max(sizes)
+    loop_max = max(sizes) if args.loop_max is None else args.loop_max
+    out = default_out("bench", dev.platform, args.dtype, stamp()) if args.out is None else args.out
 
     print(
         f"memoa bench: {dev.platform} ({getattr(dev, 'device_kind', '')}), jax {jax.__version__},"
@@ -314,7 +347,7 @@ def main(args) -> int:
         f" GB/s -> roofline {bw['bytes_per_s'] / 1e9:.2f} GB/s"
     )
     record = dict(
-        command="memoa " + " ".join(sys.argv[1:]),
+        command=command_line(),
         device=str(dev),
         platform=dev.platform,
         device_kind=getattr(dev, "device_kind", ""),
@@ -341,12 +374,11 @@ def main(args) -> int:
     )
     from tqdm.auto import tqdm
 
-    if args.dense_sizes != "none":
-        from ._cmd_sweep import parse_sizes
-
-        record["nash"] = time_nash_solves(x, dtype, parse_sizes(args.dense_sizes), args.repeat)
-        _write_json(args.out / "bench.json", record)
-    for n in tqdm(sizes, desc="bench", file=sys.stderr, leave=False):
+    make_out_dir(out)
+    if dense is not None:
+        record["nash"] = time_nash_solves(x, dtype, dense, args.repeat)
+        write_json(out / "bench.json", record)
+    for n in tqdm(sizes, desc="bench", file=sys.stderr, leave=False, disable=args.no_progress):
         point = dict(n_agents=n)
         try:
             pol = time_policy(n, np.dtype(args.dtype), args.repeat, args.numpy_max, args.python_max)
@@ -374,27 +406,13 @@ def main(args) -> int:
                 raise
             point["error"] = str(e).splitlines()[0][:200]
         record["points"].append(point)
-        _write_json(args.out / "bench.json", record)  # after every size: partial results survive
+        write_json(out / "bench.json", record)  # after every size: partial results survive
     _print_tables(record)
-    from ._sweep_plots import plot_bench
+    from .._sweep_plots import plot_bench
 
-    fig = plot_bench(record)
-    fig.savefig(args.out / "bench_throughput.png", dpi=110)
-    print(f"\nwrote {args.out / 'bench.json'} and {args.out / 'bench_throughput.png'}")
+    save_figure(out / "bench_throughput.png", plot_bench(record))
+    print(f"\nwrote {out / 'bench.json'} and {out / 'bench_throughput.png'}")
     return 0
-
-
-def _write_json(path: Path, record):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
-
-
-def _table(cols, rows):
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
-    for r in [cols, ["-" * w for w in widths], *rows]:
-        print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
 
 
 def _g(d, k, fmt="{:.3g}"):
@@ -419,7 +437,7 @@ def _print_tables(record):
         if "loop" in p
     ]
     if rows:
-        _table(
+        print_table(
             [
                 "N",
                 "compile s",
@@ -448,7 +466,7 @@ def _print_tables(record):
         if "policy" in p
     ]
     if rows:
-        _table(
+        print_table(
             ["N", "run s", "JAX", "NumPy", "Python loop", "JAX/NumPy", "JAX/Python", "of roofline"],
             rows,
         )
@@ -459,7 +477,7 @@ def _print_tables(record):
             f"{nsh['mean_field_s'] * 1e3:.3g} ms, exact reduced at N = 1e9 "
             f"{nsh['reduced_1e9_s'] * 1e3:.3g} ms, dense centralized:"
         )
-        _table(
+        print_table(
             ["N", "dense s", "dense / MF"],
             [
                 [

@@ -12,7 +12,6 @@ window with up to 10⁶ agents, both policies on the same draws, checks the exac
 independent replications. Log-log slopes are least-squares fits with standard errors.
 """
 
-import json
 import math
 import os
 import platform
@@ -20,8 +19,18 @@ import sys
 import time
 from pathlib import Path
 
-from ._cmd_sweep import _write_atomic, parse_sizes
-from .cli import UsageError, _check, _runtime_message
+from ._common import (
+    UsageError,
+    check,
+    default_out,
+    make_out_dir,
+    parse_sizes,
+    print_table,
+    runtime_message,
+    save_figure,
+    stamp,
+    write_json,
+)
 
 DEFAULT_SIZES = "geom:2:1e6:25"
 DEFAULT_MC_SIZES = "1e2,1e3,1e4,1e5,1e6"
@@ -64,25 +73,30 @@ INSTANCE_COST = {
 }
 
 
-def add_parser(sub):
+SUMMARY = (
+    "Check the theory: the exact N-player Nash equilibrium against the\n"
+    "mean-field policy as N grows (gaps, ε-Nash, slopes), in runs/verify-*."
+)
+
+
+def add_parser(sub, formatter):
     v = sub.add_parser(
         "verify",
-        help="exact N-player Nash vs the mean-field policy: gaps and slopes vs N",
+        help=SUMMARY,
+        formatter_class=formatter,
         description=__doc__.split("\n\n")[0],
     )
     v.add_argument(
         "--sizes",
         default=DEFAULT_SIZES,
         help="population sizes: comma-separated (1e6 notation allowed) or geom:LO:HI:COUNT "
-        f"(log-spaced integers; default {DEFAULT_SIZES})",
+        "(log-spaced integers)",
     )
-    v.add_argument(
-        "--dense-max", type=float, default=256, help="largest N for the dense solver (default 256)"
-    )
+    v.add_argument("--dense-max", type=float, default=256, help="largest N for the dense solver")
     v.add_argument(
         "--mc-sizes",
         default=DEFAULT_MC_SIZES,
-        help=f"sizes of the Monte Carlo check (default {DEFAULT_MC_SIZES}; 'none' to skip)",
+        help="sizes of the Monte Carlo check ('none' to skip)",
     )
     v.add_argument("--mc-reps", type=int, default=10, help="Monte Carlo replications per N")
     v.add_argument("--fit", default="10,1e6", help="N range LO,HI of the slope fits")
@@ -91,7 +105,7 @@ def add_parser(sub):
         "--instance",
         choices=("rfn", "fixture"),
         default="rfn",
-        help="rfn: shared random-feature encoder with exact moments (default); "
+        help="rfn: shared random-feature encoder with exact moments; "
         "fixture: the deterministic moments of spec §6.11 (no Monte Carlo)",
     )
     g.add_argument("--window", type=int, default=5, help="window length T (rfn)")
@@ -113,9 +127,9 @@ def add_parser(sub):
         "--mean-field",
         choices=("realized", "flow"),
         default="realized",
-        help="the MF policy uses the realized mean ȳ (default) or the flow m",
+        help="the MF policy uses the realized mean ȳ or the flow m",
     )
-    v.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
+    v.add_argument("--out", type=Path, help="output folder (default runs/verify-<instance>-<time>)")
     v.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     v.set_defaults(func=main)
 
@@ -131,7 +145,7 @@ def sizes_from(text: str) -> list[int]:
         lo, hi, count = float(parts[0]), float(parts[1]), int(parts[2])
     except (ValueError, IndexError):
         raise UsageError(f"--sizes: expected geom:LO:HI:COUNT, got {text!r}") from None
-    _check(
+    check(
         lo >= 1 and hi >= lo and count >= 1,
         f"--sizes: need 1 <= LO <= HI, COUNT >= 1, got {text!r}",
     )
@@ -177,11 +191,11 @@ def build_instance(args) -> dict:
             weights=weights,
         )
     for name in ("window", "d", "p", "d_x"):
-        _check(
+        check(
             getattr(args, name) >= 1,
             f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}",
         )
-    _check(args.sigma > 0, f"--sigma must be positive, got {args.sigma}")
+    check(args.sigma > 0, f"--sigma must be positive, got {args.sigma}")
     T, d = args.window, args.d
     k_enc, k_x, k_y = jr.split(jr.key(args.seed), 3)
     enc = mj.RFNEncoder(d=d, d_x=args.d_x, p=args.p, sigma=args.sigma)
@@ -275,14 +289,19 @@ def main(args) -> int:
     from memoa_jax import nash
 
     sizes = sizes_from(args.sizes)
-    mc_sizes = [] if args.mc_sizes.strip().lower() == "none" else parse_sizes(args.mc_sizes)
-    _check(args.dense_max >= 0, f"--dense-max must be >= 0, got {args.dense_max}")
-    _check(args.mc_reps >= 2, f"--mc-reps must be >= 2, got {args.mc_reps}")
+    mc_sizes = (
+        [] if args.mc_sizes.strip().lower() == "none" else parse_sizes(args.mc_sizes, "--mc-sizes")
+    )
+    check(
+        math.isfinite(args.dense_max) and args.dense_max >= 0,
+        f"--dense-max must be a finite number >= 0, got {args.dense_max}",
+    )
+    check(args.mc_reps >= 2, f"--mc-reps must be >= 2, got {args.mc_reps}")
     try:
         fit_lo, fit_hi = (float(v) for v in args.fit.split(","))
     except ValueError:
         raise UsageError(f"--fit: expected LO,HI, got {args.fit!r}") from None
-    _check(1 <= fit_lo < fit_hi, f"--fit: need 1 <= LO < HI, got {args.fit!r}")
+    check(1 <= fit_lo < fit_hi, f"--fit: need 1 <= LO < HI, got {args.fit!r}")
     inst = build_instance(args)
     if inst["encoder"] is None and mc_sizes:
         print("memoa verify: the fixture has no feature generator: Monte Carlo check skipped")
@@ -393,7 +412,7 @@ def main(args) -> int:
     except Exception as e:  # runtime checks inside the compiled solvers (singular systems)
         bar.close()
         if isinstance(e, ValueError) or "EquinoxRuntimeError" in str(e) or "singular" in str(e):
-            raise UsageError(_runtime_message(e)) from None
+            raise UsageError(runtime_message(e)) from None
         raise
     bar.close()
 
@@ -492,16 +511,16 @@ def main(args) -> int:
         jax_version=jax.__version__,
         python=platform.python_version(),
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    from ._nash_plots import plot_convergence, plot_cost
+    out = default_out("verify", args.instance, stamp()) if args.out is None else args.out
+    make_out_dir(out)
+    from .._nash_plots import plot_convergence, plot_cost
 
     figs = {"nash_convergence.png": plot_convergence(record), "nash_cost.png": plot_cost(record)}
     for name, fig in figs.items():
-        _write_atomic(args.out / name, lambda p, fig=fig: fig.savefig(p, dpi=110, format="png"))
-        print(f"wrote {args.out / name}")
-    text = json.dumps(record, indent=1)
-    _write_atomic(args.out / "nash_verify.json", lambda p: p.write_text(text))
-    print(f"wrote {args.out / 'nash_verify.json'}")
+        save_figure(out / name, fig)
+        print(f"wrote {out / name}")
+    write_json(out / "nash_verify.json", record)
+    print(f"wrote {out / 'nash_verify.json'}")
     return 0
 
 
@@ -532,7 +551,5 @@ def _print_table(rows, dense):
         ]
         for r in rows
     ]
-    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
     print()
-    for t in [cols, ["-" * w for w in widths], *table]:
-        print("  ".join(v.rjust(w) for v, w in zip(t, widths)))
+    print_table(cols, table)

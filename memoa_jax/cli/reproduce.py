@@ -1,4 +1,5 @@
-"""`memoa reproduce`: run the experiment scripts of `experiments/` into `figures/`.
+"""`memoa reproduce`: run the experiment scripts of `experiments/` into an output folder
+(`runs/reproduce-full/` by default; `--out figures` regenerates the committed figures).
 
 Each script (`main_table`, `trajectories`, `lambda_and_n`, `tune_val`, `esn_table`) has a
 fixed seed and writes the image and/or the numbers behind it; every output file is written to
@@ -6,7 +7,7 @@ a temporary file in the same folder and moved into place, so a file that exists 
 Started again after an interruption, the command skips what is already written with the same
 configuration (the main table cell by cell). One process runs them all, so compilations are shared.
 `--quick` (1 seed, the first 201 rows, N ≤ 100, fewer λ and N points) writes to
-`figures/quick/` so that it never passes for the full run.
+`runs/reproduce-quick/` so that it never passes for the full run.
 """
 
 import importlib.util
@@ -15,35 +16,46 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import UsageError, _check
+from ._common import UsageError, check, default_out, make_out_dir
 
 EXPERIMENTS = ("main_table", "trajectories", "lambda_and_n", "tune_val", "esn_table")
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / "experiments"
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "experiments"  # of the source checkout
+SUMMARY = (
+    "Rerun the paper's experiments with fixed seeds (resumable), in\n"
+    "runs/reproduce-*; `--out figures` updates the repository's figures."
+)
 
 
-def add_parser(sub):
+def add_parser(sub, formatter):
     r = sub.add_parser(
         "reproduce",
-        help="run the paper's experiments (main table, trajectories, λ and N) into figures/",
+        help=SUMMARY,
+        formatter_class=formatter,
         description="Run the experiment scripts (main table, per-dataset trajectories, effect "
         "of λ and N) with fixed seeds; each writes its image and its numbers (JSON/Markdown). "
         "A rerun skips outputs already complete.",
     )
     r.add_argument("--quick", action="store_true", help="1 seed, 201 rows, N <= 100 (minutes)")
-    r.add_argument("--out", type=Path, help="output folder (default figures/, or figures/quick/)")
+    r.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default runs/reproduce-full, or runs/reproduce-quick with "
+        "--quick); --out figures regenerates the repository's figures",
+    )
     r.add_argument("--only", help=f"comma-separated subset of: {', '.join(EXPERIMENTS)}")
     r.add_argument("--datasets", help="comma-separated subset of the data sets")
     r.add_argument("--rows", type=int, help="use only the first ROWS rows of each series")
     r.add_argument(
         "--data-dir",
         type=Path,
-        help="folder of the real data files (boc, ett): default $MEMOA_DATA, else ../shared/data",
+        help="folder of the real data files (boc, ett); default $MEMOA_DATA, else "
+        "../shared/data beside the source checkout",
     )
     r.add_argument(
         "--experiments-dir",
         type=Path,
         default=DEFAULT_DIR,
-        help="folder of the experiment scripts (default: experiments/ of this source tree)",
+        help="folder of the experiment scripts (Python code from it is run)",
     )
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     r.set_defaults(func=main)
@@ -51,7 +63,7 @@ def add_parser(sub):
 
 def _load(folder: Path, name: str):
     path = folder / f"{name}.py"
-    _check(path.is_file(), f"experiment script {str(path)!r} not found (--experiments-dir)")
+    check(path.is_file(), f"experiment script {str(path)!r} not found (--experiments-dir)")
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
     spec = importlib.util.spec_from_file_location(f"memoa_experiments_{name}", path)
@@ -63,14 +75,16 @@ def _load(folder: Path, name: str):
 def main(args) -> int:
     from tqdm.auto import tqdm
 
-    from .data import load_dataset
+    from ..data import load_dataset
 
-    only = [s.strip() for s in args.only.split(",")] if args.only else list(EXPERIMENTS)
+    only = list(EXPERIMENTS) if args.only is None else [s.strip() for s in args.only.split(",")]
+    check(any(only), "--only is empty; leave it out to run every experiment")
     for name in only:
-        _check(name in EXPERIMENTS, f"--only: unknown experiment {name!r}; choose from "
+        check(name in EXPERIMENTS, f"--only: unknown experiment {name!r}; choose from "
                f"{', '.join(EXPERIMENTS)}")  # fmt: skip
-    datasets = [s.strip() for s in args.datasets.split(",")] if args.datasets else None
-    _check(args.rows is None or args.rows >= 10, f"--rows must be at least 10, got {args.rows}")
+    datasets = None if args.datasets is None else [s.strip() for s in args.datasets.split(",")]
+    check(datasets is None or any(datasets), "--datasets is empty; leave it out for all")
+    check(args.rows is None or args.rows >= 10, f"--rows must be at least 10, got {args.rows}")
     if args.data_dir is not None:
         os.environ["MEMOA_DATA"] = str(args.data_dir)  # read by the loaders the scripts call
     modules = [_load(args.experiments_dir, name) for name in only]
@@ -81,8 +95,10 @@ def main(args) -> int:
             load_dataset(name)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    out = args.out or (Path("figures") / "quick" if args.quick else Path("figures"))
-    out.mkdir(parents=True, exist_ok=True)
+    out = args.out
+    if out is None:
+        out = default_out("reproduce", "quick" if args.quick else "full")
+    make_out_dir(out)
     opts = dict(quick=args.quick, datasets=datasets, rows=args.rows)
     total = sum(m.units(**opts) for m in modules)
     print(
