@@ -394,6 +394,13 @@ def _simulate(sim, x, y, key, progress_slot, has_progress, mesh, n_active, remat
         h2,
     )
 
+    def pick(a):
+        """Agent `track_agent`'s column of `a`: an index on one device; across devices a
+        masked sum (an all-reduce of d numbers, where an index would gather the whole row)."""
+        if mesh is None:
+            return a[:, track_agent]
+        return jnp.sum(jnp.where(jnp.arange(N) == track_agent, a, 0.0), axis=-1)
+
     def agent_moments(tau):
         """Every agent's own exact moments at time `tau` (`moments="own"`), agent axis last;
         recomputed from the parameters, never stored."""
@@ -452,7 +459,7 @@ def _simulate(sim, x, y, key, progress_slot, has_progress, mesh, n_active, remat
                 server_se=jnp.sum((y_next - srv) ** 2),
                 mean_field_se=jnp.sum((y_next - ybar_next) ** 2),
                 server_pred=srv,
-                agent_pred=y_hat_next[:, track_agent],
+                agent_pred=pick(y_hat_next),
             )
             acc[m.name] = _Acc(a.sse + sq, a.cost + stage)
             methods[m.name] = MethodState(y_hat_next, _ring_set(ms.yhat_ring, slot, base), extra)
