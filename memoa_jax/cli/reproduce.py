@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ._common import UsageError, check, default_out, make_out_dir
 
-EXPERIMENTS = ("main_table", "trajectories", "lambda_and_n", "tune_val", "esn_table")
+EXPERIMENTS = ("main_table", "readings", "trajectories", "lambda_and_n", "tune_val", "esn_table")
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "experiments"  # of the source checkout
 SUMMARY = (
     "Rerun the paper's experiments with fixed seeds (resumable), in\n"
