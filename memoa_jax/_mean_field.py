@@ -130,7 +130,7 @@ def solve_mean_field(
         The gains `(K, L, g)`, the value terms and the flow `m`.
 
     Raises:
-        A runtime error (also under jit) naming the window step where `R̃_s` is singular.
+        RuntimeError: (also under jit) naming the window step where `R̃_s` is singular.
     """
     T, d, p = M.shape
     dtype = M.dtype

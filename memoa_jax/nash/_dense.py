@@ -139,7 +139,7 @@ def solve_fne_dense(
 
     Raises:
         ValueError: for `n_agents < 1` or a non-integer.
-        A runtime error (also under jit) naming the window step where `𝒜_s` is singular.
+        RuntimeError: (also under jit) naming the window step where `𝒜_s` is singular.
     """
     check_n_agents(n_agents)
     if int(n_agents) != n_agents:

@@ -254,7 +254,7 @@ def nash_gap(
 
     Raises:
         ValueError: for a concrete `n_agents < 1` or an unknown `mean_field`.
-        A runtime error if the mean-field or the N-player system is singular.
+        RuntimeError: if the mean-field or the N-player system is singular.
     """
     check_n_agents(n_agents)
     mf = solve_mean_field(M, S, y, cost)

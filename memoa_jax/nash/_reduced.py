@@ -188,8 +188,8 @@ def solve_fne_reduced(
 
     Raises:
         ValueError: if a concrete `n_agents < 1`.
-        A runtime error (also under jit) naming the window step where a system matrix is
-        singular (the N-player equilibrium is then not unique).
+        RuntimeError: (also under jit) naming the window step where a system matrix is
+            singular (the N-player equilibrium is then not unique).
     """
     check_n_agents(n_agents)
     T, d, p = M.shape
