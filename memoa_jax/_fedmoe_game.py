@@ -58,8 +58,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._custom_types import Array, Float, PRNGKeyArray
-from ._encoders import RFNEncoder
+from ._custom_types import Array, ArrayLike, Float, PRNGKeyArray
+from ._encoders import AbstractEncoder, RFNEncoder
 from ._mixture import ridge_weights
 from ._moments import rfn_moments
 
@@ -151,10 +151,10 @@ def _expect_blocks(Q, M, S):
 
 
 def solve_fedmoe_game(
-    M: Float[Array, "T N d p"],
-    S: Float[Array, "T N d p d p"],
-    w: Float[Array, "T N"],
-    y: Float[Array, "T+1 d"],
+    M: Float[ArrayLike, "T N d p"],
+    S: Float[ArrayLike, "T N d p d p"],
+    w: Float[ArrayLike, "T N"],
+    y: Float[ArrayLike, "T+1 d"],
     *,
     gamma,
     alpha,
@@ -258,8 +258,8 @@ def _solve(M, S, w, y, gamma, alpha, compat: bool):
 
 def replay_fedmoe_game(
     sol: FedmoeGameSolution,
-    Z: Float[Array, "T N d p"],
-    y0: Float[Array, " d"],
+    Z: Float[ArrayLike, "T N d p"],
+    y0: Float[ArrayLike, " d"],
 ) -> tuple[Float[Array, "T+1 N d"], Float[Array, "T N p"]]:
     """Hindsight replay of the window with the realized features (FedMOE `sync_round`).
 
@@ -287,8 +287,8 @@ def replay_fedmoe_game(
 
 
 def agent_features_and_moments(
-    encoder: RFNEncoder,
-    x: Float[Array, "time d_x"],
+    encoder: AbstractEncoder,
+    x: Float[ArrayLike, "time d_x"],
     *,
     key: PRNGKeyArray,
     n_agents: int,
@@ -348,9 +348,9 @@ def _greedy(Z_hist, yhat_hist, y_next, z_now, yhat, weights, gamma):
 
 
 def simulate_fedmoe_game(
-    encoder: RFNEncoder,
-    x: Float[Array, "time d_x"],
-    y: Float[Array, "time d"],
+    encoder: AbstractEncoder,
+    x: Float[ArrayLike, "time d_x"],
+    y: Float[ArrayLike, "time d"],
     *,
     key: PRNGKeyArray,
     n_agents: int,
