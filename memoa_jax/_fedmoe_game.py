@@ -130,13 +130,13 @@ def _check_positive(name: str, value, strict: bool = True):
         raise ValueError(f"{name} must be finite and {rel}, got {name}={value!r}")
 
 
-def _layout(blocks: Float[Array, "N N p p"], compat: bool) -> Float[Array, "Np Np"]:
+def _layout(blocks: Float[Array, "N N p p"], compat) -> Float[Array, "Np Np"]:
     """`(N, N, p, p)` blocks → `Np × Np`: block `(i, j)` at rows `i p…`, columns `j p…`, or
-    FedMOE's plain `reshape` (`compat`)."""
+    FedMOE's plain `reshape` where `compat` (a boolean, possibly traced: one compilation
+    serves both modes)."""
     n, _, p, _ = blocks.shape
-    if compat:
-        return blocks.reshape(n * p, n * p)
-    return blocks.transpose(0, 2, 1, 3).reshape(n * p, n * p)
+    correct = blocks.transpose(0, 2, 1, 3).reshape(n * p, n * p)
+    return jnp.where(compat, blocks.reshape(n * p, n * p), correct)
 
 
 def _expect_blocks(Q, M, S):
@@ -196,11 +196,13 @@ def solve_fedmoe_game(
         )
     _check_positive("gamma", gamma)
     _check_positive("alpha", alpha, strict=False)
-    return _solve(M, S, w, y, gamma, alpha, bool(fedmoe_compat))
+    dt = M.dtype
+    hyper = (jnp.asarray(gamma, dt), jnp.asarray(alpha, dt), jnp.asarray(bool(fedmoe_compat)))
+    return _solve(M, S, w, y, *hyper)
 
 
 @eqx.filter_jit
-def _solve(M, S, w, y, gamma, alpha, compat: bool):
+def _solve(M, S, w, y, gamma, alpha, compat):
     T, n, d, p = M.shape
     dt = M.dtype
     nd, np_ = n * d, n * p
@@ -232,7 +234,7 @@ def _solve(M, S, w, y, gamma, alpha, compat: bool):
         )
         sol = jnp.linalg.solve(system, rhs)
         G, H = -sol[:, :nd], sol[:, nd]
-        rho_value = 1.0 if compat else rho_s  # FedMOE's defect 2: Â without ρ
+        rho_value = jnp.where(compat, 1.0, rho_s)  # FedMOE's defect 2: Â without ρ
 
         def value(P_i, S_i, D_i, R_i):
             Q = rho_s * Wm + P_i
@@ -427,21 +429,18 @@ def simulate_fedmoe_game(
         x,
         y,
         key,
-        gamma,
-        alpha,
-        kappa,
-        eta,
+        *(jnp.asarray(v, float) for v in (gamma, alpha, kappa, eta)),
+        jnp.asarray(bool(fedmoe_compat)),
         n_agents=n_agents,
         window=window,
         ridge_window=ridge_window,
-        compat=bool(fedmoe_compat),
         homogeneity=homogeneity,
     )
 
 
 @eqx.filter_jit
 def _simulate(
-    encoder, x, y, key, gamma, alpha, kappa, eta, *, n_agents, window, ridge_window, compat,
+    encoder, x, y, key, gamma, alpha, kappa, eta, compat, *, n_agents, window, ridge_window,
     homogeneity,
 ):
     Z, M, S = agent_features_and_moments(
@@ -453,28 +452,20 @@ def _simulate(
     T, Tc = window, ridge_window
     weigh = lambda Y, y_t: ridge_weights(Y.T, y_t, kappa, eta)  # Y: (N, d)
 
-    # warm-up t = 0..T−1: the greedy local ridge (unrolled, T is small)
-    yhat = jnp.broadcast_to(y[0], (N, d)).astype(dt)
-    hist = [yhat]  # ŷ_0..ŷ_t, the clients' own states
-    preds, servers, ws = [], [], []
-    for t in range(T):
-        taus = [t - Tc + k for k in range(Tc)]
-        valid = [tau for tau in taus if tau >= 0]
-        if valid:
-            rows = jnp.asarray(valid)
-            wts = jnp.exp(-alpha * (t - 1 - rows.astype(dt)))
-            nxt = _greedy(
-                Z[rows], jnp.stack([hist[tau] for tau in valid]), y[rows + 1], Z[t], yhat, wts,
-                gamma,
-            )
-        else:
-            nxt = yhat
+    # warm-up t = 0..T−1: the greedy local ridge on each client's own past ŷ_τ, τ ≥ 0
+    def warm_step(carry, t):
+        yhat, hist = carry  # ŷ_t (N, d); ŷ_0..ŷ_T (T + 1, N, d), filled up to t
+        taus = t - Tc + jnp.arange(Tc)
+        idx = jnp.maximum(taus, 0)
+        wts = jnp.where(taus >= 0, jnp.exp(-alpha * (t - 1 - taus).astype(dt)), 0.0)
+        nxt = _greedy(Z[idx], hist[idx], y[idx + 1], Z[t], yhat, wts, gamma)
         w_t = weigh(yhat, y[t])
-        preds.append(nxt)
-        servers.append(w_t @ nxt)
-        ws.append(w_t)
-        yhat = nxt
-        hist.append(nxt)
+        hist = lax.dynamic_update_index_in_dim(hist, nxt, t + 1, 0)
+        return (nxt, hist), (nxt, w_t @ nxt, w_t)
+
+    yhat = jnp.broadcast_to(y[0], (N, d)).astype(dt)
+    hist = jnp.broadcast_to(yhat, (T + 1, N, d))
+    (yhat, _), (w_pred, w_srv, ws) = lax.scan(warm_step, (yhat, hist), jnp.arange(T))
 
     def game_step(carry, t):
         yhat, w_buf = carry  # ŷ_t (N, d); w_{t−T..t−1} (T, N)
@@ -486,11 +477,11 @@ def _simulate(
         w_buf = jnp.concatenate([w_buf[1:], w_t[None]], axis=0)
         return (nxt, w_buf), (nxt, w_t @ nxt, w_t)
 
-    w_buf = jnp.stack(ws)  # w_0..w_{T−1}
-    _, (g_pred, g_srv, g_w) = lax.scan(game_step, (yhat, w_buf), jnp.arange(T, n_rows - 1))
-    agent_pred = jnp.concatenate([jnp.stack(preds), g_pred], axis=0)  # (n−1, N, d)
-    server_pred = jnp.concatenate([jnp.stack(servers), g_srv], axis=0)  # (n−1, d)
-    weights = jnp.concatenate([jnp.stack(ws), g_w], axis=0)
+    # w_0..w_{T−1} start the game's weight buffer
+    _, (g_pred, g_srv, g_w) = lax.scan(game_step, (yhat, ws), jnp.arange(T, n_rows - 1))
+    agent_pred = jnp.concatenate([w_pred, g_pred], axis=0)  # (n−1, N, d)
+    server_pred = jnp.concatenate([w_srv, g_srv], axis=0)  # (n−1, d)
+    weights = jnp.concatenate([ws, g_w], axis=0)
     target = y[1:]
     agent_rmse = jnp.sqrt(jnp.mean(jnp.sum((agent_pred - target[:, None]) ** 2, -1), axis=0))
     server_rmse = jnp.sqrt(jnp.mean(jnp.sum((server_pred - target) ** 2, -1)))
