@@ -326,7 +326,9 @@ def agent_features_and_moments(
     params, noise_keys = init_agents(sim, key=key)
     x = jnp.asarray(x, dt)
     if homogeneity == "h1":  # one encoder: give it the agent axis of the h2 layout
-        params = jax.tree.map(lambda a: jnp.broadcast_to(a[..., None], a.shape + (n_agents,)), params)
+        params = jax.tree.map(
+            lambda a: jnp.broadcast_to(a[..., None], a.shape + (n_agents,)), params
+        )
     sigma = jnp.broadcast_to(jnp.asarray(encoder.sigma, dt), (encoder.d,))
 
     def at(t, x_t):
@@ -438,16 +440,102 @@ def simulate_fedmoe_game(
     )
 
 
+def fedmoe_game_on_features(
+    Z: Float[ArrayLike, "time N d p"],
+    M: Float[ArrayLike, "time N d p"],
+    S: Float[ArrayLike, "time N d p d p"],
+    y: Float[ArrayLike, "time d"],
+    *,
+    gamma,
+    alpha,
+    window: int = 3,
+    ridge_window: int = 3,
+    kappa=1.0,
+    eta=1.0,
+    fedmoe_compat: bool = False,
+) -> FedmoeGameResult:
+    """`simulate_fedmoe_game` on given features and moments (e.g. another encoder's, or draws
+    replayed from FedMOE's own random stream).
+
+    Arguments:
+        Z: `(n, N, d, p)` every client's realized features `Zⁱ_t`, `t = 0..n−1`.
+        M: `(n, N, d, p)` their means `E Zⁱ_t` (what the game plays with).
+        S: `(n, N, d, p, d, p)` their second moments `E[Zⁱ_t,ak Zⁱ_t,bl]`.
+        y: `(n, d)` targets.
+        gamma, alpha, window, ridge_window, kappa, eta, fedmoe_compat: as for
+            `simulate_fedmoe_game`.
+
+    Returns:
+        `FedmoeGameResult`.
+
+    Raises:
+        ValueError: inconsistent shapes, N outside `1..32`, a window not shorter than the
+            series, non-positive γ or κ, α < 0, `fedmoe_compat` with `d ≠ 1`.
+    """
+    Z, M, S, y = (jnp.asarray(a) for a in (Z, M, S, y))
+    if Z.ndim != 4:
+        raise ValueError(f"Z must have shape (time, N, d, p), got Z.shape={Z.shape}")
+    n_rows, n, d, p = Z.shape
+    _check_n(n)
+    for name, a, shape in (
+        ("M", M, Z.shape),
+        ("S", S, (n_rows, n, d, p, d, p)),
+        ("y", y, (n_rows, d)),
+    ):
+        if a.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {name}.shape={a.shape}")
+    for name, v in (("window", window), ("ridge_window", ridge_window)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {name}={v!r}")
+    if n_rows - 1 <= window:
+        raise ValueError(
+            f"window={window} is not shorter than the {n_rows - 1} prediction steps of the "
+            f"series ({n_rows} rows): the game would never be played"
+        )
+    if fedmoe_compat and d != 1:
+        raise ValueError(
+            f"fedmoe_compat reproduces FedMOE's game, which is defined for d = 1 only, got d={d}"
+        )
+    _check_positive("gamma", gamma)
+    _check_positive("alpha", alpha, strict=False)
+    _check_positive("kappa", kappa)
+    dt = Z.dtype
+    hyper = (jnp.asarray(v, dt) for v in (gamma, alpha, kappa, eta))
+    return _run(
+        Z, M.astype(dt), S.astype(dt), y, *hyper, jnp.asarray(bool(fedmoe_compat)),
+        window=window, ridge_window=ridge_window,
+    )  # fmt: skip
+
+
 @eqx.filter_jit
 def _simulate(
-    encoder, x, y, key, gamma, alpha, kappa, eta, compat, *, n_agents, window, ridge_window,
+    encoder,
+    x,
+    y,
+    key,
+    gamma,
+    alpha,
+    kappa,
+    eta,
+    compat,
+    *,
+    n_agents,
+    window,
+    ridge_window,
     homogeneity,
 ):
     Z, M, S = agent_features_and_moments(
         encoder, x, key=key, n_agents=n_agents, homogeneity=homogeneity
     )
+    return _run(
+        Z, M, S, y, gamma, alpha, kappa, eta, compat, window=window, ridge_window=ridge_window
+    )
+
+
+@eqx.filter_jit
+def _run(Z, M, S, y, gamma, alpha, kappa, eta, compat, *, window, ridge_window):
     dt = Z.dtype
-    x, y = x.astype(dt), y.astype(dt)
+    y = y.astype(dt)
     n_rows, N, d, p = Z.shape
     T, Tc = window, ridge_window
     weigh = lambda Y, y_t: ridge_weights(Y.T, y_t, kappa, eta)  # Y: (N, d)

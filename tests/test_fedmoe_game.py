@@ -313,8 +313,12 @@ def np_server_fit(Z, M, S, y, N, gamma, alpha, T, Tc, kappa, eta, compat):
             X = np.tile(y[t - T], N)
             for s in range(T):
                 beta = G[s] @ X + H[s]
-                X = X + np.concatenate([Z[t - T + s, i] @ beta[i * p : (i + 1) * p] for i in range(N)])
-            nxt = X.reshape(N, d) + np.stack([Z[t, i] @ beta[i * p : (i + 1) * p] for i in range(N)])
+                X = X + np.concatenate(
+                    [Z[t - T + s, i] @ beta[i * p : (i + 1) * p] for i in range(N)]
+                )
+            nxt = X.reshape(N, d) + np.stack(
+                [Z[t, i] @ beta[i * p : (i + 1) * p] for i in range(N)]
+            )
         else:  # the greedy local ridge client
             nxt = np.empty((N, d))
             for i in range(N):
