@@ -507,7 +507,6 @@ def fedmoe_game_on_features(
     )  # fmt: skip
 
 
-@eqx.filter_jit
 def _simulate(
     encoder,
     x,
@@ -524,9 +523,10 @@ def _simulate(
     ridge_window,
     homogeneity,
 ):
-    Z, M, S = agent_features_and_moments(
-        encoder, x, key=key, n_agents=n_agents, homogeneity=homogeneity
-    )
+    """Features (one compiled call) then the loop (another, shared with
+    `fedmoe_game_on_features`)."""
+    features = eqx.filter_jit(agent_features_and_moments)
+    Z, M, S = features(encoder, x, key=key, n_agents=n_agents, homogeneity=homogeneity)
     return _run(
         Z, M, S, y, gamma, alpha, kappa, eta, compat, window=window, ridge_window=ridge_window
     )

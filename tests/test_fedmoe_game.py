@@ -23,6 +23,7 @@ import pytest
 import memoa_jax as mj
 from memoa_jax._fedmoe_game import (
     agent_features_and_moments,
+    fedmoe_game_on_features,
     replay_fedmoe_game,
     simulate_fedmoe_game,
     solve_fedmoe_game,
@@ -111,11 +112,11 @@ def random_window(rng, T, N, d, p, shared=False):
     return np.asarray(M), np.asarray(S), w, y
 
 
-@pytest.mark.parametrize("compat", [False, True])
-@pytest.mark.parametrize("N,d,p", [(3, 1, 2), (2, 1, 2), (2, 2, 1)])
+@pytest.mark.parametrize(
+    "N,d,p,compat",  # FedMOE's game (compat) is defined for d = 1 only
+    [(3, 1, 2, False), (3, 1, 2, True), (2, 1, 2, False), (2, 1, 2, True), (2, 2, 1, False)],
+)
 def test_matches_numpy_transcription(N, d, p, compat):
-    if compat and d > 1:
-        pytest.skip("FedMOE's game is defined for d = 1")
     rng = np.random.default_rng(10 * N + p + d)
     M, S, w, y = random_window(rng, 3, N, d, p)
     sol = solve_fedmoe_game(M, S, w, y, gamma=0.7, alpha=0.4, fedmoe_compat=compat)
@@ -347,6 +348,8 @@ def test_driver_is_fedmoe_server_fit(compat):
     res = simulate_fedmoe_game(enc, x, y, key=key, n_agents=N, fedmoe_compat=compat, **kw)
     Z, M, S = (np.asarray(a) for a in agent_features_and_moments(enc, x, key=key, n_agents=N))
     preds, server = np_server_fit(Z, M, S, y, N, 0.8, 0.3, T, Tc, 0.5, 1.0, compat)
+    on_features = fedmoe_game_on_features(Z, M, S, y, fedmoe_compat=compat, **kw)
+    np.testing.assert_allclose(on_features.server_pred, res.server_pred, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(res.agent_pred, preds, rtol=1e-9, atol=1e-11)
     np.testing.assert_allclose(res.server_pred, server, rtol=1e-9, atol=1e-11)
     err = (preds - y[1:, None]) ** 2
