@@ -15,6 +15,12 @@ from ._encoders import ESNEncoder as ESNEncoder
 from ._encoders import ESNParams as ESNParams
 from ._encoders import RFNEncoder as RFNEncoder
 from ._encoders import RFNParams as RFNParams
+from ._fedmoe_game import FedmoeGameResult as FedmoeGameResult
+from ._fedmoe_game import FedmoeGameSolution as FedmoeGameSolution
+from ._fedmoe_game import fedmoe_game_on_features as fedmoe_game_on_features
+from ._fedmoe_game import replay_fedmoe_game as replay_fedmoe_game
+from ._fedmoe_game import simulate_fedmoe_game as simulate_fedmoe_game
+from ._fedmoe_game import solve_fedmoe_game as solve_fedmoe_game
 from ._loop import Simulation as Simulation
 from ._loop import init_agents as init_agents
 from ._loop import simulate as simulate
@@ -29,12 +35,6 @@ from ._methods import FollowTheMean as FollowTheMean
 from ._methods import LocalRidge as LocalRidge
 from ._methods import MeanFieldGame as MeanFieldGame
 from ._methods import default_methods as default_methods
-from ._fedmoe_game import FedmoeGameResult as FedmoeGameResult
-from ._fedmoe_game import FedmoeGameSolution as FedmoeGameSolution
-from ._fedmoe_game import fedmoe_game_on_features as fedmoe_game_on_features
-from ._fedmoe_game import replay_fedmoe_game as replay_fedmoe_game
-from ._fedmoe_game import simulate_fedmoe_game as simulate_fedmoe_game
-from ._fedmoe_game import solve_fedmoe_game as solve_fedmoe_game
 from ._metrics import DIVERGED_FACTOR as DIVERGED_FACTOR
 from ._metrics import SimResult as SimResult
 from ._metrics import StepStats as StepStats
