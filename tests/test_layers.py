@@ -1,8 +1,8 @@
 """Dependencies inside `memoa_jax` run one way, and there is no import cycle.
 
 Layers, lowest first: data → core (encoders, moments, policy, methods, mixture, metrics, loop,
-sweep) → `nash/`, FedMOE's game, `tune` and the NumPy reference → plots → the public API (`memoa_jax`'s
-`__init__`) → CLI. A module may import its own layer or a lower one. Every import is read
+sweep) → `nash/`, FedMOE's game, `tune` and the NumPy reference → plots → the public API
+(`memoa_jax`'s `__init__`) → CLI. A module may import its own layer or a lower one. Every import is read
 with `ast`, those inside functions (lazy ones) included.
 """
 
