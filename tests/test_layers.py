@@ -2,8 +2,8 @@
 
 Layers, lowest first: data → core (encoders, moments, policy, methods, mixture, metrics, loop,
 sweep) → `nash/`, FedMOE's game, `tune` and the NumPy reference → plots → the public API
-(`memoa_jax`'s `__init__`) → CLI. A module may import its own layer or a lower one. Every import is read
-with `ast`, those inside functions (lazy ones) included.
+(`memoa_jax`'s `__init__`) → CLI. A module may import its own layer or a lower one. Every
+import is read with `ast`, those inside functions (lazy ones) included.
 """
 
 import ast
