@@ -24,8 +24,9 @@ def test_threefry_is_jax_threefry():
 
 def test_normals_are_standard_normal(getkey):
     keys = jax.random.bits(getkey(), (2, 100_000), jnp.uint32)
-    w = np.asarray(agent_normals(keys, 11, 4), np.float64)  # (4, n)
-    assert w.shape == (4, 100_000) and w.dtype == np.float64
+    raw = agent_normals(keys, 11, 4)
+    assert raw.shape == (4, 100_000) and raw.dtype == jnp.float32  # the committed stream
+    w = np.asarray(raw, np.float64)
     for row in w:  # each coordinate N(0, 1): Kolmogorov-Smirnov at a fixed seed
         assert scipy.stats.kstest(row, "norm").pvalue > 1e-3
     # coordinates and steps uncorrelated (CLT-sized bound, 5 sigma)
