@@ -13,6 +13,9 @@ from collections.abc import Callable
 
 from ._boc import boc as boc
 from ._boc import boc_val as boc_val
+from ._csv import SCALES as SCALES
+from ._csv import CsvSeries as CsvSeries
+from ._csv import read_csv as read_csv
 from ._dataset import Dataset as Dataset
 from ._ecb import ECB_CREDIT as ECB_CREDIT
 from ._ecb import ecb as ecb
@@ -83,6 +86,8 @@ def load_dataset(name: str, n_rows: int | None = None, *, data_dir=None) -> Data
 
 __all__ = [
     "DATASETS",
+    "SCALES",
+    "CsvSeries",
     "DataFileError",
     "ECB_CREDIT",
     "FILE_DATASETS",
@@ -105,5 +110,6 @@ __all__ = [
     "logistic",
     "periodic",
     "preset",
+    "read_csv",
     "write_atomic",
 ]
