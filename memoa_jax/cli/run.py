@@ -161,7 +161,9 @@ def main(args) -> int:
                         f"{label}, seed {s}: a result is not finite; compiling again with "
                         "runtime checks on, to tell a failed check from a divergence"
                     )
+                    t1 = time.perf_counter()
                     compiled[i] = lower_and_compile(sim, None)
+                    compile_s[i] += time.perf_counter() - t1
                     checked[i] = True
                     res = jax.block_until_ready(
                         compiled[i](sim, x, y, key=jax.random.key(s), progress=progress, mesh=mesh)
@@ -302,7 +304,7 @@ def _print_summary(summary, n_agents, n_steps, seeds, timing, wall_s):
         cells.append(_cell(s["p99_rmse"], s, n_agents, seeds))
         cells.append(_cell(s["worst_rmse"], s, n_agents, seeds))
         moving = s["worst_moving_rmse"]
-        if all(v != v for v in moving["per_seed"]):  # NaN: no agent moved
+        if all(f == 1.0 for f in s["frozen_share"]["per_seed"]):
             cells.append("none moved")
         else:
             cells.append(_cell(moving, s, n_agents, seeds))
