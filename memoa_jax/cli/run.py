@@ -120,24 +120,27 @@ def main(args) -> int:
 
     # COMPILE: every simulation once, all its methods jointly. With the persistent cache on,
     # runtime checks compile as NaN (see `_runtime_checks`) so that a second run reads the
-    # programs from disk.
+    # programs from disk; the tracing of the Python loop is redone every time.
     fast = cache is not None and "EQX_ON_ERROR" not in os.environ
     mode = "nan" if fast else None
 
     def lower_and_compile(sim, mode):
+        """The compiled simulation, and the seconds spent tracing (Python, never cached)."""
+        t0 = time.perf_counter()
         with _runtime_checks(mode):
-            return (
-                eqx.filter_jit(mj.simulate)
-                .lower(sim, x, y, key=jax.random.key(0), progress=progress, mesh=mesh)
-                .compile()
+            lowered = eqx.filter_jit(mj.simulate).lower(
+                sim, x, y, key=jax.random.key(0), progress=progress, mesh=mesh
             )
+        return lowered.compile(), time.perf_counter() - t0
 
-    compiled, compile_s = [], []
+    compiled, compile_s, trace_s = [], [], []
     for sim in sims:
         bar.set_description(f"compiling {'+'.join(m.name for m in sim.methods)}")
         t0 = time.perf_counter()
-        compiled.append(lower_and_compile(sim, mode))
+        exe, traced = lower_and_compile(sim, mode)
+        compiled.append(exe)
         compile_s.append(time.perf_counter() - t0)
+        trace_s.append(traced)
     bar.reset(total=total)  # the rate and ETA count from here, not from the compilation
     bar.set_description("running")
 
@@ -162,7 +165,7 @@ def main(args) -> int:
                         "runtime checks on, to tell a failed check from a divergence"
                     )
                     t1 = time.perf_counter()
-                    compiled[i] = lower_and_compile(sim, None)
+                    compiled[i] = lower_and_compile(sim, None)[0]
                     compile_s[i] += time.perf_counter() - t1
                     checked[i] = True
                     res = jax.block_until_ready(
@@ -193,10 +196,11 @@ def main(args) -> int:
         dict(
             methods=[m.name for m in sim.methods],
             compile_s=c,
+            trace_s=tr,
             run_s_per_seed=r,
             agent_steps_per_s=n_agents * n_steps * len(sim.methods) / float(np.mean(r)),
         )
-        for sim, c, r in zip(sims, compile_s, run_s)
+        for sim, c, tr, r in zip(sims, compile_s, trace_s, run_s)
     ]
     wall_s = time.perf_counter() - wall0
 
@@ -337,7 +341,8 @@ def _print_summary(summary, n_agents, n_steps, seeds, timing, wall_s):
     for t in timing:
         runs = ", ".join(f"{r:.2f}" for r in t["run_s_per_seed"])
         print(
-            f"{' + '.join(t['methods'])}: compiled once in {t['compile_s']:.1f} s; "
+            f"{' + '.join(t['methods'])}: compiled once in {t['compile_s']:.1f} s (tracing "
+            f"{t['trace_s']:.1f} s); "
             f"run {runs} s per seed ({t['agent_steps_per_s']:.3g} agent-steps/s)"
         )
     compile_total = sum(t["compile_s"] for t in timing)
