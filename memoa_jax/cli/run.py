@@ -131,7 +131,8 @@ def main(args) -> int:
             lowered = eqx.filter_jit(mj.simulate).lower(
                 sim, x, y, key=jax.random.key(0), progress=progress, mesh=mesh
             )
-        return lowered.compile(), time.perf_counter() - t0
+        traced = time.perf_counter() - t0
+        return lowered.compile(), traced
 
     compiled, compile_s, trace_s = [], [], []
     for sim in sims:
