@@ -170,3 +170,14 @@ def test_second_run_reads_the_compilation_cache(tmp_path):
         rec = json.loads((out / "results.json").read_text())
         times.append(sum(s["compile_s"] for s in rec["timing"]["simulations"]))
     assert times[1] < 0.35 * times[0], times
+
+
+def test_failed_runtime_check_is_reported_in_one_line(tmp_path, capsys):
+    """With the compilation cache on, the checks compile as NaN; a non-finite result is run
+    again with the checks on, so a singular solve is still named, in one line, exit 1."""
+    out = tmp_path / "out"
+    args = [*TINY, "--methods", "memoa", "--sigma", "1e200", "--seeds", "1", "--out", str(out)]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is singular at window step" in err[0], err
+    assert not out.exists()

@@ -288,13 +288,13 @@ def add_model_options(r, *, dataset: str = "ecb"):
     g = r.add_argument_group(
         "readings of the game (issue 13)",
         "How every game method (memoa, g2_myopic, g3_independent) uses the window's solution "
-        "at a sync step t: ŷ_{t+1} = base + Z_t β.",
+        "at a sync step t: ŷₜ₊₁ = base + Zₜ β.",
     )
     g.add_argument(
         "--replay-base",
         choices=("replay_end", "observed", "own"),
         default="replay_end",
-        help="base: the replay's end (FedMOE), the observed y_t, or the agent's own ŷ_t",
+        help="base: the replay's end (FedMOE), the observed yₜ, or the agent's own ŷₜ",
     )
     g.add_argument(
         "--replay-control",

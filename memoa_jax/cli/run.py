@@ -155,9 +155,10 @@ def main(args) -> int:
             bar.set_description(f"seed {s}: {label}")
             try:
                 t0 = time.perf_counter()
-                res = jax.block_until_ready(
-                    compiled[i](sim, x, y, key=jax.random.key(s), progress=progress, mesh=mesh)
-                )
+                with _quiet_callbacks():
+                    res = jax.block_until_ready(
+                        compiled[i](sim, x, y, key=jax.random.key(s), progress=progress, mesh=mesh)
+                    )
                 run_s[i].append(time.perf_counter() - t0)
                 if not checked[i] and _has_checks(mj, sim) and not _finite(res):
                     # a failed runtime check, or a divergence: find out which, with checks on
@@ -169,9 +170,12 @@ def main(args) -> int:
                     compiled[i] = lower_and_compile(sim, None)[0]
                     compile_s[i] += time.perf_counter() - t1
                     checked[i] = True
-                    res = jax.block_until_ready(
-                        compiled[i](sim, x, y, key=jax.random.key(s), progress=progress, mesh=mesh)
-                    )
+                    with _quiet_callbacks():
+                        res = jax.block_until_ready(
+                            compiled[i](
+                                sim, x, y, key=jax.random.key(s), progress=progress, mesh=mesh
+                            )
+                        )
             except Exception as e:  # runtime checks inside the compiled loop
                 bar.close()
                 print(
@@ -222,17 +226,41 @@ def _runtime_checks(mode):
     is not finite, compiles that simulation again in "raise" mode to report the check's own
     message. equinox reads the mode when tracing, from `equinox._errors.EQX_ON_ERROR`.
     """
+    try:
+        import equinox._errors as errors
+
+        old = errors.EQX_ON_ERROR
+    except (ImportError, AttributeError):  # another equinox: checks as configured
+        mode = None
     if mode is None:
         yield
         return
-    import equinox._errors as errors
+    import jax
 
-    old = errors.EQX_ON_ERROR
+    # JAX caches traces by shapes, not by equinox's mode: clear them on both sides, so that
+    # no trace of the other mode is reused (here, or by a later `simulate` in this process)
+    jax.clear_caches()
     errors.EQX_ON_ERROR = mode
     try:
         yield
     finally:
         errors.EQX_ON_ERROR = old
+        jax.clear_caches()
+
+
+@contextlib.contextmanager
+def _quiet_callbacks():
+    """JAX logs a failed runtime check's whole traceback ("jax.pure_callback failed") before
+    raising it; the CLI reports the check's message in one line instead."""
+    import logging
+
+    log = logging.getLogger("jax._src.callback")
+    old = log.disabled
+    log.disabled = True
+    try:
+        yield
+    finally:
+        log.disabled = old
 
 
 def _has_checks(mj, sim) -> bool:
