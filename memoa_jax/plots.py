@@ -44,7 +44,7 @@ def plot_run(
 
     n = len(next(iter(steps.values()))["mse"])
     width = max(1, n // 50)
-    t = np.arange(width - 1, n) + 1
+    t = np.arange(width - 1, n)  # the step t whose window of `width` steps ends there
     panels = (("mse", 0, "-"), ("worst_se", 0, "--"), ("server_se", 1, "-"))
     with np.errstate(all="ignore"):
         curves = {
@@ -81,14 +81,14 @@ def plot_run(
                 label = f"{name}: diverged at step {at} (clipped)"
             axes[i].plot(t, y, color=c, lw=lw, ls=ls, label=label)
             if at is not None and k in ("mse", "server_se"):
-                axes[i].annotate(
-                    f"{name} diverged at step {at}",
-                    xy=(max(at, t[0]), top),
-                    xytext=(0, -12 - 11 * j),
-                    textcoords="offset points",
-                    fontsize=7,
+                axes[i].plot([max(at, t[0])], [top], "x", color=c, ms=7, mew=2)
+                axes[i].text(
+                    0.01,
+                    0.02 + 0.06 * len([n for n in list(curves)[:j] if diverged[n] is not None]),
+                    f"{name} diverged at step {at} (drawn clipped at the top)",
+                    transform=axes[i].transAxes,
+                    fontsize=7.5,
                     color=c,
-                    arrowprops=dict(arrowstyle="-", color=c, lw=0.6),
                 )
     axes[0].set_title("clients: average agent (solid) vs worst agent at each step (dashed)")
     axes[1].set_title("server mixture")

@@ -118,7 +118,7 @@ def test_plot_run_clips_a_diverged_method():
     assert ax.get_ylim()[1] < 1e-1  # set by memoa, not by the overflow
     labels = [line.get_label() for line in ax.get_lines()]
     assert "g1_ridge: diverged at step 15 (clipped)" in labels
-    assert any("diverged at step 15" in t.get_text() for t in ax.texts)
+    assert any("g1_ridge diverged at step 15" in t.get_text() for t in ax.texts)
     assert "yₜ₊₁" in ax.get_xlabel()
 
 
