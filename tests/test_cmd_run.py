@@ -86,7 +86,9 @@ def test_diverged_method_strict_json_and_label(tmp_path, capsys):
     rec, out = _run(tmp_path, *args, "--dtype", "float32")
     text = capsys.readouterr().out
     assert "diverged (4 of 4 agents)" in text
-    assert "e+" not in text.split("N = 4 agents")[1].split("compiled once")[0]  # no raw 1e77
+    tables = text.split("N = 4 agents")[1].split("(frozen:")[0]
+    assert "e+" not in tables  # no raw 1e77
+    assert "ogd_sgd: compiled twice (again with checks on)" in text
     raw = (out / "results.json").read_text()
     json.loads(raw, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     worst = rec["summary"]["ogd_sgd"]["worst_rmse"]

@@ -202,10 +202,11 @@ def main(args) -> int:
             methods=[m.name for m in sim.methods],
             compile_s=c,
             trace_s=tr,
+            compiled_again_with_checks=ch and fast,
             run_s_per_seed=r,
             agent_steps_per_s=n_agents * n_steps * len(sim.methods) / float(np.mean(r)),
         )
-        for sim, c, tr, r in zip(sims, compile_s, trace_s, run_s)
+        for sim, c, tr, r, ch in zip(sims, compile_s, trace_s, run_s, checked)
     ]
     wall_s = time.perf_counter() - wall0
 
@@ -370,7 +371,9 @@ def _print_summary(summary, n_agents, n_steps, seeds, timing, wall_s):
     for t in timing:
         runs = ", ".join(f"{r:.2f}" for r in t["run_s_per_seed"])
         print(
-            f"{' + '.join(t['methods'])}: compiled once in {t['compile_s']:.1f} s (tracing "
+            f"{' + '.join(t['methods'])}: compiled "
+            + ("twice (again with checks on)" if t["compiled_again_with_checks"] else "once")
+            + f" in {t['compile_s']:.1f} s (tracing "
             f"{t['trace_s']:.1f} s); "
             f"run {runs} s per seed ({t['agent_steps_per_s']:.3g} agent-steps/s)"
         )
