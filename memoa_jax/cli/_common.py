@@ -208,12 +208,17 @@ def add_model_options(r, *, dataset: str = "ecb"):
         "that is not chosen is dropped (one line says so); a date column indexes the series. "
         "FedMOE's BoC recipe, e.g.: --lags 0,1 --target-lags 0,1 --scale max --preset boc.",
     )
-    c.add_argument("--csv", type=Path, help="use this CSV file instead of --dataset")
     c.add_argument(
-        "--target", help="target column(s), comma separated (default: the last numeric column)"
+        "--csv", type=Path, metavar="FILE", help="use this CSV file instead of --dataset"
+    )
+    c.add_argument(
+        "--target",
+        metavar="COL[,COL]",
+        help="target column(s), comma separated (default: the last numeric column)",
     )
     c.add_argument(
         "--inputs",
+        metavar="COL,COL,...",
         help="input columns, comma separated (default: every other numeric column; "
         "'none': only the target's lags)",
     )
@@ -221,6 +226,7 @@ def add_model_options(r, *, dataset: str = "ecb"):
     c.add_argument(
         "--target-lags",
         default="0",
+        metavar="LAGS",
         help="lags of the target in x ('none': the target is not an input)",
     )
     c.add_argument(
@@ -232,6 +238,7 @@ def add_model_options(r, *, dataset: str = "ecb"):
     )
     c.add_argument(
         "--preset",
+        metavar="DATASET",
         help="hyper-parameters (and G1's FedMOE settings) of this data set (default: the "
         "--dataset's; ecb for a --csv)",
     )
@@ -286,7 +293,7 @@ def add_model_options(r, *, dataset: str = "ecb"):
     )
     r.add_argument("--ogd-lr", type=float, default=0.05, help="ogd_*: agents' learning rate")
     g = r.add_argument_group(
-        "readings of the game (issue 13)",
+        "readings of the game, and G1's settings",
         "How every game method (memoa, g2_myopic, g3_independent) uses the window's solution "
         "at a sync step t: ŷₜ₊₁ = base + Zₜ β.",
     )
