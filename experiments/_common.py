@@ -19,7 +19,13 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import memoa_jax as mj  # noqa: E402
-from memoa_jax.data import load_dataset, preset, write_atomic  # noqa: E402
+from memoa_jax.data import (  # noqa: E402
+    G1_PRESETS,
+    NO_FEDMOE_RECIPE,
+    load_dataset,
+    preset,
+    write_atomic,
+)
 
 SEED = 0  # first seed of every experiment (seeds SEED, SEED + 1, ...)
 LAM = 0.5  # spec §10: MEMOA's coupling default
@@ -52,25 +58,9 @@ PUBLISHED = {
 }
 PUBLISHED_LABEL = "published (method/metric unstated)"
 
-# FedMOE's separately tuned greedy (non-game) client, 5 clients: its `*/non_game_best_hp.sh`
-# (github.com/fatemetkl/FedMOE, commit 708ae18). The val series have no file: the same values.
-# Concept (2-D) has no FedMOE recipe at all (its game handles 1-D targets only): it takes
-# Concept drift's, and the tables flag it. ECB (ours) takes BoC's, as its game settings do.
-_G1_LOGISTIC = dict(alpha=0.01, gamma=15.0, sigma=0.01, features=3, ridge_window=3)
-_G1_BOC = dict(alpha=1.0, gamma=10.0, sigma=1.0, features=3, ridge_window=5)
-_G1_ETT = dict(alpha=0.1, gamma=10.0, sigma=1.0, features=2, ridge_window=3)
-FEDMOE_G1 = {
-    "periodic": dict(alpha=0.1, gamma=10.0, sigma=1.0, features=3, ridge_window=3),
-    "logistic": _G1_LOGISTIC,
-    "concept": _G1_LOGISTIC,
-    "concept-drift": _G1_LOGISTIC,
-    "boc": _G1_BOC,
-    "boc-val": _G1_BOC,
-    "ett": _G1_ETT,
-    "ett-val": _G1_ETT,
-    "ecb": _G1_BOC,
-}
-NO_FEDMOE_RECIPE = {"concept": "no FedMOE recipe (its game handles 1-D targets only)"}
+# FedMOE's separately tuned greedy (non-game) client: `memoa_jax.data.G1_PRESETS` (values,
+# sources and the Concept flag live beside the data's other presets).
+FEDMOE_G1 = {name: p.as_dict() for name, p in G1_PRESETS.items()}
 
 
 def dataset_names(only=None) -> list[str]:

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 _SERIES = [
-    ("gain_gap", "max gain gap ‖(K^N,L^N,h^N) − (K,L,g)‖∞", "C0"),
+    ("gain_gap", "max gain gap ‖(Kᴺ, Lᴺ, hᴺ) − (K, L, g)‖∞", "C0"),
     ("eps", "ε_N (best deviation of one agent)", "C1"),
     ("cost_gap", "|J¹(MF) − J¹(FNE)|", "C2"),
 ]
@@ -52,6 +52,7 @@ def plot_convergence(rec: dict):
         xscale="log",
         yscale="log",
         xlabel="agents N",
+        ylabel="gap between the two policies (absolute)",
         title="exact gaps: mean-field vs N-player Nash",
     )
     ax.grid(True, which="both", alpha=0.3)
@@ -74,7 +75,7 @@ def plot_convergence(rec: dict):
                 ms=4,
                 capsize=3,
                 color=color,
-                label=f"{label}: E max_s ‖ȳ_s − m_s‖∞ (95% CI)",
+                label=f"{label}: E maxₛ ‖ȳₛ − mₛ‖∞ (95% CI)",
             )
         s = rec["slopes"].get("mc_ybar_gap_mf")
         if s:
@@ -85,6 +86,7 @@ def plot_convergence(rec: dict):
             xscale="log",
             yscale="log",
             xlabel="agents N",
+            ylabel="E maxₛ ‖ȳₛ − mₛ‖∞ (empirical mean − flow)",
             title=f"Monte Carlo: empirical mean vs flow ({mc[0]['reps']} reps)",
         )
         ax.grid(True, which="both", alpha=0.3)

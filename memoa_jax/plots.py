@@ -9,13 +9,33 @@ def _rolling_rms(se: np.ndarray, width: int) -> np.ndarray:
     return np.sqrt(np.convolve(se, kernel, mode="valid"))
 
 
-def plot_run(steps: dict[str, dict[str, np.ndarray]], *, title: str, credit: str = ""):
+def diverged_at(se: np.ndarray, limit: float) -> int | None:
+    """The first step whose RMSE `sqrt(se)` is not finite or exceeds `limit`, or None."""
+    with np.errstate(all="ignore"):
+        bad = ~(np.sqrt(np.asarray(se, dtype=float)) <= limit)
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+def plot_run(
+    steps: dict[str, dict[str, np.ndarray]],
+    *,
+    title: str,
+    credit: str = "",
+    limit: float = np.inf,
+):
     """Per-step error of every method: average agent, worst agent at each step, server.
 
+    A method whose per-step RMSE exceeds `limit` (or is not finite) is diverged: its curves
+    are drawn clipped at the top of the axes, which the other methods set, and labelled
+    "diverged at step t", so that one overflowing method cannot flatten the others.
+
     Args:
-        steps: method name -> {"mse", "worst_se", "server_se"} per-step arrays (seed means).
+        steps: method name -> {"mse", "worst_se", "server_se"} per-step arrays (seed means),
+            in the order to draw them.
         title: figure title.
         credit: data attribution printed under the plot.
+        limit: the RMSE above which a method counts as diverged (e.g. 10⁶ × the lag-1
+            persistence RMSE, `memoa_jax.DIVERGED_FACTOR`).
     """
     import matplotlib
 
@@ -24,23 +44,60 @@ def plot_run(steps: dict[str, dict[str, np.ndarray]], *, title: str, credit: str
 
     n = len(next(iter(steps.values()))["mse"])
     width = max(1, n // 50)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
+    t = np.arange(width - 1, n)  # the step t whose window of `width` steps ends there
+    panels = (("mse", 0, "-"), ("worst_se", 0, "--"), ("server_se", 1, "-"))
+    with np.errstate(all="ignore"):
+        curves = {
+            name: {k: _rolling_rms(np.asarray(st[k], dtype=float), width) for k, _, _ in panels}
+            for name, st in steps.items()
+        }
+    diverged = {}
+    for name, st in steps.items():
+        at = [diverged_at(st[k], limit) for k, _, _ in panels]
+        at = [a for a in at if a is not None]
+        diverged[name] = min(at) if at else None
+    # the axes are set by the methods that did not diverge (all of them if every one did)
+    sane = [n for n, a in diverged.items() if a is None] or list(steps)
+    ranges = []
+    for ax_index in (0, 1):
+        vals = np.concatenate([curves[n][k] for n in sane for k, i, _ in panels if i == ax_index])
+        vals = vals[np.isfinite(vals) & (vals > 0) & (vals <= limit)]
+        lo, hi = (vals.min(), vals.max()) if vals.size else (1e-3, 1.0)
+        ranges.append((lo / 1.5, hi * 3.0))
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for c, (name, st) in zip(colours, steps.items()):
+    for j, (name, cv) in enumerate(curves.items()):
+        c = colours[j % len(colours)]
         lw = 2.2 if name == "memoa" else 1.2
-        t = np.arange(width - 1, n) + 1
-        axes[0].plot(t, _rolling_rms(st["mse"], width), color=c, lw=lw, label=f"{name} (avg)")
-        axes[0].plot(
-            t, _rolling_rms(st["worst_se"], width), color=c, lw=lw, ls="--", label=f"{name} (worst)"
-        )
-        axes[1].plot(t, _rolling_rms(st["server_se"], width), color=c, lw=lw, label=name)
+        at = diverged[name]
+        for k, i, ls in panels:
+            top = ranges[i][1]
+            y = cv[k]
+            if at is not None:  # clipped at the top of the axes: inf and NaN drawn at the top
+                y = np.where(np.isfinite(y), np.minimum(y, top), top)
+            label = {"mse": f"{name} (avg)", "worst_se": f"{name} (worst)"}.get(k, name)
+            if at is not None and k != "worst_se":
+                label = f"{name}: diverged at step {at} (clipped)"
+            axes[i].plot(t, y, color=c, lw=lw, ls=ls, label=label)
+            if at is not None and k in ("mse", "server_se"):
+                axes[i].plot([max(at, t[0])], [top], "x", color=c, ms=7, mew=2)
+                axes[i].text(
+                    0.01,
+                    0.02 + 0.06 * len([n for n in list(curves)[:j] if diverged[n] is not None]),
+                    f"{name} diverged at step {at} (drawn clipped at the top)",
+                    transform=axes[i].transAxes,
+                    fontsize=7.5,
+                    color=c,
+                )
     axes[0].set_title("clients: average agent (solid) vs worst agent at each step (dashed)")
     axes[1].set_title("server mixture")
-    for ax in axes:
+    for ax, (lo, hi) in zip(axes, ranges):
         ax.set_yscale("log")
-        ax.set_xlabel("step t (target y_{t+1})")
+        ax.set_ylim(lo, hi)
+        ax.set_xlabel("step t (target yₜ₊₁)")
+        ax.set_ylabel(f"RMSE, rolling over {width} step(s)")
         ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel(f"RMSE, rolling over {width} step(s)")
     axes[0].legend(fontsize=7, ncol=2)
     axes[1].legend(fontsize=8)
     fig.suptitle(title)

@@ -31,7 +31,7 @@ def test_run_writes_table_json_and_figure(tmp_path, capsys):
     )
     assert code == 0
     text = capsys.readouterr().out
-    assert "worst-agent RMSE" in text and "memoa" in text and "g1_ridge" in text
+    assert "worst agent" in text and "memoa" in text and "g1_ridge" in text
     rec = json.loads((out / "results.json").read_text())
     assert set(rec["summary"]) == {"memoa", "g1_ridge"}
     s = rec["summary"]["memoa"]
@@ -64,7 +64,7 @@ def test_module_entry_point_help():
         (["-n", "0"], "n-agents must be at least 1, got 0"),
         (["-n", "-3"], "got -3"),
         (["--dataset", "nope"], "unknown dataset 'nope'"),
-        (["--dataset", "periodic", "--window", "500"], "--window 500 is longer"),
+        (["--dataset", "periodic", "--window", "500"], "--window 500 needs more than 500"),
         (["--dataset", "periodic", "--rows", "5000"], "n_rows=5000"),
         (["--gamma", "-1"], "gamma=-1.0"),
         (["--sigma", "0"], "sigma=0.0"),
@@ -79,6 +79,14 @@ def test_module_entry_point_help():
         (["--ogd-lr", "inf"], "--ogd-lr must be a finite number, got inf"),
         (["--csv", "s.csv", "--dataset", "boc"], "--csv and --dataset boc name two data sets"),
         (["--target", "y"], "--target is an option of --csv"),
+        (["--inputs", "a"], "--inputs is an option of --csv"),
+        (["--scale", "max"], "--scale is an option of --csv"),
+        (["--lags", "0,1"], "--lags is an option of --csv"),
+        (["--csv", "s.csv", "--lags", "0,x"], "--lags '0,x': lags are integers >= 0"),
+        (["--csv", "s.csv", "--target", "b"], "target 'b' is not a column"),
+        (["--csv", "s.csv", "--preset", "nope"], "--preset 'nope': choose one of"),
+        (["--csv", "s.csv", "--rows", "3"], "--window 2 needs more than 2 prediction steps"),
+        (["--moments", "own", "--encoder", "esn"], "moments='own' needs closed-form"),
         (["--coordinator", "h:1"], "--coordinator is an option of --distributed"),
         (["--num-processes", "2"], "--num-processes is an option of --distributed"),
         (["--process-id", "0"], "--process-id is an option of --distributed"),
@@ -96,14 +104,15 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, monkeypatch, arg
 
 
 def test_nan_in_csv_is_named(tmp_path, capsys):
+    """A bad cell: the file, its 1-based line (the header is line 1) and the column's name."""
     csv = tmp_path / "series.csv"
-    csv.write_text(
-        "a,b\n" + "\n".join(f"{i},{i * 0.1}" for i in range(30)).replace("7,0.7", "7,nan")
-    )
+    rows = [f"{i},{i * 0.5}" for i in range(30)]
+    rows[7] = "7,nan"
+    csv.write_text("a,b\n" + "\n".join(rows))
     out = tmp_path / "out"
     assert main(["run", "--csv", str(csv), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "non-finite value nan at row 7, column 0" in err
+    assert "series.csv: line 9, column 'b': 'nan' is not a finite number" in err
     assert not out.exists()
 
 

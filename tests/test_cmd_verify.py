@@ -154,3 +154,55 @@ def test_singular_system_one_line_exit_2(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "singular at window step s=2" in err[0], err
     assert not out.exists()
+
+
+def _fake_record():
+    ci = lambda m: dict(mean=m, ci95=[0.9 * m, 1.1 * m])  # noqa: E731
+    rows = [dict(n_agents=n, gain_gap=1 / n, eps=0.5 / n, cost_gap=0.1 / n) for n in (2, 4, 8)]
+    mc = [
+        dict(
+            n_agents=n,
+            reps=4,
+            ybar_gap_mf=ci(1 / n**0.5),
+            ybar_gap_fne=ci(1.1 / n**0.5),
+            cost_mf=ci(1.0),
+            cost_fne=ci(1.0),
+            J_mf=1.0,
+            J_fne=1.0,
+            cost_diff=ci(0.01),
+        )
+        for n in (10, 100)
+    ]
+    return dict(
+        rows=rows,
+        monte_carlo=mc,
+        slopes={},
+        cost_gap_floor=1e-15,
+        cost=dict(q=1.0, lam=0.5, gamma=1.0, alpha=0.0),
+        instance="test",
+        window=2,
+        d=1,
+        p=2,
+        q_T=0.0,
+        lam_T=0.0,
+        mean_field="realized",
+    )
+
+
+def test_convergence_figure_labels_every_axis_without_raw_tex():
+    """Issue 16 item 6: a y label on every panel; Unicode, not raw TeX (`y_{t+1}`, `K^N`)."""
+    import matplotlib.pyplot as plt
+
+    from memoa_jax._nash_plots import plot_convergence
+
+    fig = plot_convergence(_fake_record())
+    try:
+        assert len(fig.axes) == 3
+        for ax in fig.axes:
+            assert ax.get_ylabel(), ax.get_title()
+            texts = [ax.get_xlabel(), ax.get_ylabel(), ax.get_title()]
+            texts += [t.get_text() for t in ax.get_legend().get_texts()]
+            for t in texts:
+                assert "^" not in t and "_{" not in t and "_s" not in t, t
+    finally:
+        plt.close(fig)

@@ -42,3 +42,36 @@ def test_sizes_are_static_and_values_are_leaves():
     assert (leaves.alpha, leaves.gamma, leaves.sigma) == (5.0, 10.0, 0.1)
     with pytest.raises(Exception):  # frozen
         preset("ett").alpha = 1.0  # type: ignore[misc]
+
+
+# FedMOE's greedy-client settings as `experiments/_common.py` held them before they moved here.
+G1_BEFORE = {
+    "periodic": dict(alpha=0.1, gamma=10.0, sigma=1.0, features=3, ridge_window=3),
+    "logistic": dict(alpha=0.01, gamma=15.0, sigma=0.01, features=3, ridge_window=3),
+    "concept": dict(alpha=0.01, gamma=15.0, sigma=0.01, features=3, ridge_window=3),
+    "concept-drift": dict(alpha=0.01, gamma=15.0, sigma=0.01, features=3, ridge_window=3),
+    "boc": dict(alpha=1.0, gamma=10.0, sigma=1.0, features=3, ridge_window=5),
+    "boc-val": dict(alpha=1.0, gamma=10.0, sigma=1.0, features=3, ridge_window=5),
+    "ett": dict(alpha=0.1, gamma=10.0, sigma=1.0, features=2, ridge_window=3),
+    "ett-val": dict(alpha=0.1, gamma=10.0, sigma=1.0, features=2, ridge_window=3),
+    "ecb": dict(alpha=1.0, gamma=10.0, sigma=1.0, features=3, ridge_window=5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(G1_BEFORE))
+def test_g1_values_unchanged(name):
+    from memoa_jax.data import G1Preset, g1_preset
+
+    p = g1_preset(name)
+    assert isinstance(p, G1Preset) and isinstance(p, eqx.Module)
+    assert p.as_dict() == G1_BEFORE[name]
+    assert p.source
+
+
+def test_g1_presets_cover_the_data_sets_and_flag_concept():
+    from memoa_jax.data import G1_PRESETS, NO_FEDMOE_RECIPE, g1_preset
+
+    assert set(G1_PRESETS) == set(DATASETS)
+    assert g1_preset("concept").source == NO_FEDMOE_RECIPE["concept"]
+    with pytest.raises(ValueError, match="no G1 preset for data set 'nope'"):
+        g1_preset("nope")

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from . import bench, reproduce, run, sweep, tune, verify
-from ._common import HelpFormatter, UsageError
+from ._common import HelpFormatter, UsageError, enable_compile_cache
 
 # in the order `memoa --help` lists them
 COMMANDS = (run, sweep, tune, verify, bench, reproduce)
@@ -34,12 +34,21 @@ def _parser():
     sub = p.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
     for module in COMMANDS:
         module.add_parser(sub, HelpFormatter)
+    for command in sub.choices.values():
+        command.add_argument(
+            "--no-compile-cache",
+            action="store_true",
+            help="do not use JAX's persistent compilation cache (default: on, in "
+            "$XDG_CACHE_HOME/memoa-jax/jax or ~/.cache/memoa-jax/jax; a second identical "
+            "run then skips most of its compilation)",
+        )
     return p
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
+        enable_compile_cache(args)
         return args.func(args)
     except UsageError as e:
         print(f"memoa: error: {e}", file=sys.stderr)

@@ -11,6 +11,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from ..data import write_atomic
 
@@ -101,6 +102,49 @@ def print_table(cols, rows, *, left: int = 0, title: str | None = None):
         print("  ".join(cells))
 
 
+# COMPILATION CACHE
+
+
+def compile_cache_dir() -> Path:
+    """Where the CLI keeps JAX's persistent compilation cache: `$MEMOA_JAX_CACHE`, else
+    `$XDG_CACHE_HOME/memoa-jax/jax`, else `~/.cache/memoa-jax/jax`."""
+    import os
+
+    if os.environ.get("MEMOA_JAX_CACHE"):
+        return Path(os.environ["MEMOA_JAX_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "memoa-jax" / "jax"
+
+
+def enable_compile_cache(args) -> None:
+    """Turns on JAX's persistent compilation cache (unless `--no-compile-cache`), so that a
+    second identical run reads its compiled programs from disk. Sets
+    `args.compile_cache_dir` (None when off)."""
+    import jax
+
+    args.compile_cache_dir = None
+    if getattr(args, "no_compile_cache", False):
+        return
+    folder = compile_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # an unwritable home: run without the cache, and say so
+        print(f"memoa: compilation cache off ({folder}: {e.strerror})", file=sys.stderr)
+        return
+    if jax.config.jax_compilation_cache_dir != str(folder):
+        jax.config.update("jax_compilation_cache_dir", str(folder))
+        try:  # a cache already used in this process (tests) keeps its folder unless reset
+            from jax._src import compilation_cache
+
+            compilation_cache.reset_cache()
+        except (ImportError, AttributeError):
+            pass
+    # every compilation is worth keeping: the loop's take seconds, but the threshold is 1 s
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    args.compile_cache_dir = str(folder)
+
+
 # VALUES
 
 
@@ -155,9 +199,54 @@ def add_model_options(r, *, dataset: str = "ecb"):
         help="folder of the real data files (boc, ett); default $MEMOA_DATA, else "
         "../shared/data beside the source checkout",
     )
-    r.add_argument("--csv", type=Path, help="use this CSV instead (header row; numeric columns)")
-    r.add_argument("--target", help="with --csv: target column(s), comma separated (default: last)")
-    r.add_argument("--rows", type=int, help="use only the first ROWS rows of the series")
+    c = r.add_argument_group(
+        "your own data (--csv)",
+        "A CSV with a header line, read with Python's csv module (UTF-8, a byte-order mark "
+        "and quoted names allowed, no comment character). Defaults: the target is the last "
+        "numeric column, the inputs every other numeric column at lag 0, plus the target at "
+        "lag 0; no scaling; the ECB hyper-parameters (--preset ecb). A non-numeric column "
+        "that is not chosen is dropped (one line says so); a date column indexes the series. "
+        "FedMOE's BoC recipe, e.g.: --lags 0,1 --target-lags 0,1 --scale max --preset boc.",
+    )
+    c.add_argument(
+        "--csv", type=Path, metavar="FILE", help="use this CSV file instead of --dataset"
+    )
+    c.add_argument(
+        "--target",
+        metavar="COL[,COL]",
+        help="target column(s), comma separated (default: the last numeric column)",
+    )
+    c.add_argument(
+        "--inputs",
+        metavar="COL,COL,...",
+        help="input columns, comma separated (default: every other numeric column; "
+        "'none': only the target's lags)",
+    )
+    c.add_argument("--lags", default="0", help="lags of the inputs in x (0: the row's own value)")
+    c.add_argument(
+        "--target-lags",
+        default="0",
+        metavar="LAGS",
+        help="lags of the target in x ('none': the target is not an input)",
+    )
+    c.add_argument(
+        "--scale",
+        choices=("none", "max", "standard"),
+        default="none",
+        help="max: x and y each divided by their largest absolute value (FedMOE); standard: "
+        "each column to mean 0, std 1 (over the rows read)",
+    )
+    c.add_argument(
+        "--preset",
+        metavar="DATASET",
+        help="hyper-parameters (and G1's FedMOE settings) of this data set (default: the "
+        "--dataset's; ecb for a --csv)",
+    )
+    r.add_argument(
+        "--rows",
+        type=int,
+        help="use only the first ROWS rows of the series (a --csv: read only those)",
+    )
     r.add_argument("--window", type=int, help="game window T (default: per data set)")
     r.add_argument(
         "--ridge-window", type=int, help="greedy ridge window T_c (default: per data set)"
@@ -203,6 +292,37 @@ def add_model_options(r, *, dataset: str = "ecb"):
         help="comma-separated subset of " + ", ".join(METHOD_NAMES + OGD_NAMES),
     )
     r.add_argument("--ogd-lr", type=float, default=0.05, help="ogd_*: agents' learning rate")
+    g = r.add_argument_group(
+        "readings of the game, and G1's settings",
+        "How every game method (memoa, g2_myopic, g3_independent) uses the window's solution "
+        "at a sync step t: ŷₜ₊₁ = base + Zₜ β.",
+    )
+    g.add_argument(
+        "--replay-base",
+        choices=("replay_end", "observed", "own"),
+        default="replay_end",
+        help="base: the replay's end (FedMOE), the observed yₜ, or the agent's own ŷₜ",
+    )
+    g.add_argument(
+        "--replay-control",
+        choices=("replay", "gains"),
+        default="replay",
+        help="β: the replay's last control (FedMOE), or the window's last gains on the base",
+    )
+    g.add_argument(
+        "--moments",
+        choices=("population", "own"),
+        default="population",
+        help="gains from the population's moments, or each agent's own (FedMOE's; rfn only)",
+    )
+    g.add_argument(
+        "--g1-params",
+        choices=("fedmoe", "game"),
+        default="fedmoe",
+        help="G1 (g1_ridge) at FedMOE's tuned settings for its greedy client (its own α, γ, "
+        "σ, d_z, T_c and encoder draw, in a second simulation on the same data and key; the "
+        "model options above set the other methods), or at the game's settings",
+    )
     r.add_argument(
         "--params", type=Path, help="JSON of hyper-parameters (`memoa tune`'s output) to use"
     )
@@ -263,68 +383,142 @@ def agent_mesh(args):
     return jax.make_mesh((jax.device_count(),), ("agents",))
 
 
+def _names(text: str | None, option: str) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    names = tuple(n.strip() for n in text.split(","))
+    check(all(names), f"{option} {text!r}: an empty column name")
+    return names
+
+
+def _lags(text: str, option: str) -> tuple[int, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    lags = []
+    for item in text.split(","):
+        item = item.strip()
+        check(item.isdigit(), f"{option} {text!r}: lags are integers >= 0, comma separated")
+        lags.append(int(item))
+    check(len(set(lags)) == len(lags), f"{option} {text!r}: a lag is repeated")
+    return tuple(lags)
+
+
+CSV_ONLY = ("target", "inputs")
+CSV_DEFAULTS = dict(lags="0", target_lags="0", scale="none")
+
+
 def load_data(args):
-    """The data set of `--dataset` or `--csv` (with `--target`)."""
-    from ..data import DATASETS, Dataset, load_dataset
+    """The data set of `--dataset` or `--csv` (with its column, lag and scale options), and
+    the lines to tell the user about it (a --csv's dropped columns, its date index)."""
+    from ..data import DATASETS, load_dataset, read_csv
 
     check(
         args.csv is None or args.dataset == args.default_dataset,
         f"--csv and --dataset {args.dataset} name two data sets; give one or the other",
     )
-    check(args.target is None or args.csv is not None, "--target is an option of --csv")
+    if args.csv is None:
+        for k in CSV_ONLY:
+            check(getattr(args, k, None) is None, f"--{k} is an option of --csv")
+        for k, v in CSV_DEFAULTS.items():
+            given = getattr(args, k, v)
+            check(given == v, f"--{k.replace('_', '-')} is an option of --csv")
     check(args.target is None or args.target.strip() != "", "--target is empty")
     if args.csv is not None:
-        import numpy as np
-
         check(args.csv.is_file(), f"--csv: no such file {str(args.csv)!r}")
-        with open(args.csv) as f:
-            header = f.readline().strip().split(",")
-        try:
-            table = np.genfromtxt(args.csv, delimiter=",", skip_header=1, dtype=float)
-        except ValueError as e:
-            raise UsageError(f"--csv {args.csv}: {e}") from None
-        table = np.atleast_2d(table)
-        check(
-            table.shape[1] == len(header) and len(header) >= 2,
-            f"--csv {args.csv}: need a header and at least 2 numeric columns",
+        check(args.rows is None or args.rows >= 2, f"--rows must be at least 2, got {args.rows}")
+        series = read_csv(
+            args.csv,
+            target=_names(args.target, "--target"),
+            inputs=_names(args.inputs, "--inputs"),
+            lags=_lags(args.lags, "--lags"),
+            target_lags=_lags(args.target_lags, "--target-lags"),
+            scale=args.scale,
+            n_rows=args.rows,
         )
-        targets = [header[-1]] if args.target is None else args.target.split(",")
-        for t in targets:
-            check(t in header, f"--target {t!r} is not a column of {args.csv} ({header})")
-        ti = [header.index(t) for t in targets]
-        xi = [i for i in range(len(header)) if i not in ti] or ti
-        return Dataset(name=args.csv.stem, x=table[:, xi], y=table[:, ti])
+        targets, inputs = series.columns
+        notes = [
+            f"--csv {args.csv}: target {', '.join(targets)}; inputs "
+            + (f"{', '.join(inputs)} at lags {args.lags}" if inputs else "none")
+            + f"; target lags {args.target_lags}; scale {args.scale}; {series.dataset.n_rows} rows"
+            + ("" if args.rows is None else f" (--rows {args.rows})"),
+            *series.notes,
+        ]
+        return series.dataset, notes, series.index
     check(
         args.dataset in DATASETS,
         f"unknown dataset {args.dataset!r}; choose one of: {', '.join(sorted(DATASETS))}",
     )
-    return load_dataset(args.dataset, data_dir=getattr(args, "data_dir", None))
+    data = load_dataset(args.dataset, data_dir=getattr(args, "data_dir", None))
+    return data, [], None
+
+
+def preset_name(args) -> str:
+    """The data set whose presets apply: `--preset`, else `--dataset` (ecb for a --csv)."""
+    from ..data import PRESETS
+
+    name = getattr(args, "preset", None)
+    if name is None:
+        return args.dataset if args.csv is None else "ecb"
+    check(
+        name in PRESETS,
+        f"--preset {name!r}: choose one of {', '.join(sorted(PRESETS))}",
+    )
+    return name
 
 
 def hyper_parameters(args) -> dict:
-    """The data set's preset (`memoa_jax.data.preset`; ECB's for a CSV), with the values the
-    user gave in its place."""
+    """The data set's preset (`memoa_jax.data.preset`, of `--preset`; ECB's for a CSV), with
+    the values the user gave in its place."""
     from ..data import preset
 
-    hp = preset(args.dataset if args.csv is None else "ecb").as_dict()
+    hp = preset(preset_name(args)).as_dict()
     for k in hp:
         if getattr(args, k, None) is not None:
             hp[k] = getattr(args, k)
     return hp
 
 
-def build(args):
-    """Validate the arguments and build `(dataset, Simulation, hyper-parameters)`; raises
+class Built(NamedTuple):
+    """What `build(args)` makes.
+
+    Attributes:
+        data: the `Dataset`.
+        sims: the simulations to run side by side on the same data and key (merged into one
+            result): the main one, and G1 at FedMOE's settings in its own (`--g1-params
+            fedmoe`) when g1_ridge is asked for; one that would run no method is left out.
+        hp: the hyper-parameters of the game methods (preset and user values), and under
+            "g1" G1's own when they differ.
+        names: the methods in the order `--methods` gave them.
+        notes: lines about the data to show the user (a --csv's columns, dropped columns).
+        index: a --csv's date column (text per row), or None.
+    """
+
+    data: object
+    sims: tuple
+    hp: dict
+    names: tuple[str, ...]
+    notes: list[str]
+    index: tuple[str, ...] | None
+
+
+def build(args) -> Built:
+    """Validate the arguments and build the data and simulations (`Built`); raises
     UsageError."""
+    import dataclasses
+
     import jax
     import jax.numpy as jnp
 
     import memoa_jax as mj
 
+    from ..data import g1_preset
+
     apply_params_file(args)
     try:
-        data = load_data(args)
-        if args.rows is not None:
+        data, notes, index = load_data(args)
+        if args.rows is not None and args.csv is None:
             data = data.head(args.rows)
     except ValueError as e:
         raise UsageError(str(e)) from None
@@ -337,8 +531,8 @@ def build(args):
     check(args.sync_every >= 1, f"--sync-every must be at least 1, got {args.sync_every}")
     check(
         hp["window"] < data.n_rows - 1,
-        f"--window {hp['window']} is longer than the series allows ({data.n_rows} rows, "
-        f"{data.n_rows - 1} prediction steps)",
+        f"--window {hp['window']} needs more than {hp['window']} prediction steps; the "
+        f"series has {data.n_rows} rows ({data.n_rows - 1} prediction steps)",
     )
     check(
         args.batch_size is None or args.batch_size >= 1,
@@ -355,18 +549,28 @@ def build(args):
             f"unknown method {m!r}; choose from {', '.join(METHOD_NAMES + OGD_NAMES)}",
         )
     check(bool(names), "--methods is empty")
+    check(len(set(names)) == len(names), f"--methods {args.methods!r}: a method is repeated")
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     dtype = jnp.float64 if args.dtype == "float64" else jnp.float32
     bound = float(abs(data.y).max()) or 1.0
-    try:
-        cost = mj.CostParams(q=args.q, lam=args.lam, gamma=hp["gamma"], alpha=hp["alpha"])
-        enc = mj.RFNEncoder(d=data.d, d_x=data.d_x, p=hp["features"], sigma=hp["sigma"])
+    g1_own = getattr(args, "g1_params", "game") == "fedmoe" and "g1_ridge" in names
+    reading = dict(
+        replay_base=getattr(args, "replay_base", "replay_end"),
+        replay_control=getattr(args, "replay_control", "replay"),
+        moments=getattr(args, "moments", "population"),
+    )
+
+    def encoder(features, sigma):
+        size = dict(d=data.d, d_x=data.d_x, p=features, sigma=sigma)
         if getattr(args, "encoder", "rfn") == "esn":
             check(args.mc_samples >= 1, f"--mc-samples must be at least 1, got {args.mc_samples}")
-            enc = mj.ESNEncoder(
-                d=data.d, d_x=data.d_x, p=hp["features"], sigma=hp["sigma"], n_mc=args.mc_samples
-            )
+            return mj.ESNEncoder(**size, n_mc=args.mc_samples)
+        return mj.RFNEncoder(**size)
+
+    try:
+        cost = mj.CostParams(q=args.q, lam=args.lam, gamma=hp["gamma"], alpha=hp["alpha"])
+        enc = encoder(hp["features"], hp["sigma"])
         if args.server == "ridge":
             server = mj.RidgeMixture(kappa=args.kappa, eta=args.eta)
         else:
@@ -379,24 +583,44 @@ def build(args):
             sync_every=args.sync_every,
             mean_field=args.mean_field,
         )
+        methods = tuple(
+            dataclasses.replace(m, **reading) if isinstance(m, mj.MeanFieldGame) else m
+            for m in methods
+        )
         methods += tuple(
             mj.OnlineGradient(cost, optimizer=n[4:], learning_rate=args.ogd_lr, name=n)
             for n in OGD_NAMES
         )
-        methods = tuple(m for m in methods if m.name in names)
-        sim = mj.Simulation(
+        by_name = {m.name: m for m in methods}
+        common = dict(
             n_agents=args.n_agents,
-            encoder=enc,
-            methods=methods,
             server=server,
             cost=cost,
             homogeneity=args.homogeneity,
             batch_size=args.batch_size,
             dtype=dtype,
         )
+        main_names = [n for n in names if not (g1_own and n == "g1_ridge")]
+        sims = []
+        if main_names:
+            sims.append(
+                mj.Simulation(encoder=enc, methods=tuple(by_name[n] for n in main_names), **common)
+            )
+        if g1_own:
+            g1 = g1_preset(preset_name(args))
+            g1_cost = mj.CostParams(q=args.q, lam=args.lam, gamma=g1.gamma, alpha=g1.alpha)
+            sims.append(
+                mj.Simulation(
+                    encoder=encoder(g1.features, g1.sigma),
+                    # the realized cost is measured with the game's weights, like the others'
+                    methods=(mj.LocalRidge(g1_cost, ridge_window=g1.ridge_window),),
+                    **common,
+                )
+            )
+            hp = dict(hp, g1=dict(g1.as_dict(), source=g1.source))
     except ValueError as e:
         raise UsageError(str(e)) from None
-    return data, sim, hp
+    return Built(data, tuple(sims), hp, tuple(names), notes, index)
 
 
 PARAMS_FILE_KEYS = {"lam": "lam", "gamma": "gamma", "alpha": "alpha", "kappa": "kappa"}

@@ -96,6 +96,16 @@ def _config(args, hp) -> dict:
         cfg.update(encoder=args.encoder, mc_samples=args.mc_samples)
     if "ogd_" in args.methods:
         cfg["ogd_lr"] = args.ogd_lr
+    if args.csv is not None:
+        cfg.update(inputs=args.inputs, lags=args.lags, target_lags=args.target_lags)
+        cfg.update(scale=args.scale, preset=args.preset)
+    for k, default in (
+        ("replay_base", "replay_end"),
+        ("replay_control", "replay"),
+        ("moments", "population"),
+    ):
+        if getattr(args, k) != default:
+            cfg[k] = getattr(args, k)
     return {**cfg, **hp}
 
 
@@ -140,7 +150,8 @@ def main(args) -> int:
     sizes = parse_sizes(args.sizes)
     check(args.pad_below >= 0, f"--pad-below must be >= 0, got {args.pad_below}")
     args.n_agents = max(sizes)
-    data, sim, hp = build(args)
+    built = build(args)
+    data, sims, hp = built.data, built.sims, built.hp
     mesh = agent_mesh(args)
     config = _config(args, hp)
     if args.out is None:
@@ -155,12 +166,12 @@ def main(args) -> int:
     n_steps = data.n_rows - 1
     print(
         f"memoa sweep: {data.name}, N in {sizes}, {args.seeds} seed(s), "
-        f"{len(sim.methods)} methods, {args.dtype}, {jax.devices()[0].platform}"
+        f"{len(built.names)} methods, {args.dtype}, {jax.devices()[0].platform}"
         + (f" x{mesh.size}" if mesh else "")
         + f"; {len(done)} point(s) already in {path}, {len(todo)} to run"
     )
     x, y = jnp.asarray(data.x), jnp.asarray(data.y)
-    work = sum(slots_for(n, args.pad_below) for n, _ in todo) * n_steps
+    work = sum(slots_for(n, args.pad_below) for n, _ in todo) * n_steps * len(sims)
     bar = tqdm(
         total=work,
         unit="agent-step",
@@ -174,24 +185,41 @@ def main(args) -> int:
     for n, seed in todo:
         slots = slots_for(n, args.pad_below)
         padded = slots != n
-        one = dataclasses.replace(sim, n_agents=slots)
         n_active = jnp.asarray(n, jnp.int32) if padded else None
         call = dict(progress=progress, mesh=mesh, n_active=n_active)
         bar.set_description(f"N={n:,} seed {seed}")
-        compile_s = 0.0
-        if slots not in compiled:
-            bar.set_description(f"N={n:,}: compiling")
+        compile_s, run_s, xla_bytes, summary = 0.0, 0.0, 0, {}
+        for i, sim in enumerate(sims):  # the main simulation, and G1's own (--g1-params)
+            one = dataclasses.replace(sim, n_agents=slots)
+            if (i, slots) not in compiled:
+                bar.set_description(f"N={n:,}: compiling")
+                t0 = time.perf_counter()
+                exe = eqx.filter_jit(mj.simulate).lower(one, x, y, key=jax.random.key(0), **call)
+                compiled[i, slots] = exe.compile()
+                compile_s += time.perf_counter() - t0
+                compiles += 1
+                bar.set_description(f"N={n:,} seed {seed}")
+            progress.slots = slots
             t0 = time.perf_counter()
-            exe = eqx.filter_jit(mj.simulate).lower(one, x, y, key=jax.random.key(0), **call)
-            compiled[slots] = exe.compile()
-            compile_s = time.perf_counter() - t0
-            compiles += 1
-            bar.set_description(f"N={n:,} seed {seed}")
-        progress.slots = slots
-        t0 = time.perf_counter()
-        res = jax.block_until_ready(compiled[slots](one, x, y, key=jax.random.key(seed), **call))
-        run_s = time.perf_counter() - t0
-        mem = compiled[slots].compiled.memory_analysis()
+            res = jax.block_until_ready(
+                compiled[i, slots](one, x, y, key=jax.random.key(seed), **call)
+            )
+            run_s += time.perf_counter() - t0
+            mem = compiled[i, slots].compiled.memory_analysis()
+            if mem is None:
+                xla_bytes = None
+            elif xla_bytes is not None:
+                xla_bytes = max(
+                    xla_bytes,
+                    int(
+                        mem.argument_size_in_bytes
+                        + mem.output_size_in_bytes
+                        + mem.temp_size_in_bytes
+                    ),
+                )
+            for m, s in res.ordered():
+                summary[m] = {f: float(v) for f, v in s._asdict().items()}
+        summary = {m: summary[m] for m in built.names}
         record = dict(
             n_agents=n,
             seed=seed,
@@ -201,16 +229,10 @@ def main(args) -> int:
             run_s=run_s,
             agent_steps_per_s=n * n_steps / run_s,
             peak_rss_bytes=_peak_rss_bytes(),
-            xla_bytes=None
-            if mem is None
-            else int(
-                mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
-            ),
+            xla_bytes=xla_bytes,
             device=str(jax.devices()[0]),
             n_devices=mesh.size if mesh else 1,
-            summary={
-                m: {f: float(v) for f, v in s._asdict().items()} for m, s in res.summary.items()
-            },
+            summary=summary,
             config=config,
         )
         records.append(record)
@@ -221,7 +243,14 @@ def main(args) -> int:
     if jax.process_index() != 0:
         return 0
     _print_table(records, sizes, seeds)
-    print(f"\ncompilations: {compiles} for {len({n for n, _ in todo})} new size(s)")
+    print(
+        f"\ncompilations: {compiles} for {len({n for n, _ in todo})} new size(s)"
+        + (
+            f" ({len(sims)} simulations per size: G1 runs in its own, --g1-params fedmoe)"
+            if len(sims) > 1
+            else ""
+        )
+    )
     if records:
         from .._sweep_plots import plot_sweep
 

@@ -119,8 +119,10 @@ def main(args) -> int:
 
     import memoa_jax as mj
 
-    data, sim, hp = build(args)
-    check(len(sim.methods) == 1, f"--methods: tune one method at a time, got {args.methods!r}")
+    built = build(args)
+    data, hp = built.data, built.hp
+    check(len(built.names) == 1, f"--methods: tune one method at a time, got {args.methods!r}")
+    (sim,) = built.sims
     check(args.steps >= 0, f"--steps must be >= 0, got {args.steps}")
     check_finite(args, "lr", "temperature", "train_frac")
     check(args.lr > 0, f"--lr must be positive, got {args.lr}")

@@ -1,6 +1,7 @@
 """Data sets (spec §10): synthetic FedMOE series, the embedded ECB default, and the real
 Bank of Canada and ETTh1 series read from a data folder (`_files.data_dir`), each data set's
-default hyper-parameters (`preset`), and the one atomic file writer (`write_atomic`).
+default hyper-parameters (`preset`; G1's own: `g1_preset`), a reader of a user's CSV
+(`read_csv`), and the one atomic file writer (`write_atomic`).
 
 `Dataset` rows follow spec §2: `x[t]` is public at time `t`, and at time `t` agents predict
 `y[t + 1]`. The registry `DATASETS` maps each name to a zero-argument factory;
@@ -12,6 +13,9 @@ from collections.abc import Callable
 
 from ._boc import boc as boc
 from ._boc import boc_val as boc_val
+from ._csv import SCALES as SCALES
+from ._csv import CsvSeries as CsvSeries
+from ._csv import read_csv as read_csv
 from ._dataset import Dataset as Dataset
 from ._ecb import ECB_CREDIT as ECB_CREDIT
 from ._ecb import ecb as ecb
@@ -19,8 +23,12 @@ from ._ett import ett as ett
 from ._ett import ett_val as ett_val
 from ._files import DataFileError as DataFileError
 from ._files import data_dir as data_dir
+from ._presets import G1_PRESETS as G1_PRESETS
+from ._presets import NO_FEDMOE_RECIPE as NO_FEDMOE_RECIPE
 from ._presets import PRESETS as PRESETS
+from ._presets import G1Preset as G1Preset
 from ._presets import Preset as Preset
+from ._presets import g1_preset as g1_preset
 from ._presets import preset as preset
 from ._synthetic import concept as concept
 from ._synthetic import concept_drift as concept_drift
@@ -78,9 +86,14 @@ def load_dataset(name: str, n_rows: int | None = None, *, data_dir=None) -> Data
 
 __all__ = [
     "DATASETS",
+    "SCALES",
+    "CsvSeries",
     "DataFileError",
     "ECB_CREDIT",
     "FILE_DATASETS",
+    "G1_PRESETS",
+    "G1Preset",
+    "NO_FEDMOE_RECIPE",
     "PRESETS",
     "Dataset",
     "Preset",
@@ -92,9 +105,11 @@ __all__ = [
     "ecb",
     "ett",
     "ett_val",
+    "g1_preset",
     "load_dataset",
     "logistic",
     "periodic",
     "preset",
+    "read_csv",
     "write_atomic",
 ]
