@@ -18,6 +18,7 @@ from ._encoders import RFNParams as RFNParams
 from ._fedmoe_game import FedmoeGameResult as FedmoeGameResult
 from ._fedmoe_game import FedmoeGameSolution as FedmoeGameSolution
 from ._fedmoe_game import fedmoe_game_on_features as fedmoe_game_on_features
+from ._fedmoe_game import fedmoe_game_summary as fedmoe_game_summary
 from ._fedmoe_game import replay_fedmoe_game as replay_fedmoe_game
 from ._fedmoe_game import simulate_fedmoe_game as simulate_fedmoe_game
 from ._fedmoe_game import solve_fedmoe_game as solve_fedmoe_game

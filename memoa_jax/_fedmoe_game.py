@@ -58,8 +58,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._agents import Population
 from ._custom_types import Array, ArrayLike, Float, PRNGKeyArray
 from ._encoders import AbstractEncoder, RFNEncoder
+from ._metrics import StepStats, Summary, persistence_rmse, summarize
 from ._mixture import ridge_weights
 from ._moments import rfn_moments
 
@@ -585,3 +587,30 @@ def _run(Z, M, S, y, gamma, alpha, kappa, eta, compat, *, window, ridge_window):
         weights=weights,
         frozen=frozen,
     )
+
+
+def fedmoe_game_summary(
+    result: FedmoeGameResult, y: Float[ArrayLike, "time d"]
+) -> tuple[Summary, StepStats]:
+    """`simulate_fedmoe_game`'s result as the simulator's `Summary` and `StepStats`, so that
+    it sits beside the other methods in a table: the same RMSE summaries, frozen share,
+    worst mover and diverged count. Its realized costs (`worst_cost`, `mean_cost`) are NaN:
+    FedMOE's clients pay the server's mixture error, not the simulator's cost."""
+    y = jnp.asarray(y)
+    err = y[1:, None, :] - result.agent_pred  # (T, N, d)
+    sq = jnp.sum(err**2, axis=-1)
+    mean_pred = jnp.mean(result.agent_pred, axis=1)
+    steps = StepStats(
+        mse=jnp.mean(sq, axis=1),
+        worst_se=jnp.max(sq, axis=1),
+        server_se=jnp.sum((y[1:] - result.server_pred) ** 2, axis=-1),
+        mean_field_se=jnp.sum((y[1:] - mean_pred) ** 2, axis=-1),
+        server_pred=result.server_pred,
+        agent_pred=result.agent_pred[:, 0],
+    )
+    n = result.agent_rmse.shape[0]
+    nan = jnp.full((n,), jnp.nan, result.agent_rmse.dtype)
+    summary = summarize(
+        result.agent_rmse, nan, ~result.frozen, steps, Population(n), persistence_rmse(y, 1)
+    )
+    return summary, steps

@@ -183,3 +183,43 @@ def test_failed_runtime_check_is_reported_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is singular at window step" in err[0], err
     assert not out.exists()
+
+
+def test_fedmoe_game_runs_beside_the_others(tmp_path, capsys):
+    """`--methods ...,fedmoe_game`: FedMOE's own game on the same data and key, its numbers
+    those of `simulate_fedmoe_game` itself; refused where it cannot run."""
+    import jax
+    import jax.numpy as jnp
+
+    import memoa_jax as mj
+    from memoa_jax.data import load_dataset, preset
+
+    rec, _ = _run(tmp_path, "--seeds", "1", "--methods", "memoa,fedmoe_game", "--fedmoe-compat")
+    assert list(rec["summary"]) == ["memoa", "fedmoe_game"]
+    hp = preset("periodic")
+    data = load_dataset("periodic").head(30)
+    direct = mj.simulate_fedmoe_game(
+        mj.RFNEncoder(d=data.d, d_x=data.d_x, p=hp.features, sigma=hp.sigma),
+        jnp.asarray(data.x),
+        jnp.asarray(data.y),
+        key=jax.random.key(0),
+        n_agents=4,
+        gamma=hp.gamma,
+        alpha=hp.alpha,
+        window=hp.window,
+        ridge_window=hp.ridge_window,
+        fedmoe_compat=True,
+    )
+    got = rec["summary"]["fedmoe_game"]
+    assert got["server_rmse"]["mean"] == pytest.approx(float(direct.server_rmse), rel=1e-12)
+    assert got["worst_rmse"]["mean"] == pytest.approx(float(direct.worst_rmse), rel=1e-12)
+    assert got["worst_cost"]["per_seed"] == [None]  # not the simulator's cost: null + reason
+    for bad, match in (
+        (["-n", "40"], "N ≤ 32"),
+        (["--fedmoe-compat"], "add it to --methods"),
+    ):
+        methods = "memoa,fedmoe_game" if "-n" in bad else "memoa"
+        capsys.readouterr()
+        assert main([*TINY, "--methods", methods, *bad, "--out", str(tmp_path / "x")]) == 2
+        assert match in capsys.readouterr().err
+        assert not (tmp_path / "x").exists()

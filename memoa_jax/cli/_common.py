@@ -17,6 +17,8 @@ from ..data import write_atomic
 
 METHOD_NAMES = ("memoa", "g1_ridge", "g2_myopic", "g3_independent", "g4_follow_mean")
 OGD_NAMES = ("ogd_sgd", "ogd_adam")  # online-gradient baselines: selectable, not run by default
+# FedMOE's own dense N-player game (`memoa_jax.simulate_fedmoe_game`): `memoa run` only
+COMPARATOR_NAMES = ("fedmoe_game",)
 RUNS = Path("runs")  # every command's default output goes under here (git-ignored)
 
 
@@ -289,7 +291,9 @@ def add_model_options(r, *, dataset: str = "ecb"):
     r.add_argument(
         "--methods",
         default=",".join(METHOD_NAMES),
-        help="comma-separated subset of " + ", ".join(METHOD_NAMES + OGD_NAMES),
+        help="comma-separated subset of "
+        + ", ".join(METHOD_NAMES + OGD_NAMES + COMPARATOR_NAMES)
+        + " (fedmoe_game: FedMOE's own dense N-player game, N ≤ 32, memoa run only)",
     )
     r.add_argument("--ogd-lr", type=float, default=0.05, help="ogd_*: agents' learning rate")
     g = r.add_argument_group(
@@ -314,6 +318,12 @@ def add_model_options(r, *, dataset: str = "ecb"):
         choices=("population", "own"),
         default="population",
         help="gains from the population's moments, or each agent's own (FedMOE's; rfn only)",
+    )
+    g.add_argument(
+        "--fedmoe-compat",
+        action="store_true",
+        help="fedmoe_game: FedMOE's recursion with its two defects (its plain reshape of the "
+        "block matrices, its value update without the discount), to regenerate its numbers",
     )
     g.add_argument(
         "--g1-params",
@@ -493,6 +503,8 @@ class Built(NamedTuple):
         names: the methods in the order `--methods` gave them.
         notes: lines about the data to show the user (a --csv's columns, dropped columns).
         index: a --csv's date column (text per row), or None.
+        fedmoe_game: keyword arguments of `memoa_jax.simulate_fedmoe_game` when fedmoe_game
+            was asked for (`memoa run`), else None.
     """
 
     data: object
@@ -501,11 +513,12 @@ class Built(NamedTuple):
     names: tuple[str, ...]
     notes: list[str]
     index: tuple[str, ...] | None
+    fedmoe_game: dict | None = None
 
 
-def build(args) -> Built:
+def build(args, *, comparators: bool = False) -> Built:
     """Validate the arguments and build the data and simulations (`Built`); raises
-    UsageError."""
+    UsageError. `comparators`: the command can run `fedmoe_game` (`memoa run`)."""
     import dataclasses
 
     import jax
@@ -543,10 +556,12 @@ def build(args) -> Built:
         f"--hedge-rate must be a finite number > 0, got {args.hedge_rate}",
     )
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    known = METHOD_NAMES + OGD_NAMES + (COMPARATOR_NAMES if comparators else ())
     for m in names:
         check(
-            m in METHOD_NAMES + OGD_NAMES,
-            f"unknown method {m!r}; choose from {', '.join(METHOD_NAMES + OGD_NAMES)}",
+            m in known,
+            f"unknown method {m!r}; choose from {', '.join(known)}"
+            + ("" if comparators or m not in COMPARATOR_NAMES else f" ({m}: memoa run only)"),
         )
     check(bool(names), "--methods is empty")
     check(len(set(names)) == len(names), f"--methods {args.methods!r}: a method is repeated")
@@ -600,7 +615,9 @@ def build(args) -> Built:
             batch_size=args.batch_size,
             dtype=dtype,
         )
-        main_names = [n for n in names if not (g1_own and n == "g1_ridge")]
+        main_names = [
+            n for n in names if not (g1_own and n == "g1_ridge") and n not in COMPARATOR_NAMES
+        ]
         sims = []
         if main_names:
             sims.append(
@@ -620,7 +637,36 @@ def build(args) -> Built:
             hp = dict(hp, g1=dict(g1.as_dict(), source=g1.source))
     except ValueError as e:
         raise UsageError(str(e)) from None
-    return Built(data, tuple(sims), hp, tuple(names), notes, index)
+    game = None
+    if "fedmoe_game" in names:
+        check(
+            1 <= args.n_agents <= 32,
+            f"fedmoe_game is FedMOE's dense N-player game: N ≤ 32, got --n-agents {args.n_agents}",
+        )
+        check(
+            isinstance(enc, mj.RFNEncoder),
+            "fedmoe_game plays with the clients' exact RFN moments: it needs --encoder rfn",
+        )
+        check(args.server == "ridge", "fedmoe_game runs FedMOE's server: it needs --server ridge")
+        check(
+            not args.fedmoe_compat or data.d == 1,
+            f"--fedmoe-compat: FedMOE's game is defined for 1-D targets, this one has d={data.d}",
+        )
+        game = dict(
+            encoder=enc,
+            n_agents=args.n_agents,
+            gamma=hp["gamma"],
+            alpha=hp["alpha"],
+            window=hp["window"],
+            ridge_window=hp["ridge_window"],
+            kappa=args.kappa,
+            eta=args.eta,
+            fedmoe_compat=bool(args.fedmoe_compat),
+            homogeneity=args.homogeneity,
+        )
+    elif getattr(args, "fedmoe_compat", False):
+        raise UsageError("--fedmoe-compat applies to fedmoe_game: add it to --methods")
+    return Built(data, tuple(sims), hp, tuple(names), notes, index, game)
 
 
 PARAMS_FILE_KEYS = {"lam": "lam", "gamma": "gamma", "alpha": "alpha", "kappa": "kappa"}

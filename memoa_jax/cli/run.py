@@ -62,9 +62,9 @@ def main(args) -> int:
     import memoa_jax as mj
 
     wall0 = time.perf_counter()
-    built = build(args)
+    built = build(args, comparators=True)
     data, sims, hp, names = built.data, built.sims, built.hp, built.names
-    n_agents = sims[0].n_agents
+    n_agents = args.n_agents
     mesh = agent_mesh(args)
     out = args.out
     if out is None:
@@ -72,7 +72,7 @@ def main(args) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"output folder {str(out)!r} exists and is not empty")
     n_steps = data.n_rows - 1
-    homogeneity = sims[0].homogeneity
+    homogeneity = args.homogeneity
     print(
         f"memoa run: {data.name} ({data.n_rows} rows, d_x={data.d_x}, d={data.d}), "
         f"N={n_agents:,}, {homogeneity}, {args.server} server, {args.dtype}, "
@@ -112,7 +112,8 @@ def main(args) -> int:
     print(f"  compilation cache: {cache if cache else 'off'}")
 
     x, y = jax.numpy.asarray(data.x), jax.numpy.asarray(data.y)
-    total = n_steps * len(sims) * args.seeds
+    game = built.fedmoe_game
+    total = n_steps * (len(sims) + (game is not None)) * args.seeds
     bar = tqdm(total=total, unit="step", disable=args.no_progress, leave=False, file=sys.stderr)
     # The bar advances by whole runs: a per-step host callback inside the compiled loop
     # would keep JAX from writing the program to the persistent compilation cache.
@@ -148,6 +149,7 @@ def main(args) -> int:
     # RUN: every seed, every simulation on the same data and key; results merged
     results = {n: [] for n in names}
     run_s = [[] for _ in sims]
+    game_s = []  # fedmoe_game: seconds per seed (its first includes its compilation)
     checked = [not fast] * len(sims)
     for s in range(args.seed, args.seed + args.seeds):
         for i, sim in enumerate(sims):
@@ -187,9 +189,20 @@ def main(args) -> int:
             for name, summary in res.ordered():
                 steps = {f: np.asarray(v) for f, v in res.steps[name]._asdict().items()}
                 results[name].append((summary, steps))
+        if game is not None:  # FedMOE's own game: same data, key and draws
+            bar.set_description(f"seed {s}: fedmoe_game")
+            t0 = time.perf_counter()
+            with np.errstate(all="ignore"):
+                played = mj.simulate_fedmoe_game(**game, x=x, y=y, key=jax.random.key(s))
+                summary, st = mj.fedmoe_game_summary(played, y)
+            game_s.append(time.perf_counter() - t0)
+            bar.update(n_steps)
+            results["fedmoe_game"].append(
+                (summary, {f: np.asarray(v) for f, v in st._asdict().items()})
+            )
     bar.close()
 
-    persistence = _persistence(mj, y, sims, hp)
+    persistence = _persistence(mj, y, sims, hp, game is not None)
     summary, steps = {}, {}
     with np.errstate(all="ignore"):  # diverged methods: inf and NaN are reported, not warned
         for name in names:
@@ -208,6 +221,17 @@ def main(args) -> int:
         )
         for sim, c, tr, r, ch in zip(sims, compile_s, trace_s, run_s, checked)
     ]
+    if game is not None:
+        timing.append(
+            dict(
+                methods=["fedmoe_game"],
+                compile_s=game_s[0] - (min(game_s[1:]) if len(game_s) > 1 else 0.0),
+                trace_s=None,
+                compiled_again_with_checks=False,
+                run_s_per_seed=game_s,
+                agent_steps_per_s=n_agents * n_steps / float(np.min(game_s)),
+            )
+        )
     wall_s = time.perf_counter() - wall0
 
     if jax.process_index() == 0:  # multi-host: one process reports
@@ -279,17 +303,17 @@ def _finite(res) -> bool:
     )
 
 
-def _persistence(mj, y, sims, hp) -> dict:
+def _persistence(mj, y, sims, hp, fedmoe_game: bool) -> dict:
     """Per method: the lag-1 persistence RMSE, and the lag-(T+1) one (what a frozen agent
     predicts after a hindsight replay of T steps; T = the method's window, else the game's)."""
     lag1 = float(mj.persistence_rmse(y, 1))
-    out = {}
-    for sim in sims:
-        for m in sim.methods:
-            window = getattr(m, "window", hp["window"])
-            lag = window + 1
-            out[m.name] = dict(lag_1=lag1, lag_T1=float(mj.persistence_rmse(y, lag)), T1=lag)
-    return out
+    windows = {m.name: getattr(m, "window", hp["window"]) for sim in sims for m in sim.methods}
+    if fedmoe_game:
+        windows["fedmoe_game"] = hp["window"]
+    return {
+        name: dict(lag_1=lag1, lag_T1=float(mj.persistence_rmse(y, w + 1)), T1=w + 1)
+        for name, w in windows.items()
+    }
 
 
 def _aggregate(per_seed, persistence) -> dict:
@@ -373,9 +397,9 @@ def _print_summary(summary, n_agents, n_steps, seeds, timing, wall_s):
         print(
             f"{' + '.join(t['methods'])}: compiled "
             + ("twice (again with checks on)" if t["compiled_again_with_checks"] else "once")
-            + f" in {t['compile_s']:.1f} s (tracing "
-            f"{t['trace_s']:.1f} s); "
-            f"run {runs} s per seed ({t['agent_steps_per_s']:.3g} agent-steps/s)"
+            + f" in {t['compile_s']:.1f} s"
+            + (f" (tracing {t['trace_s']:.1f} s)" if t["trace_s"] is not None else " (estimated)")
+            + f"; run {runs} s per seed ({t['agent_steps_per_s']:.3g} agent-steps/s)"
         )
     compile_total = sum(t["compile_s"] for t in timing)
     print(f"wall time {wall_s:.1f} s, of which compilation {compile_total:.1f} s")
