@@ -219,6 +219,28 @@ def complete(record: Path, cfg: dict, *outputs: Path) -> bool:
     return done is not None and done.get("config") == cfg and all(o.exists() for o in outputs)
 
 
+def cells(out: Path, name: str, cfg: dict, compute, n_seeds, progress) -> dict:
+    """Every `(data set, N)` cell of an experiment: `compute(data set, N)`, each kept in
+    `<out>/<name>_cells/<data set>-N<N>.json` with the configuration (any subset's: the
+    data sets are left out of it), so an interrupted run resumes cell by cell. `n_seeds(N)`
+    is the progress a cell stands for."""
+    out_cells = {}
+    cell_cfg = {k: v for k, v in cfg.items() if k != "datasets"}
+    for dataset in cfg["datasets"]:
+        for n in cfg["sizes"]:
+            path = out / f"{name}_cells" / f"{dataset}-N{n}.json"
+            done = read_json(path)
+            if done is not None and done.get("config") == cell_cfg:
+                out_cells[(dataset, n)] = done
+                progress.update(n_seeds(n))
+                continue
+            cell = compute(dataset, n)
+            cell["config"] = cell_cfg
+            write_json(path, cell)
+            out_cells[(dataset, n)] = cell
+    return out_cells
+
+
 def environment() -> dict:
     return dict(jax=jax.__version__, device=str(jax.devices()[0]), dtype="float64")
 

@@ -148,20 +148,8 @@ def run(out: Path, *, quick: bool, progress, datasets=None, rows=None):
     if C.complete(js, cfg, md):
         progress.update(units(quick, datasets, rows))
         return []
-    cells = {}
-    cell_cfg = {k: v for k, v in cfg.items() if k != "datasets"}
-    for name in cfg["datasets"]:
-        for n in cfg["sizes"]:
-            path = out / f"{NAME}_cells" / f"{name}-N{n}.json"
-            done = C.read_json(path)
-            if done is not None and done.get("config") == cell_cfg:
-                cells[(name, n)] = done
-                progress.update(len(cfg["seeds"][str(n)]))
-                continue
-            cell = _cell(name, n, cfg, progress)
-            cell["config"] = cell_cfg
-            C.write_json(path, cell)
-            cells[(name, n)] = cell
+    compute = lambda name, n: _cell(name, n, cfg, progress)  # noqa: E731
+    cells = C.cells(out, NAME, cfg, compute, lambda n: len(cfg["seeds"][str(n)]), progress)
     keys = [(name, n) for name in cfg["datasets"] for n in cfg["sizes"]]
     rec = dict(
         config=cfg,
