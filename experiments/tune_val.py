@@ -44,11 +44,14 @@ def units(quick: bool, datasets=None, rows=None) -> int:
 
 
 def _memoa_sim(dataset, n, window, lam, *, baselines=False):
-    sim, hp = C.simulation(dataset, n, lam=C.jnp.asarray(C.LAM))  # baselines: untuned λ
+    """MEMOA at (T, λ), and with `baselines` the untuned others (λ = 0.5; G1 at FedMOE's
+    settings in its own simulation): a tuple of simulations for `C.RUNNER`."""
+    (main, *others), hp = C.simulation(dataset, n, lam=C.jnp.asarray(C.LAM))
     cost = mj.CostParams(q=C.Q, lam=C.jnp.asarray(lam), gamma=hp["gamma"], alpha=hp["alpha"])
     memoa = mj.MeanFieldGame(cost, window=window, ridge_window=hp["ridge_window"], name="memoa")
-    methods = (memoa,) + (tuple(m for m in sim.methods if m.name != "memoa") if baselines else ())
-    return eqx.tree_at(lambda s: s.methods, sim, methods), hp
+    methods = (memoa,) + (tuple(m for m in main.methods if m.name != "memoa") if baselines else ())
+    main = eqx.tree_at(lambda s: s.methods, main, methods)
+    return ((main, *others) if baselines else (main,)), hp
 
 
 def _runs(sim, dataset, n, cfg, progress):
