@@ -51,6 +51,7 @@ def test_bench_bad_input(tmp_path, capsys, args, match):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow  # the default run stays under 10 min on 2 cores; run with -m slow
 def test_bench_float32_in_a_fresh_process(tmp_path):
     """float32 runs without `jax_enable_x64` (the test session enables it), NumPy beside it."""
     import subprocess

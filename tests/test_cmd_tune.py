@@ -9,6 +9,7 @@ from memoa_jax.cli import main
 TINY = ["--dataset", "logistic", "--rows", "30", "-n", "4", "--no-progress"]
 
 
+@pytest.mark.slow  # the default run stays under 10 min on 2 cores; run with -m slow
 def test_tune_online_gradient_round_trip(tmp_path, capsys):
     """Tune the ogd_sgd learning rate (a cheap loop); `run --params` uses the tuned value."""
     out = tmp_path / "tune_ogd"

@@ -54,6 +54,7 @@ def _check_monte_carlo_rows(rec):
             assert lo - 2 * (hi - lo) <= exact <= hi + 2 * (hi - lo)
 
 
+@pytest.mark.slow  # the default run stays under 10 min on 2 cores; run with -m slow
 def test_monte_carlo_through_the_cli(tmp_path):
     out = tmp_path / "mc"
     args = [

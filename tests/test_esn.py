@@ -112,6 +112,7 @@ def test_esn_run_is_finite_and_deterministic(homogeneity):
     assert jax.tree.all(jax.tree.map(lambda u, v: bool(jnp.all(u == v)), a.steps, b.steps))
 
 
+@pytest.mark.slow  # the default run stays under 10 min on 2 cores; run with -m slow
 def test_cli_encoder_esn(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["run", "--encoder", "esn", "--dataset", "periodic", "--rows", "20", "-n", "4"]

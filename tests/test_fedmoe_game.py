@@ -337,7 +337,7 @@ def np_server_fit(Z, M, S, y, N, gamma, alpha, T, Tc, kappa, eta, compat):
     return np.stack(preds), np.stack(server)
 
 
-@pytest.mark.parametrize("compat", [False, True])
+@pytest.mark.parametrize("compat", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_driver_is_fedmoe_server_fit(compat):
     rng = np.random.default_rng(2)
     n_rows, d_x, N, p, T, Tc = 14, 3, 3, 2, 3, 2

@@ -32,14 +32,14 @@ def logistic():
 
 def test_jit_equals_no_jit(logistic, getkey):
     sim, key = _sim(n_agents=3), getkey()
-    x, y = (a[:9] for a in logistic)
+    x, y = (a[:6] for a in logistic)  # two sync steps after the warm-up: eager is slow
     jitted = eqx.filter_jit(mj.simulate)(sim, x, y, key=key)
     with jax.disable_jit():  # scan runs as a Python loop over time, op by op
         eager = mj.simulate(sim, x, y, key=key)
     assert tree_allclose(jitted, eager, rtol=1e-10)
 
 
-@pytest.mark.parametrize("homogeneity", ["h1", "h2"])
+@pytest.mark.parametrize("homogeneity", [pytest.param("h1", marks=pytest.mark.slow), "h2"])
 def test_chunked_equals_unchunked(logistic, getkey, homogeneity):
     key = getkey()
     run = eqx.filter_jit(mj.simulate)
@@ -76,8 +76,10 @@ def test_agents_are_a_prefix_of_a_larger_population(logistic, getkey):
 
 @pytest.mark.parametrize(
     "homogeneity, server",
-    [("h2", mj.RidgeMixture(kappa=0.7)), ("h1", mj.HedgeMixture(rate=2.0))],
-    ids=["h2-ridge", "h1-hedge"],
+    [
+        pytest.param("h2", mj.RidgeMixture(kappa=0.7), id="h2-ridge"),
+        pytest.param("h1", mj.HedgeMixture(rate=2.0), id="h1-hedge", marks=pytest.mark.slow),
+    ],
 )
 def test_padded_population_equals_exact_size(logistic, getkey, homogeneity, server):
     """`n_active` agents in a larger compiled population: padding slots are invisible to every

@@ -52,8 +52,10 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.parametrize(
     "homogeneity, n, batch_size",
-    [("h2", 1002, "none"), ("h1", 64, "none")],
-    ids=["h2-uneven", "h1"],
+    [
+        pytest.param("h2", 1002, "none", id="h2-uneven"),
+        pytest.param("h1", 64, "none", id="h1", marks=pytest.mark.slow),
+    ],
 )
 def test_sharded_run_equals_single_device(homogeneity, n, batch_size):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
