@@ -44,6 +44,7 @@ def test_features_follow_the_reservoir_equation(getkey):
     assert not np.allclose(enc.features(params, x, w, 0 * prev), z)
 
 
+@pytest.mark.slow  # the default run stays under 10 min on 2 cores; run with -m slow
 def test_population_form_is_per_agent_form(getkey):
     """With a trailing agent axis (per-agent or shared parameters), agent i's features and
     moments are those of agent i alone."""

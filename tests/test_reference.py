@@ -68,7 +68,7 @@ def _cost(**kw):
     return mj.CostParams(**{**base, **kw})
 
 
-def _extra_methods(cost, terminal):
+def _extra_methods(cost, terminal, readings=True):
     return (
         mj.MeanFieldGame(terminal, window=4, name="game_w4_terminal"),
         mj.MeanFieldGame(cost, window=3, sync_every=2, mean_field="flow", name="game_flow_sync2"),
@@ -77,7 +77,7 @@ def _extra_methods(cost, terminal):
         ),
         mj.FollowTheMean(cost, increment=False, name="g4_no_increment"),
         mj.LocalRidge(cost, ridge_window=4, name="g1_ridge_w4"),
-        *_readings(cost),
+        *(_readings(cost) if readings else ()),
     )
 
 
@@ -115,7 +115,7 @@ def _case(name):
         enc = mj.RFNEncoder(d=2, d_x=3, p=2, sigma=jnp.array([0.2, 0.5]))
         methods = mj.default_methods(
             cost, window=4, ridge_window=2, sync_every=2, mean_field="flow"
-        ) + _extra_methods(cost, terminal)
+        ) + _extra_methods(cost, terminal, readings=False)
         # a ring longer than STATIC_SLOTS_UP_TO: every method reads it at traced slots
         methods += (mj.LocalRidge(cost, ridge_window=9, name="g1_ridge_w9"),)
         sim = mj.Simulation(7, enc, methods, mj.HedgeMixture(rate=0.5), yard, "h1")
@@ -126,6 +126,9 @@ def _case(name):
         methods = mj.default_methods(cost) + (
             mj.MeanFieldGame(terminal, window=4, name="game_w4_terminal"),
             mj.MeanFieldGame(terminal, window=3, moments="own", name="own_moments_terminal"),
+            mj.MeanFieldGame(
+                cost, window=3, replay_base="own", replay_control="gains", name="own_gains_d2"
+            ),
         )
         sim = mj.Simulation(1, enc, methods, mj.RidgeMixture(), yard, "h2")
     elif name == "h2_hedge_d1_p2_n7":
