@@ -101,9 +101,10 @@ def test_reproduce_bad_input(tmp_path, capsys, monkeypatch, args, match):
 
 
 @pytest.mark.slow
-def test_reproduce_quick_under_five_minutes(tmp_path):
-    import time
-
-    t0 = time.perf_counter()
-    assert main(["reproduce", "--quick", "--no-progress", "--out", str(tmp_path / "q")]) == 0
-    assert time.perf_counter() - t0 < 300
+def test_reproduce_quick_runs_every_experiment(tmp_path):
+    """Every experiment script, the readings table included, runs end to end (its speed is
+    not a test's business: `memoa reproduce` prints its time)."""
+    out = tmp_path / "q"
+    assert main(["reproduce", "--quick", "--no-progress", "--out", str(out)]) == 0
+    for name in ("main_table.md", "readings.md", "tune_val.md", "esn_table.md"):
+        assert (out / name).is_file(), name
