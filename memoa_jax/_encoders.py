@@ -21,6 +21,7 @@ import jax.random as jr
 import numpy as np
 
 from ._custom_types import Array, Float, PRNGKeyArray, UInt32
+from ._kernels import Kernels
 from ._moments import rfn_moment_parts, rfn_moments
 from ._random import agent_normals
 
@@ -69,10 +70,13 @@ class AbstractEncoder(eqx.Module):
         sigma = jnp.broadcast_to(jnp.asarray(self.sigma, dtype), (self.d,))
         return sigma.reshape((self.d,) + (1,) * (ndim - 1))
 
-    def noise(self, key: UInt32[Array, " 2 *n"], t) -> Float[Array, " p *n"]:
+    def noise(
+        self, key: UInt32[Array, " 2 *n"], t, kernels: Kernels = Kernels()
+    ) -> Float[Array, " p *n"]:
         """The step noise `w_t ~ N(0, I_p)` (float32) of one agent, from its two-word noise
-        key, or of many, from keys with a trailing agent axis."""
-        return agent_normals(key, t, self.p)
+        key, or of many, from keys with a trailing agent axis (`kernels.threefry`: how the
+        counter-based hash is computed; the same bits either way)."""
+        return agent_normals(key, t, self.p, threefry=kernels.threefry)
 
     @abc.abstractmethod
     def init(self, key: PRNGKeyArray, dtype=float) -> eqx.Module:
@@ -98,11 +102,13 @@ class AbstractEncoder(eqx.Module):
         prev: Float[Array, "d p *n"] | None = None,
         key: UInt32[Array, " 2 *n"] | None = None,
         t=None,
+        kernels: Kernels = Kernels(),
     ) -> tuple[Float[Array, "d p *n"], Float[Array, "d d p *n"]]:
         """`(E Z, E[Z_ak Z_bk])` over the step noise, given the parameters, the input and (if
         stateful) `prev`: what a population average of the moments needs. `key`, `t`: the
         agent's noise key and step, for encoders whose moments are estimated by Monte Carlo.
-        The other entries of the second moment factorise, `E Z_ak Z_bl = M_ak M_bl` (k ≠ l)."""
+        The other entries of the second moment factorise, `E Z_ak Z_bl = M_ak M_bl` (k ≠ l).
+        `kernels`: the backend tricks the loop runs with (an encoder may ignore them)."""
 
 
 class RFNParams(eqx.Module):
@@ -147,17 +153,17 @@ class RFNEncoder(AbstractEncoder):
         return jnp.maximum(pre + self._sigma(pre.dtype, pre.ndim) * w[None].astype(pre.dtype), 0.0)
 
     def moments(
-        self, params: RFNParams, x: Float[Array, " d_x"]
+        self, params: RFNParams, x: Float[Array, " d_x"], kernels: Kernels = Kernels()
     ) -> tuple[Float[Array, "d p"], Float[Array, "d p d p"]]:
         """Exact `(E Z, E[Z ⊗ Z])` over the step noise, given one agent's parameters and input."""
         pre = self.preactivation(params, x)
-        return rfn_moments(pre, self._sigma(pre.dtype))
+        return rfn_moments(pre, self._sigma(pre.dtype), kernels.cephes)
 
-    def moment_parts(self, params, x, *, prev=None, key=None, t=None):
+    def moment_parts(self, params, x, *, prev=None, key=None, t=None, kernels=Kernels()):
         """Exact (closed-form, spec §2.1); the state, key and step are not needed."""
         del prev, key, t
         pre = self.preactivation(params, x)
-        return rfn_moment_parts(pre, self._sigma(pre.dtype))
+        return rfn_moment_parts(pre, self._sigma(pre.dtype), kernels.cephes)
 
 
 def hard_sigmoid(u):
@@ -234,10 +240,11 @@ class ESNEncoder(AbstractEncoder):
         pre = self.preactivation(params, x, prev)
         return hard_sigmoid(pre + self._sigma(pre.dtype, pre.ndim) * w[None].astype(pre.dtype))
 
-    def moment_parts(self, params, x, *, prev=None, key=None, t=None):
+    def moment_parts(self, params, x, *, prev=None, key=None, t=None, kernels=Kernels()):
         """Monte-Carlo `(E Z, E[Z_ak Z_bk])` over `n_mc` noise draws, given `prev`."""
         pre = self.preactivation(params, x, prev)
-        w = agent_normals(key, t, self.n_mc * self.p, offset=self.p).astype(pre.dtype)
+        draws = agent_normals(key, t, self.n_mc * self.p, self.p, kernels.threefry)
+        w = draws.astype(pre.dtype)
         w = w.reshape((self.n_mc, self.p) + w.shape[1:])
         z = hard_sigmoid(pre[None] + self._sigma(pre.dtype, pre.ndim)[None] * w[:, None])
         return jnp.mean(z, axis=0), jnp.mean(z[:, :, None] * z[:, None, :], axis=0)

@@ -21,9 +21,10 @@ import jax.numpy as jnp
 import jax.random as jr
 from jax import lax
 
-from ._agents import Population, evaluate_apart, map_chunks, rows
+from ._agents import Population, map_agents, map_chunks, stage_cost
 from ._custom_types import Array, Bool, Float, PRNGKeyArray, UInt32
 from ._encoders import AbstractEncoder, ESNParams, RFNParams
+from ._kernels import Kernels, as_kernels, evaluate_apart, stage_cost_rows
 from ._mean_field import CostParams
 from ._methods import AbstractMethod, MeanFieldGame, MethodState, StepContext
 from ._metrics import SimResult, StepStats, persistence_rmse, summarize
@@ -52,6 +53,10 @@ class Simulation(eqx.Module):
             all-reduce over agents) (spec §2.2).
         batch_size: process agents in chunks of this size (`lax.map`); None = all at once.
         dtype: float type of the per-agent arrays.
+        kernels: the backend tricks of the hot path: "tuned" (default; each measured to pay
+            on XLA:CPU, `memoa bench --kernels both`), "plain" (`vmap` of the one-agent
+            functions, `jax.random`, `jax.scipy`), or a `Kernels` choosing trick by trick.
+            Same results up to rounding (tested).
     """
 
     n_agents: int = eqx.field(static=True)
@@ -62,6 +67,7 @@ class Simulation(eqx.Module):
     homogeneity: str = eqx.field(static=True, default="h2")
     batch_size: int | None = eqx.field(static=True, default=None)
     dtype: type = eqx.field(static=True, default=jnp.float64)
+    kernels: Kernels = eqx.field(default_factory=Kernels, converter=as_kernels)
 
     def __check_init__(self):
         if not isinstance(self.n_agents, int) or self.n_agents < 1:
@@ -121,16 +127,6 @@ def _ring_set(ring: Array, slot, value: Array) -> Array:
     return lax.dynamic_update_index_in_dim(ring, value, slot, 0)
 
 
-def stage_cost(cost: CostParams, y_next, ybar_next, yhat_next, energy):
-    """Every agent's square error `‖y_{t+1} − ŷ_{t+1}‖²` and realized stage cost
-    `q‖y_{t+1} − ŷ_{t+1}‖² + λ‖ŷ_{t+1} − ȳ_{t+1}‖² + γ‖β_t‖²` (spec §3), `energy = ‖β_t‖²`;
-    predictions `(d, n)`, each a row expression of its own (see `_agents`)."""
-    y_rows = rows(yhat_next)
-    sq = sum((y_next[a] - yr) ** 2 for a, yr in enumerate(y_rows))[0]
-    dev = sum((yr - ybar_next[a]) ** 2 for a, yr in enumerate(y_rows))[0]
-    return sq, cost.q * sq + cost.lam * dev + cost.gamma * energy
-
-
 def init_agents(
     sim: Simulation, *, key: PRNGKeyArray
 ) -> tuple[RFNParams | ESNParams, UInt32[Array, "2 n"]]:
@@ -148,34 +144,50 @@ def init_agents(
 
 
 def _population_moments(
-    enc: AbstractEncoder, params, h2: bool, x_t, t, keys, prev, pop: Population, bs, dtype
+    enc: AbstractEncoder,
+    params,
+    h2: bool,
+    x_t,
+    t,
+    keys,
+    prev,
+    pop: Population,
+    bs,
+    dtype,
+    kernels: Kernels,
 ):
     """Population moments at `x_t` (spec §2.2): the means over agents of each agent's `M` and
     `C` (exact for the RFN, Monte Carlo for the ESN, given each agent's `Z_{t−1}` = `prev`),
     and of `M ⊗ M` as one GEMM over the agents (no per-agent `(d p)²` tensor). `params` are
     per agent (`h2`) or shared (H1, where only a stateful encoder's moments differ by agent).
 
-    Each agent's `C[a, b, k]` and `M[a, k]` are packed as one complex array `C + i M` and
-    evaluated apart from the reductions (`evaluate_apart`): `M` and `C` share every `exp`
-    and division, and as two outputs XLA:CPU computed them in five passes, the last fused
-    into a one-thread reduction (H2 moments at N = 10⁶, p = 5, float64, 2 cores: 43 → 30 ms
-    per step).
+    With the `pack` and `apart` tricks each agent's `C[a, b, k]` and `M[a, k]` are packed as
+    one complex array `C + i M` and evaluated apart from the reductions: `M` and `C` share
+    every `exp` and division, and as two outputs XLA:CPU computed them in five passes, the
+    last fused into a one-thread reduction (H2 moments at N = 10⁶, p = 5, float64, 2 cores:
+    43 → 30 ms per step).
     """
 
-    def packed(q, k, z):
-        M, C = enc.moment_parts(q, x_t, prev=z, key=k, t=t)
-        return lax.complex(C.astype(dtype), jnp.broadcast_to(M[:, None], C.shape).astype(dtype))
+    def parts(q, k, z):
+        M, C = enc.moment_parts(q, x_t, prev=z, key=k, t=t, kernels=kernels)
+        M, C = M.astype(dtype), C.astype(dtype)
+        if kernels.pack:
+            return lax.complex(C, jnp.broadcast_to(M[:, None], C.shape))
+        return M, C
 
-    def all_packed(params, keys, prev):
+    def all_parts(params, keys, prev):
         if h2:
-            return map_chunks(packed, params, keys, prev, batch_size=bs)
-        return map_chunks(lambda k, z: packed(params, k, z), keys, prev, batch_size=bs)
+            return map_chunks(parts, params, keys, prev, batch_size=bs)
+        return map_chunks(lambda k, z: parts(params, k, z), keys, prev, batch_size=bs)
 
-    P = evaluate_apart(all_packed, params, keys, prev, live=t >= 0)
-    M = jnp.imag(P[:, 0])
-    mean = pop.mean(P)
+    out = evaluate_apart(all_parts, params, keys, prev, live=t >= 0, apart=kernels.apart)
+    if kernels.pack:
+        M, mean = jnp.imag(out[:, 0]), pop.mean(out)
+        mean_M, mean_C = jnp.imag(mean[:, 0]), jnp.real(mean)
+    else:
+        M, mean_M, mean_C = out[0], pop.mean(out[0]), pop.mean(out[1])
     outer = jnp.einsum("akn,bln->akbl", M, pop.zero_padding(M)) / pop.n
-    return jnp.imag(mean[:, 0]), assemble_second_moment(outer, jnp.real(mean))
+    return mean_M, assemble_second_moment(outer, mean_C)
 
 
 def _agent_sharding(mesh):
@@ -207,6 +219,12 @@ def _shard_state(shard, state: "_State", h2: bool) -> "_State":
         acc=shard(state.acc),
         moving=shard(state.moving),
     )
+
+
+def _vmapped_stage_cost(cost, y_next, ybar_next, yhat_next, energy):
+    """`stage_cost` of every agent (the plain path)."""
+    one = lambda yh, e: stage_cost(cost, y_next, ybar_next, yh, e)
+    return map_agents(one, yhat_next, energy)
 
 
 def _validate_data(sim: Simulation, x, y):
@@ -354,7 +372,8 @@ def _simulate(sim, x, y, key, progress_slot, has_progress, mesh, n_active, remat
     shard = _agent_sharding(mesh)
     # apart: fused into the first feature draw, the parameters' draw was computed twice
     draw_agents = lambda k: init_agents(sim, key=k)
-    params, noise_keys = evaluate_apart(draw_agents, key, live=x[0, 0] > 0)
+    kernels = sim.kernels
+    params, noise_keys = evaluate_apart(draw_agents, key, live=x[0, 0] > 0, apart=kernels.apart)
     noise_keys = shard(noise_keys)
     if h2:
         params = shard(params)
@@ -368,7 +387,7 @@ def _simulate(sim, x, y, key, progress_slot, has_progress, mesh, n_active, remat
         loop draws one step ahead and carries the draws, so that they are materialised once:
         drawn inside the step, XLA would fuse the noise generation (threefry + erfinv) into
         every consumer and recompute it once per method."""
-        draw = lambda q, k, z: enc.features(q, x[t], enc.noise(k, t), z)
+        draw = lambda q, k, z: enc.features(q, x[t], enc.noise(k, t, kernels), z)
         if h2:
             return map_chunks(draw, params, noise_keys, prev, batch_size=bs)
         return map_chunks(lambda k, z: draw(params, k, z), noise_keys, prev, batch_size=bs)
@@ -404,7 +423,7 @@ def _simulate(sim, x, y, key, progress_slot, has_progress, mesh, n_active, remat
     def agent_moments(tau):
         """Every agent's own exact moments at time `tau` (`moments="own"`), agent axis last;
         recomputed from the parameters, never stored."""
-        one = lambda q: enc.moments(q, x[tau])
+        one = lambda q: enc.moments(q, x[tau], kernels)
         if h2:
             M, S = jax.vmap(one, in_axes=-1, out_axes=-1)(params)
         else:
@@ -428,16 +447,17 @@ def _simulate(sim, x, y, key, progress_slot, has_progress, mesh, n_active, remat
             if h2 or enc.stateful:  # population moments: an all-reduce of d p + d² p + (d p)²
                 prev = z_ring[jnp.mod(t - 1, R)]  # Z_{t−1} (zeros at t = 0: Z_{−1} = 0)
                 M_t, S_t = _population_moments(
-                    enc, state.params, h2, x_t, t, state.noise_keys, prev, pop, bs, sdt
+                    enc, state.params, h2, x_t, t, state.noise_keys, prev, pop, bs, sdt, kernels
                 )
             else:
-                M_t, S_t = enc.moments(state.params, x_t)
+                M_t, S_t = enc.moments(state.params, x_t, kernels)
             mom_M = _ring_set(state.mom_M, slot, M_t.astype(sdt))
             mom_S = _ring_set(state.mom_S, slot, S_t.astype(sdt))
         else:
             mom_M, mom_S = state.mom_M, state.mom_S
 
-        ctx = StepContext(t, y, z_now, z_ring, mom_M, mom_S, bs, pop, agent_moments)
+        ctx = StepContext(t, y, z_now, z_ring, mom_M, mom_S, bs, pop, agent_moments, kernels)
+        cost_of = stage_cost_rows if kernels.rows else _vmapped_stage_cost
         methods, acc, stats = {}, {}, {}
         for m in sim.methods:
             ms, a = state.methods[m.name], state.acc[m.name]
@@ -448,7 +468,7 @@ def _simulate(sim, x, y, key, progress_slot, has_progress, mesh, n_active, remat
             # METRICS
             ybar_next = pop.mean(y_hat_next)
             sq, stage = map_chunks(
-                lambda yh, e: stage_cost(c, y_next, ybar_next, yh, e),
+                lambda yh, e: cost_of(c, y_next, ybar_next, yh, e),
                 y_hat_next,
                 energy,
                 batch_size=bs,

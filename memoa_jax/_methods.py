@@ -26,16 +26,25 @@ from jax import lax
 
 from ._agents import (
     Population,
+    advance,
+    map_agents,
+    map_chunks,
+    mean_field_control,
+    ridge_control,
+)
+from ._custom_types import Array, Float
+from ._kernels import (
+    SMALL_SOLVE_UP_TO,
+    Kernels,
     advance_rows,
+    by_phase,
     complex_rows,
     control_rows,
     energy_rows,
-    map_chunks,
     mean_field_update,
     ridge_rows,
     rows,
 )
-from ._custom_types import Array, Float
 from ._mean_field import CostParams, solve_mean_field
 
 
@@ -48,6 +57,7 @@ class StepContext(NamedTuple):
     the ring and XLA updates the ring in place. Slots of negative times hold zeros
     (`Z_{τ<0} = 0`). `agent_moments(τ)`: every agent's own exact moments `(M, S)` at time
     `τ`, agent axis last (None where the encoder has no closed form, see `moments="own"`).
+    `kernels`: the backend tricks to run with (`_kernels.Kernels`).
     """
 
     t: Array
@@ -59,30 +69,13 @@ class StepContext(NamedTuple):
     batch_size: int | None
     pop: Population  # which agent slots are real; means over agents go through it
     agent_moments: Callable[[Array], tuple[Array, Array]] | None = None
+    kernels: Kernels = Kernels()
 
 
 class MethodState(NamedTuple):
     yhat: Float[Array, "d n"]  # each agent's prediction of y_t
     yhat_ring: Float[Array, "R d n"]  # the states it built on at times t−R..t−1 (ring, R = H+1)
     extra: Any = None  # per-agent state of a learning method (agent axis last), e.g. optax's
-
-
-STATIC_SLOTS_UP_TO = 9
-
-
-def by_phase(ctx: StepContext, fn):
-    """`fn(slot)`, where `slot(τ − t)` is the ring slot of time `τ` (`τ mod R`).
-
-    For rings up to `STATIC_SLOTS_UP_TO` slots the slots are Python ints: `fn` is traced
-    once per phase `t mod R` and `lax.switch` runs the current one. A ring slot read at a
-    traced index inside a fused loop doubled its cost on XLA:CPU (the clamped index is
-    recomputed per element); R copies of the reading code compile in a fraction of a second.
-    """
-    R = ctx.z_ring.shape[0]
-    if R > STATIC_SLOTS_UP_TO:
-        return fn(lambda offset: jnp.mod(ctx.t + offset, R))
-    branches = [lambda j=j: fn(lambda offset: (j + offset) % R) for j in range(R)]
-    return lax.switch(jnp.mod(ctx.t, R), branches)
 
 
 class AbstractMethod(eqx.Module):
@@ -102,25 +95,40 @@ class AbstractMethod(eqx.Module):
     ) -> tuple[Float[Array, " n"], Float[Array, "d n"]]:
         """Every agent's G1 ridge control `β` on its own past `τ = t−T_c..t−1` (spec §7.2):
         returns `(‖β‖², base + Z_t β)`."""
-        dt = ctx.y.dtype
-        tau = ctx.t - self.ridge_window + jnp.arange(self.ridge_window)
+        dt, k, Tc = ctx.y.dtype, ctx.kernels, self.ridge_window
+        tau = ctx.t - Tc + jnp.arange(Tc)
         weights = jnp.where(tau >= 0, jnp.exp(-self.cost.alpha * (ctx.t - 1 - tau)), 0.0)
+        weights = weights.astype(dt)
         y_next = ctx.y[jnp.clip(tau + 1, 0, ctx.y.shape[0] - 1)]
         gamma = jnp.asarray(self.cost.gamma, dt)
+        d, p = ctx.z_now.shape[:2]
+        rows_fit = k.rows and k.small_solve and min(Tc * d, p) <= SMALL_SOLVE_UP_TO
 
-        def update(zw, yw, b, z):  # one output array: ŷ' + i‖β‖² (see `_agents`)
-            beta = ridge_rows(zw, yw, y_next, weights.astype(dt), gamma)
+        def one(zw, yw, b, z):  # one agent: the plain path
+            beta = ridge_control(zw, yw, y_next, weights, gamma, k.small_solve)
+            return advance(b, z, beta), beta @ beta
+
+        def update(zw, yw, b, z):  # the population as rows (see `_kernels`)
+            beta = ridge_rows(zw, yw, y_next, weights, gamma)
             nxt = advance_rows(rows(b), z, beta)
-            return complex_rows(nxt, [energy_rows(beta)[None]] * len(nxt))
+            if k.pack:  # one output array: ŷ' + i‖β‖²
+                return complex_rows(nxt, [energy_rows(beta)[None]] * len(nxt))
+            return jnp.concatenate(nxt), energy_rows(beta)
 
         def play(slot):
-            slots = [slot(s - self.ridge_window) for s in range(self.ridge_window)]
-            z_win = [ctx.z_ring[k] for k in slots]
-            yhat_win = [state.yhat_ring[k] for k in slots]
+            slots = [slot(s - Tc) for s in range(Tc)]
+            z_win = [ctx.z_ring[j] for j in slots]
+            yhat_win = [state.yhat_ring[j] for j in slots]
+            if not rows_fit:
+                zw, yw = jnp.stack(z_win), jnp.stack(yhat_win)
+                return map_agents(one, zw, yw, base, ctx.z_now, batch_size=ctx.batch_size)
             return map_chunks(update, z_win, yhat_win, base, ctx.z_now, batch_size=ctx.batch_size)
 
-        packed = by_phase(ctx, play)
-        return jnp.imag(packed[0]), jnp.real(packed)
+        out = by_phase(ctx.t, ctx.z_ring.shape[0], play, k.phases)
+        if rows_fit and k.pack:
+            return jnp.imag(out[0]), jnp.real(out)
+        nxt, energy = out
+        return energy, nxt
 
     @abc.abstractmethod
     def step(
@@ -285,43 +293,62 @@ class MeanFieldGame(AbstractMethod):
         `(base, ‖β‖², base + Z_t β)`.
 
         (Its ring slots are read at traced indices: unlike the ridge's, static slots measured
-        no faster here.)"""
+        no faster here.) The per-agent rules are `_agents.mean_field_control` and `advance`
+        (the plain path), or their row forms (`_kernels`)."""
         (K, L, g, m), yw = self.gains(ctx)
         dt, bs, T = state.yhat.dtype, ctx.batch_size, self.window
         R = ctx.z_ring.shape[0]
         K, L, g, m = K.astype(dt), L.astype(dt), g.astype(dt), m.astype(dt)
-        own = self.moments == "own"
+        own, k = self.moments == "own", ctx.kernels
         mean = lambda yh, s: ctx.pop.mean(yh) if self.mean_field == "realized" else m[s]
 
-        def run(s, fn, *args):
-            """`fn((K_s, L_s, g_s), *args)` over the agents: per-agent gains are chunked
-            with the agents, population gains are closed over."""
+        def run(s, rows_fn, one_fn, *args):
+            """`rows_fn((K_s, L_s, g_s), *args)` over the agents as rows, or `vmap` of the
+            one-agent `one_fn` (the plain path): per-agent gains are chunked with the agents,
+            population gains are closed over."""
+            G = (K[s], L[s], g[s])
+            fn = rows_fn
+            if not k.rows:
+                fn = jax.vmap(one_fn, in_axes=(-1 if own else None,) + (-1,) * len(args),
+                              out_axes=-1)  # fmt: skip
+                G = tuple(a[..., 0, :] for a in G) if own else G  # (…, 1, N) -> (…, N)
             if own:
-                return map_chunks(lambda *a: fn(a[:3], *a[3:]), K[s], L[s], g[s], *args,
-                                  batch_size=bs)  # fmt: skip
-            return map_chunks(lambda *a: fn((K[s], L[s], g[s]), *a), *args, batch_size=bs)
+                return map_chunks(lambda *a: fn(a[:3], *a[3:]), *G, *args, batch_size=bs)
+            return map_chunks(lambda *a: fn(G, *a), *args, batch_size=bs)
 
         def policy_step(s, yh):
             ybar = mean(yh, s)
             z = ctx.z_ring[jnp.mod(ctx.t - T + s, R)]
-            return run(s, lambda G, y_, z_: mean_field_update(*G, y_, ybar, z_), yh, z)
+            rows_fn = lambda G, y_, z_: mean_field_update(*G, y_, ybar, z_)
+            one_fn = lambda G, y_, z_: advance(y_, z_, mean_field_control(*G, y_, ybar))
+            return run(s, rows_fn, one_fn, yh, z)
 
         s = T - 1
         y0 = jnp.broadcast_to(yw[0].astype(dt)[:, None], state.yhat.shape)
         if self.replay_base == "replay_end" and self.replay_control == "replay":
             # the default: the first T−1 steps carry predictions alone; the last one gives
-            # ŷ_T + i ŷ_{T+1} and ‖β‖² (see `_agents`)
+            # ŷ_T, ŷ_{T+1} and ‖β‖²
             yh = lax.fori_loop(0, T - 1, policy_step, y0)
             ybar = mean(yh, s)
 
-            def last(G, y_, z_, z_now):
+            def last_rows(G, y_, z_, z_now):
                 beta = control_rows(*G, rows(y_), ybar)
                 base = advance_rows(rows(y_), z_, beta)
-                return complex_rows(base, advance_rows(base, z_now, beta)), energy_rows(beta)
+                nxt = advance_rows(base, z_now, beta)
+                if k.pack:  # ŷ_T + i ŷ_{T+1} (see `_kernels`)
+                    return complex_rows(base, nxt), energy_rows(beta)
+                return (jnp.concatenate(base), jnp.concatenate(nxt)), energy_rows(beta)
+
+            def last_one(G, y_, z_, z_now):
+                beta = mean_field_control(*G, y_, ybar)
+                base = advance(y_, z_, beta)
+                return (base, advance(base, z_now, beta)), beta @ beta
 
             z_last = ctx.z_ring[jnp.mod(ctx.t - 1, R)]
-            packed, energy = run(s, last, yh, z_last, ctx.z_now)
-            return jnp.real(packed), energy, jnp.imag(packed)
+            out, energy = run(s, last_rows, last_one, yh, z_last, ctx.z_now)
+            if k.rows and k.pack:
+                return jnp.real(out), energy, jnp.imag(out)
+            return out[0], energy, out[1]
 
         if self.replay_base == "replay_end":  # with the gains: replay the whole window
             base = lax.fori_loop(0, T, policy_step, y0)
@@ -335,11 +362,15 @@ class MeanFieldGame(AbstractMethod):
         else:  # the last gains at the base itself
             at, ybar = base, ctx.pop.mean(base)
 
-        def advance_with(G, b_, y_, z_now):
+        def advance_rows_with(G, b_, y_, z_now):
             beta = control_rows(*G, rows(y_), ybar)
             return jnp.concatenate(advance_rows(rows(b_), z_now, beta)), energy_rows(beta)
 
-        nxt, energy = run(s, advance_with, base, at, ctx.z_now)
+        def advance_one_with(G, b_, y_, z_now):
+            beta = mean_field_control(*G, y_, ybar)
+            return advance(b_, z_now, beta), beta @ beta
+
+        nxt, energy = run(s, advance_rows_with, advance_one_with, base, at, ctx.z_now)
         return base, energy, nxt
 
     def step(self, ctx, state):

@@ -208,7 +208,8 @@ def test_nash_comparator_needs_realized_mean_field():
 def test_population_update_is_the_vmapped_one_agent_policy(getkey):
     """`mean_field_update` (row slices of the population arrays) = `vmap` of the one-agent
     `advance ∘ mean_field_control`, for d = 2, p = 3, also in chunks."""
-    from memoa_jax._agents import advance, map_chunks, mean_field_update
+    from memoa_jax._agents import advance, map_chunks
+    from memoa_jax._kernels import mean_field_update
 
     n, d, p = 11, 2, 3
     ks = jax.random.split(getkey(), 5)
@@ -236,7 +237,7 @@ def test_population_update_is_the_vmapped_one_agent_policy(getkey):
 )  # dual and primal systems of every size class: closed form ≤ 3, Cholesky, fallback > 8
 def test_population_ridge_is_the_vmapped_one_agent_ridge(getkey, H, d, p):
     """`ridge_rows` (row slices) = `vmap(ridge_control)` = float64 NumPy normal equations."""
-    from memoa_jax._agents import energy_rows, ridge_rows
+    from memoa_jax._kernels import energy_rows, ridge_rows
 
     n = 7
     z = jax.random.uniform(getkey(), (H, d, p, n))
@@ -262,7 +263,7 @@ def test_population_ridge_is_the_vmapped_one_agent_ridge(getkey, H, d, p):
 def test_evaluate_apart_is_the_function_behind_a_kept_conditional(sign):
     """`evaluate_apart(fn, …)` returns `fn(…)` whatever the (traced) predicate, and the
     compiled program keeps the conditional that separates `fn` from its consumers."""
-    from memoa_jax._agents import evaluate_apart
+    from memoa_jax._kernels import evaluate_apart
 
     fn = lambda a: (jnp.exp(a) * 2.0, jnp.sin(a))
     x = sign * jnp.linspace(0.1, 1.0, 7)

@@ -88,7 +88,7 @@ def test_normal_cdf_and_density_match_scipy():
     the branch boundaries |x| = √2 (erf / erfc) and 8√2 (the two erfc fits) and both tails."""
     import scipy.special
 
-    from memoa_jax._moments import ndtr_and_pdf
+    from memoa_jax._kernels import ndtr_and_pdf
 
     x = np.concatenate([np.linspace(-40, 40, 40001), np.linspace(-1.6, 1.6, 20001)])
     edges = np.sqrt(2) * np.array([-8, -1, 1, 8]) + np.array([[-1e-12], [1e-12]])

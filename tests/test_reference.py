@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import memoa_jax as mj  # noqa: E402
-from memoa_jax._methods import STATIC_SLOTS_UP_TO  # noqa: E402
+from memoa_jax._kernels import STATIC_SLOTS_UP_TO  # noqa: E402
 from memoa_jax.data import load_dataset  # noqa: E402
 from memoa_jax.reference import (  # noqa: E402
     config_from_simulation,

@@ -75,6 +75,16 @@ def add_parser(sub, formatter):
     )
     b.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     b.add_argument(
+        "--kernels",
+        choices=("tuned", "plain", "both"),
+        default="tuned",
+        help="the loop's backend tricks (Simulation(kernels=...)); 'both' also times, at "
+        "--kernels-n agents, the plain path and the tuned one with each trick off in turn",
+    )
+    b.add_argument(
+        "--kernels-n", type=float, default=1e6, help="population of the --kernels both comparison"
+    )
+    b.add_argument(
         "--out",
         type=Path,
         help="output folder of bench.json and bench_throughput.png "
@@ -122,13 +132,15 @@ def copy_bandwidth(mib: int, repeat: int = 5) -> dict:
     )
 
 
-def make_simulation(n_agents, n_steps, dtype):
+def make_simulation(n_agents, n_steps, dtype, kernels="tuned"):
     import memoa_jax as mj
 
     cost = mj.CostParams(**COST)
     enc = mj.RFNEncoder(d=D, d_x=D_X, p=P, sigma=SIGMA)
     methods = mj.default_methods(cost, window=WINDOW, ridge_window=RIDGE_WINDOW)
-    return mj.Simulation(n_agents, enc, methods, mj.RidgeMixture(), cost, "h2", dtype=dtype)
+    return mj.Simulation(
+        n_agents, enc, methods, mj.RidgeMixture(), cost, "h2", dtype=dtype, kernels=kernels
+    )
 
 
 def carry_bytes_per_agent(sim, itemsize) -> int:
@@ -141,13 +153,13 @@ def carry_bytes_per_agent(sim, itemsize) -> int:
     return (read + written) * itemsize + 8  # + the agent's noise key (2 × uint32), read
 
 
-def time_loop(n, x, y, dtype, repeat):
+def time_loop(n, x, y, dtype, repeat, kernels="tuned"):
     import jax
     import jax.random as jr
 
     import memoa_jax as mj
 
-    sim = make_simulation(n, x.shape[0] - 1, dtype)
+    sim = make_simulation(n, x.shape[0] - 1, dtype, kernels)
     fn = jax.jit(lambda x_, y_, k: mj.simulate(sim, x_, y_, key=k))
     t0 = time.perf_counter()
     compiled = fn.lower(x, y, jr.key(0)).compile()
@@ -164,6 +176,50 @@ def time_loop(n, x, y, dtype, repeat):
         memoa_worst_rmse=float(res.summary["memoa"].worst_rmse),
         carry_bytes_per_agent_step=carry_bytes_per_agent(sim, jax.numpy.dtype(dtype).itemsize),
     )
+
+
+def time_kernels(n, x, y, dtype, repeat, progress=None) -> dict:
+    """The full loop at `n` agents with the tuned kernels, the plain path, and the tuned
+    kernels with each trick replaced by its plain form in turn, compiled first, then timed in
+    interleaved rounds (the minimum of `repeat` per variant), so that every ratio comes from
+    the same minutes of the machine. A trick's gain is `run(without it) / run(tuned) − 1`."""
+    import jax
+    import jax.random as jr
+
+    import memoa_jax as mj
+    from memoa_jax._kernels import TRICKS, Kernels
+
+    variants = {"tuned": Kernels(), "plain": Kernels.plain()}
+    variants.update({f"without {t}": Kernels().without(t) for t in TRICKS})
+    compiled, out = {}, {}
+    for name, kernels in variants.items():
+        sim = make_simulation(n, x.shape[0] - 1, dtype, kernels)
+        fn = jax.jit(lambda x_, y_, k, sim=sim: mj.simulate(sim, x_, y_, key=k))
+        t0 = time.perf_counter()
+        compiled[name] = fn.lower(x, y, jr.key(0)).compile()
+        out[name] = dict(compile_s=time.perf_counter() - t0, runs=[])
+        jax.block_until_ready(compiled[name](x, y, jr.key(0)))  # warm
+        if progress:
+            progress()
+    for _ in range(repeat):
+        for name, exe in compiled.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(exe(x, y, jr.key(0)))
+            out[name]["runs"].append(time.perf_counter() - t0)
+    base = min(out["tuned"]["runs"])
+    rows = []
+    for name, v in out.items():
+        run_s = min(v["runs"])
+        rows.append(
+            dict(
+                variant=name,
+                compile_s=v["compile_s"],
+                run_s=run_s,
+                agent_steps_per_s=n * (x.shape[0] - 1) / run_s,
+                vs_tuned=run_s / base - 1.0,
+            )
+        )
+    return dict(n_agents=n, variants=rows)
 
 
 def time_numpy_loop(n, x, y, repeat):
@@ -217,7 +273,7 @@ def policy_step(yhat, z, K, L, g):
     `mean_field_update` every replay step of the loop runs)."""
     import jax.numpy as jnp
 
-    from .._agents import mean_field_update
+    from .._kernels import mean_field_update
 
     return mean_field_update(K, L, g, yhat, jnp.mean(yhat, axis=-1), z)
 
@@ -321,6 +377,12 @@ def main(args) -> int:
             value is None or (math.isfinite(value) and value >= 0),
             f"--{name.replace('_', '-')} must be a number >= 0 (0: never), got {value}",
         )
+    if args.kernels != "tuned" and "concurrency_optimized" not in os.environ.get("XLA_FLAGS", ""):
+        # the plain ridge is a batched LAPACK solve per method; on XLA:CPU (jaxlib 0.10) two
+        # of them run concurrently deadlock the intra-op pool (jaxlib's ParallelBatchMap
+        # waits on the threads that run it): read when the backend starts, below
+        flag = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     none = args.dense_sizes.strip().lower() == "none"
     dense = None if none else parse_sizes(args.dense_sizes, "--dense-sizes")
     if args.dtype == "float64":
@@ -390,7 +452,8 @@ def main(args) -> int:
                     pol[f"speedup_vs_{k}"] = pol[f"{k}_run_s"] / pol["run_s"]
             point["policy"] = pol
             if n <= loop_max:
-                loop = time_loop(n, x, y, dtype, args.repeat)
+                kernels = "plain" if args.kernels == "plain" else "tuned"
+                loop = time_loop(n, x, y, dtype, args.repeat, kernels)
                 loop["agent_steps_per_s"] = n * args.steps / loop["run_s"]
                 floor = loop["carry_bytes_per_agent_step"] * n * args.steps / bw["bytes_per_s"]
                 loop["roofline_fraction"] = floor / loop["run_s"]
@@ -407,6 +470,12 @@ def main(args) -> int:
             point["error"] = str(e).splitlines()[0][:200]
         record["points"].append(point)
         write_json(out / "bench.json", record)  # after every size: partial results survive
+    if args.kernels == "both":
+        n_k = int(args.kernels_n)
+        with tqdm(total=9, desc=f"kernels at N={n_k:.0e}", file=sys.stderr, leave=False,
+                  disable=args.no_progress) as bar:  # fmt: skip
+            record["kernels"] = time_kernels(n_k, x, y, dtype, args.repeat, bar.update)
+        write_json(out / "bench.json", record)
     _print_tables(record)
     from .._sweep_plots import plot_bench
 
@@ -486,6 +555,25 @@ def _print_tables(record):
                     f"{r['run_s'] / nsh['mean_field_s']:.3g}x",
                 ]
                 for r in nsh["dense"]
+            ],
+        )
+    if "kernels" in record:
+        kr = record["kernels"]
+        print(
+            f"\nkernels (full loop, N = {kr['n_agents']:.0e}; a trick's gain: the loop's time "
+            "without it over the tuned one's, same run):"
+        )
+        print_table(
+            ["variant", "compile s", "run s", "agent-steps/s", "vs tuned"],
+            [
+                [
+                    r["variant"],
+                    f"{r['compile_s']:.1f}",
+                    f"{r['run_s']:.3g}",
+                    f"{r['agent_steps_per_s']:.3g}",
+                    f"{r['vs_tuned']:+.1%}",
+                ]
+                for r in kr["variants"]
             ],
         )
     for p in pts:
