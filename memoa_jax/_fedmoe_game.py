@@ -51,16 +51,17 @@ encoders and feature draws as `simulate` (`init_agents`, `enc.features(params, x
 enc.noise(keys, t))`), so a run shares its draws with `simulate` for the same key.
 """
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 from jax import lax
 
 from ._agents import Population
 from ._custom_types import Array, ArrayLike, Float, PRNGKeyArray
-from ._encoders import AbstractEncoder, RFNEncoder
+from ._encoders import AbstractEncoder, RFNEncoder, RFNParams
 from ._metrics import StepStats, Summary, persistence_rmse, summarize
 from ._mixture import ridge_weights
 from ._moments import rfn_moments
@@ -276,6 +277,7 @@ def replay_fedmoe_game(
         `(Ŷ, β)`: `(T + 1, N, d)` the replayed predictions `Ŷ_0..Ŷ_T` and `(T, N, p)` the
         controls `β_s = G_s Ŷ_s + H_s`.
     """
+    Z = jnp.asarray(Z)
     T, n, d, p = Z.shape
 
     def step(X, xs):
@@ -291,7 +293,7 @@ def replay_fedmoe_game(
 
 
 def agent_features_and_moments(
-    encoder: AbstractEncoder,
+    encoder: RFNEncoder,
     x: Float[ArrayLike, "time d_x"],
     *,
     key: PRNGKeyArray,
@@ -317,15 +319,16 @@ def agent_features_and_moments(
     from ._mean_field import CostParams
     from ._methods import LocalRidge
 
-    dt = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    dt = jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
     sim = Simulation(
         n_agents=n_agents,
         encoder=encoder,
-        methods=(LocalRidge(CostParams()),),
+        methods=(LocalRidge(cost=CostParams()),),
         homogeneity=homogeneity,
         dtype=dt,
     )
     params, noise_keys = init_agents(sim, key=key)
+    params = cast(RFNParams, params)  # an RFNEncoder's agents carry RFNParams
     x = jnp.asarray(x, dt)
     if homogeneity == "h1":  # one encoder: give it the agent axis of the h2 layout
         params = jax.tree.map(
@@ -428,12 +431,16 @@ def simulate_fedmoe_game(
     _check_positive("gamma", gamma)
     _check_positive("alpha", alpha, strict=False)
     _check_positive("kappa", kappa)
+    g, a, k, e = (jnp.asarray(v, float) for v in (gamma, alpha, kappa, eta))
     return _simulate(
         encoder,
         x,
         y,
         key,
-        *(jnp.asarray(v, float) for v in (gamma, alpha, kappa, eta)),
+        g,
+        a,
+        k,
+        e,
         jnp.asarray(bool(fedmoe_compat)),
         n_agents=n_agents,
         window=window,
@@ -502,9 +509,9 @@ def fedmoe_game_on_features(
     _check_positive("alpha", alpha, strict=False)
     _check_positive("kappa", kappa)
     dt = Z.dtype
-    hyper = (jnp.asarray(v, dt) for v in (gamma, alpha, kappa, eta))
+    g, a, k, e = (jnp.asarray(v, dt) for v in (gamma, alpha, kappa, eta))
     return _run(
-        Z, M.astype(dt), S.astype(dt), y, *hyper, jnp.asarray(bool(fedmoe_compat)),
+        Z, M.astype(dt), S.astype(dt), y, g, a, k, e, jnp.asarray(bool(fedmoe_compat)),
         window=window, ridge_window=ridge_window,
     )  # fmt: skip
 

@@ -17,6 +17,7 @@ import abc
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 
 from ._agents import Population
@@ -24,7 +25,7 @@ from ._custom_types import Array, Float
 
 
 def _f64(x):
-    return x.astype(jnp.float64) if jax.config.jax_enable_x64 else x
+    return x.astype(jnp.float64) if jax.config.read("jax_enable_x64") else x
 
 
 def _push_through(Y: Float[Array, "d n"], kappa, pop: Population | None = None):
@@ -127,7 +128,6 @@ class HedgeMixture(AbstractServer):
     def predict(self, Y_t, y_t, Y_next, cum_loss, pop):
         del Y_t, y_t
         logits = -self.rate * _f64(cum_loss)
-        w = jax.nn.softmax(
-            logits if pop.n_active is None else jnp.where(pop.mask(), logits, -jnp.inf)
-        )
+        mask = pop.mask()  # None: every slot is an agent
+        w = jax.nn.softmax(logits if mask is None else jnp.where(mask, logits, -jnp.inf))
         return (_f64(Y_next) @ w).astype(Y_next.dtype)

@@ -13,8 +13,11 @@ then predicts with the updated readout: `βⁱ_t = βⁱ_{t−1} + update(∇ℓ
 `MethodState.extra`. No mean field, no server, no coupling: purely local.
 """
 
+from typing import cast
+
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import optax
 
@@ -85,7 +88,7 @@ class OnlineGradient(AbstractMethod):
                 return jnp.sum(r**2) + self.weight_decay * jnp.sum(b**2)
 
             updates, opt_state = opt.update(jax.grad(loss)(beta), opt_state, beta)
-            beta = optax.apply_updates(beta, updates)
+            beta = cast(Array, optax.apply_updates(beta, updates))  # stub: any pytree
             return beta, opt_state, advance(yhat, z_now, beta)
 
         beta, opt_state = state.extra

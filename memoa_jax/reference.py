@@ -269,7 +269,9 @@ def solve_mean_field_numpy(M, S, y, cost: dict) -> dict:
         P = 0.5 * (P + P.T)
         Pi = IMK.T @ Gam @ A
         phi = IMK.T @ (Gam @ Ms @ g[s] + ell)
-        Ps.append(P), Pis.append(Pi), phis.append(phi)
+        Ps.append(P)
+        Pis.append(Pi)
+        phis.append(phi)
     m = np.zeros((T + 1, d))
     m[0] = y[0]
     for s in range(T):
@@ -458,6 +460,7 @@ class _Method:
         """A sync step (spec §7.1 c): the hindsight window `t−T..t` replayed from `y_{t−T}`,
         then the reading's `(base, β)` of every agent (`MeanFieldGame`'s docstring)."""
         T, N = self.window, self.yhat.shape[1]
+        flow = None  # the population solution's mean flow `m_s` (mean_field="flow")
         if self.moments == "own":  # each agent's own gains (N, T, ...)
             sols = [
                 solve_mean_field_numpy(
@@ -474,13 +477,17 @@ class _Method:
             S = np.stack([s_ for _, s_ in moms[-T:]])
             sol = solve_mean_field_numpy(M, S, y[t - T : t + 1], self.cost)
             gains = [np.repeat(sol[k][None], N, axis=0) for k in ("K", "L", "g")]
+            flow = sol["m"]
 
         def control(s, yh, ybar):  # (p, N)
             K, L, g = (G[:, s] for G in gains)
             return np.einsum("ipd,di->pi", K, yh) + np.einsum("ipd,d->pi", L, ybar) + g.T
 
         def mean(yh, s):
-            return yh.mean(axis=1) if self.mean_field == "realized" else sol["m"][s]
+            if self.mean_field == "realized":
+                return yh.mean(axis=1)
+            assert flow is not None, "mean_field='flow' needs the population moments"
+            return flow[s]
 
         yh = np.repeat(y[t - T][:, None], N, axis=1)
         for s in range(T - 1):
@@ -605,11 +612,13 @@ def simulate_numpy(
             m.bases = (m.bases + [base])[-H:]
         zs = (zs + [z_now])[-H:]
         if need_moments and t < n_steps - 1:  # moments of time t serve the windows of t+1..
+            assert moments is not None, "game methods need moments"
             M_t, S_t = moments(t)
             moms = (moms + [(np.asarray(M_t, np.float64), np.asarray(S_t, np.float64))])[-H:]
             if need_own:
                 assert agent_moments is not None, "moments='own' needs agent_moments"
-                own = tuple(np.asarray(a, np.float64) for a in agent_moments(t))
+                M_own, S_own = agent_moments(t)
+                own = (np.asarray(M_own, np.float64), np.asarray(S_own, np.float64))
                 own_moms = (own_moms + [own])[-H:]
 
     out = {}

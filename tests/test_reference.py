@@ -5,6 +5,7 @@ The reference is fed exactly the features and population moments that the JAX lo
 the two runs must agree to float rounding on every statistic.
 """
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -240,6 +241,69 @@ def test_scenarios_are_not_degenerate(pair):
         assert ref["g4_no_increment"]["worst_se"][-1] == pytest.approx(
             ref["g4_no_increment"]["mse"][-1], rel=1e-12
         )
+
+
+# A float32 run against the float64 oracle. The oracle is fed the float32 run's own draws
+# (features and moments computed in float32 from the float32-rounded x) and the
+# float32-rounded y, so only the loop's float32 arithmetic differs: the window gains are
+# solved in float64 either way (`solve_dtype`), while every step rounds the per-agent
+# predictions `ŷ_{t+1} = ŷ_t + Z β`, the server's and the statistics a few times in float32
+# (ε₃₂ = 2⁻²³ ≈ 1.2e-7). Over the 25 steps that is at most some 25·ε₃₂ relative to the scale
+# of y if the roundings add up, √25·ε₃₂ if they do not; measured: ≤ 8 ε₃₂ on every method of
+# every CASE. 64 ε₃₂ ≈ 7.6e-6 leaves 8× that, and fails as soon as a
+# float32 step loses two digits (e.g. to a cancellation the float64 run does not see).
+TOL32 = 64 * float(np.finfo(np.float32).eps)
+
+
+def _float32_against_oracle(sim64, x, y, key):
+    sim = dataclasses.replace(sim64, dtype=jnp.float32)
+    x32, y32 = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
+    res = jax.device_get(_simulate(sim, x32, y32, key=key))
+    Z, M, S, Ms, Ss = (np.asarray(a, np.float64) for a in _jax_draws(sim, x32, key))
+    assert Z.shape[0] == x.shape[0] - 1
+    x64, y64 = np.asarray(x32, np.float64), np.asarray(y32, np.float64)
+    ref = simulate_numpy(
+        config_from_simulation(sim),
+        x64,
+        y64,
+        lambda t: Z[t],
+        lambda t: (M[t], S[t]),
+        lambda t: (Ms[t], Ss[t]),
+    )
+    scale = np.max(np.abs(y64))
+    for m in sim.methods:
+        r, st, sm = ref[m.name], res.steps[m.name], res.summary[m.name]
+        assert st.mse.dtype == sm.avg_rmse.dtype == res.agent_rmse[m.name].dtype == np.float32
+        for k in STEP_KEYS:  # |Δ√se| ≤ |Δŷ|: absolute, as a squared error may be near 0
+            np.testing.assert_allclose(
+                np.sqrt(np.asarray(getattr(st, k), np.float64)),
+                np.sqrt(r[k]),
+                rtol=0,
+                atol=TOL32 * scale,
+                err_msg=f"{m.name}.{k}",
+            )
+        for k in SUMMARY_KEYS:
+            np.testing.assert_allclose(
+                np.asarray(getattr(sm, k), np.float64), r[k], rtol=TOL32, err_msg=f"{m.name}.{k}"
+            )
+        np.testing.assert_allclose(res.agent_rmse[m.name], r["agent_rmse"], rtol=TOL32)
+        # the worst agent may differ where two agents tie to float32 rounding: it is one of
+        # the oracle's worst
+        assert r["agent_rmse"][int(sm.worst_agent)] == pytest.approx(r["worst_rmse"], rel=TOL32)
+
+
+def test_float32_run_matches_the_float64_oracle():
+    """MEMOA in float32 (the default run's check; every method and case: -m slow)."""
+    sim, x, y = _case("h2_ridge_d1_p3_n7")
+    sim = dataclasses.replace(sim, methods=sim.methods[:1])
+    _float32_against_oracle(sim, x, y, jr.key(32))
+
+
+@pytest.mark.slow  # every method of every case: about 45 s on 2 cores
+@pytest.mark.parametrize("case", CASES)
+def test_float32_every_case_matches_the_float64_oracle(case):
+    sim, x, y = _case(case)
+    _float32_against_oracle(sim, x, y, jr.key(3200 + CASES.index(case)))
 
 
 def test_default_methods_config_matches_default_methods():

@@ -1,7 +1,12 @@
-"""The public sweep: per-N summaries equal single runs, one compilation per padded bucket,
-summaries in the order of the methods, and no recompilation for a Python-int `n_active`."""
+"""The public sweep: per-N summaries equal single runs, one compilation per padded bucket
+(guarded by `chex.assert_max_traces` on the compiled loop), summaries in the order of the
+methods, no recompilation for a Python-int `n_active`, and `jax.vmap(simulate)` over keys."""
+
+import dataclasses
 
 import chex
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -25,11 +30,9 @@ def test_sweep_compiles_once_per_bucket_and_equals_single_runs(setup, getkey, mo
     sim, x, y = setup
     key = getkey()
     exact = mj.simulate(eqx_replace(sim, 7), x, y, key=key)
-    # the compiled body of `simulate` computes the persistence once per trace
-    monkeypatch.setattr(
-        loop, "persistence_rmse", chex.assert_max_traces(loop.persistence_rmse, n=2)
-    )
+    traces = guard_loop_traces(monkeypatch, n=2)  # two buckets: 3, 7, 20 share one
     points = mj.sweep(sim, x, y, [7, 3, 20, 3, 1500], key=key, pad_below=2000)
+    assert len(traces) == 2  # the guard saw the traces it bounds
     assert [p.n_agents for p in points] == [3, 7, 20, 1500]
     assert [p.slots for p in points] == [1024, 1024, 1024, 2048]
     for p in points[:3]:
@@ -44,34 +47,58 @@ def test_sweep_compiles_once_per_bucket_and_equals_single_runs(setup, getkey, mo
 def test_python_int_n_active_does_not_recompile(setup, getkey, monkeypatch):
     sim, x, y = setup
     big = eqx_replace(sim, 64)
-    monkeypatch.setattr(
-        loop, "persistence_rmse", chex.assert_max_traces(loop.persistence_rmse, n=1)
-    )
+    traces = guard_loop_traces(monkeypatch, n=1)
     key = getkey()
     seen = []
     for n in (5, 17, 64):  # and a new progress callback every time
         res = mj.simulate(big, x, y, key=key, n_active=n, progress=seen.append)
         assert np.isnan(np.asarray(res.agent_rmse["memoa"])[n:]).all()
     assert len(seen) == 3 * (x.shape[0] - 1)
+    assert len(traces) == 1
+    # the guard is live: another N is a retrace, stopped before its body is traced
+    with pytest.raises(AssertionError, match="traced > 1 times"):
+        mj.simulate(eqx_replace(sim, 65), x, y, key=key)
+    assert len(traces) == 1
 
 
 def test_simulate_vmaps_over_keys(setup, getkey):
-    """`jax.vmap(simulate)` over seeds equals the runs one by one."""
-    import jax
-
+    """`jax.vmap(simulate)` over seeds equals the runs one by one, on every statistic."""
     sim, x, y = setup
-    sim = eqx_replace(sim, 9)
+    # MEMOA alone (its population moments and mean field are the reductions over agents that
+    # a batched program could get wrong); each method more would add a second of compilation
+    sim = dataclasses.replace(sim, n_agents=9, methods=sim.methods[:1])
     keys = jr.split(getkey(), 3)
     batched = jax.vmap(lambda k: mj.simulate(sim, x, y, key=k))(keys)
+    assert batched.names == ("memoa",)
     for i in range(3):
         one = mj.simulate(sim, x, y, key=keys[i])
-        for name, s in one.ordered():
+        leaves = jax.tree_util.tree_leaves_with_path(one)
+        assert len(leaves) == len(jax.tree.leaves(batched))
+        for (path, a), b in zip(leaves, jax.tree.leaves(batched), strict=True):
+            # the batched program may sum in another order: float64 rounding, no more
             np.testing.assert_allclose(
-                batched.summary[name].worst_rmse[i], s.worst_rmse, rtol=1e-12
+                b[i], a, rtol=1e-12, atol=1e-15, err_msg=jax.tree_util.keystr(path)
             )
+    # and the seeds are different runs (the comparison above is not of one run with itself)
+    avg = np.asarray(batched.summary["memoa"].avg_rmse)
+    assert len(set(avg.tolist())) == 3
+
+
+def guard_loop_traces(monkeypatch, n: int) -> list:
+    """Re-compile `simulate`'s body (`_loop._simulate`, an `eqx.filter_jit`) with
+    `chex.assert_max_traces(n)` inside the jit, so the guard counts traces of the compiled
+    loop itself. Returns the list of traces seen (one entry per trace)."""
+    body = loop._simulate.__wrapped__
+    traces = []
+
+    def counted(*args):
+        traces.append(len(traces))
+        return body(*args)
+
+    chex.clear_trace_counter()
+    monkeypatch.setattr(loop, "_simulate", eqx.filter_jit(chex.assert_max_traces(counted, n=n)))
+    return traces
 
 
 def eqx_replace(sim, n):
-    import dataclasses
-
     return dataclasses.replace(sim, n_agents=n)

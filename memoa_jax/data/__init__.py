@@ -38,7 +38,9 @@ from ._write import write_atomic as write_atomic
 
 # The registry lives here rather than in `_dataset.py` so that the private modules import
 # only `Dataset` and never each other in a cycle.
-DATASETS: dict[str, Callable[[], Dataset]] = {
+# `Callable[..., Dataset]`: every factory runs with no argument, and the FILE_DATASETS ones
+# also take the data folder
+DATASETS: dict[str, Callable[..., Dataset]] = {
     "ecb": ecb,
     "periodic": periodic,
     "logistic": logistic,

@@ -75,7 +75,9 @@ def logistic() -> Dataset:
     """
     tau = np.linspace(0.0, 1.0, _N_POINTS, endpoint=False)
     two_pi = np.pi * 2
-    force = sum(np.sin(two_pi * f * tau) for f in _LOGISTIC_FREQS)
+    force = np.zeros_like(tau)  # summed in this order, as `sum(...)` does: the map is chaotic
+    for f in _LOGISTIC_FREQS:
+        force = force + np.sin(two_pi * f * tau)
     rates = _LOGISTIC_C + _LOGISTIC_B * force  # rates[n] is used for s_n; rates[0] is unused
     s = np.empty(_N_POINTS, dtype=np.float64)
     s[0] = _LOGISTIC_S0

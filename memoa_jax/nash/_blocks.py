@@ -15,7 +15,7 @@ For `n = 1` the blocks that involve another agent do not exist and for `n = 2` n
 product keeps them behind a factor `n − 1` or `n − 2`, which is zero there).
 """
 
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -95,7 +95,10 @@ def each(f, *xs):
     return jax.tree.map(f, *xs)
 
 
-def mask(x, n):
+_BlocksOrPair = TypeVar("_BlocksOrPair", Blocks, Pair)
+
+
+def mask(x: _BlocksOrPair, n) -> _BlocksOrPair:
     """Zero the blocks of agents that do not exist (`n = 1`: all but `a`/`own`; `n = 2`: `e`)."""
     two, three = n >= 2, n >= 3
     if isinstance(x, Pair):

@@ -22,6 +22,7 @@ window: O(T (p³ + d³)), the same for `N = 2` and `N = 10⁹`. `N` may be a tra
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -233,4 +234,4 @@ def fne_gains(M, S, y, cost: CostParams, n):
 def centralized_method(cost: CostParams, *, name: str = "fne", **kwargs):
     """The centralized comparator of spec §7.1 b as a simulator method: MEMOA's protocol
     and draws with the exact N-player feedback Nash gains of each window (realized ȳ)."""
-    return MeanFieldGame(cost, equilibrium="nash", gains_solver=fne_gains, name=name, **kwargs)
+    return MeanFieldGame(cost=cost, equilibrium="nash", gains_solver=fne_gains, name=name, **kwargs)
