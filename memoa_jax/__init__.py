@@ -22,7 +22,7 @@ from ._fedmoe_game import fedmoe_game_summary as fedmoe_game_summary
 from ._fedmoe_game import replay_fedmoe_game as replay_fedmoe_game
 from ._fedmoe_game import simulate_fedmoe_game as simulate_fedmoe_game
 from ._fedmoe_game import solve_fedmoe_game as solve_fedmoe_game
-from ._loop import Simulation as Simulation
+from ._simulation import Simulation as Simulation
 from ._loop import init_agents as init_agents
 from ._loop import simulate as simulate
 from ._mean_field import CostParams as CostParams

@@ -11,7 +11,6 @@ State holds only per-agent arrays (predictions, a ring of the last `H` feature d
 error and cost accumulators) plus N-independent ring buffers of the population moments.
 """
 
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -24,83 +23,14 @@ from jax import lax
 from ._agents import Population, map_agents, map_chunks, stage_cost
 from ._custom_types import Array, Bool, Float, PRNGKeyArray, UInt32
 from ._encoders import AbstractEncoder, ESNParams, RFNParams
-from ._kernels import Kernels, as_kernels, evaluate_apart, stage_cost_rows
-from ._mean_field import CostParams
-from ._methods import AbstractMethod, MeanFieldGame, MethodState, StepContext
+from ._kernels import Kernels, evaluate_apart, stage_cost_rows
+from ._methods import MeanFieldGame, MethodState, StepContext
 from ._metrics import SimResult, StepStats, persistence_rmse, summarize
-from ._mixture import AbstractServer, RidgeMixture
 from ._moments import assemble_second_moment
 from ._random import key_words
-
-
-def solve_dtype():
-    """Window moments and gains are kept in float64 whenever JAX allows it (spec §13)."""
-    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-
-
-class Simulation(eqx.Module):
-    """Everything that defines a run except the data and the key.
-
-    Attributes:
-        n_agents: population size N.
-        encoder: the agents' random-feature encoder: `RFNEncoder` (stateless) or
-            `ESNEncoder` (its state, the previous features, is carried by the loop).
-        methods: client update rules run side by side on the same draws (`default_methods`).
-        server: the mixture rule applied to every method's predictions.
-        cost: weights of the realized online cost reported for every method (spec §3, §9).
-        homogeneity: "h1" — one shared encoder, agents differ by their noise (exact theory);
-            "h2" — each agent draws its own `(A, b)`, the policy uses population moments (an
-            all-reduce over agents) (spec §2.2).
-        batch_size: process agents in chunks of this size (`lax.map`); None = all at once.
-        dtype: float type of the per-agent arrays.
-        kernels: the backend tricks of the hot path: "tuned" (default; each measured to pay
-            on XLA:CPU, `memoa bench --kernels both`), "plain" (`vmap` of the one-agent
-            functions, `jax.random`, `jax.scipy`), or a `Kernels` choosing trick by trick.
-            Same results up to rounding (tested).
-    """
-
-    n_agents: int = eqx.field(static=True)
-    encoder: AbstractEncoder
-    methods: tuple[AbstractMethod, ...]
-    server: AbstractServer = RidgeMixture()
-    cost: CostParams = CostParams()
-    homogeneity: str = eqx.field(static=True, default="h2")
-    batch_size: int | None = eqx.field(static=True, default=None)
-    dtype: type = eqx.field(static=True, default=jnp.float64)
-    kernels: Kernels = eqx.field(default_factory=Kernels, converter=as_kernels)
-
-    def __check_init__(self):
-        if not isinstance(self.n_agents, int) or self.n_agents < 1:
-            raise ValueError(f"need at least one agent, got n_agents={self.n_agents!r}")
-        if self.homogeneity not in ("h1", "h2"):
-            raise ValueError(f"homogeneity must be 'h1' or 'h2', got {self.homogeneity!r}")
-        if self.batch_size is not None and (
-            not isinstance(self.batch_size, int) or self.batch_size < 1
-        ):
-            raise ValueError(
-                f"batch_size must be a positive integer, got batch_size={self.batch_size!r}"
-            )
-        if not self.methods:
-            raise ValueError("need at least one method")
-        if self.encoder.stateful and any(
-            getattr(m, "moments", "population") == "own" for m in self.methods
-        ):
-            raise ValueError(
-                "moments='own' needs closed-form per-agent moments; the encoder "
-                f"{type(self.encoder).__name__} is stateful (its moments are Monte Carlo)"
-            )
-        names = [m.name for m in self.methods]
-        if len(set(names)) != len(names):
-            raise ValueError(f"method names must be unique, got {names}")
-        if jnp.dtype(self.dtype) == jnp.float64 and not jax.config.jax_enable_x64:
-            raise ValueError(
-                "dtype=float64 needs `jax.config.update('jax_enable_x64', True)` first "
-                "(or pass dtype=jnp.float32)"
-            )
-
-    @property
-    def history(self) -> int:
-        return max(m.history for m in self.methods)
+from ._scan import scan, scan_remat
+from ._sharding import agent_sharding, shard_state
+from ._simulation import Simulation, solve_dtype, validate_data
 
 
 class _Acc(NamedTuple):
@@ -190,83 +120,10 @@ def _population_moments(
     return mean_M, assemble_second_moment(outer, mean_C)
 
 
-def _agent_sharding(mesh):
-    """A function that places an array (or pytree), agent axis last, on `mesh`'s "agents" axis."""
-    if mesh is None:
-        return lambda tree: tree
-    if "agents" not in mesh.axis_names:
-        raise ValueError(f"the mesh needs an axis named 'agents', got axes {mesh.axis_names}")
-    # GSPMD propagation ("Auto" axes) on the same devices, whatever axis types the caller used
-    # (`jax.make_mesh` makes "Explicit" axes, whose shardings would have to be typed by hand)
-    auto = (jax.sharding.AxisType.Auto,) * len(mesh.axis_names)
-    mesh = jax.sharding.Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
-
-    def constrain(a):
-        spec = jax.sharding.PartitionSpec(*([None] * (a.ndim - 1)), "agents")
-        return lax.with_sharding_constraint(a, jax.sharding.NamedSharding(mesh, spec))
-
-    return lambda tree: jax.tree.map(constrain, tree)
-
-
-def _shard_state(shard, state: "_State", h2: bool) -> "_State":
-    """Pin every per-agent part of the state to the agent sharding (a no-op on one device)."""
-    return state._replace(
-        noise_keys=shard(state.noise_keys),
-        params=shard(state.params) if h2 else state.params,
-        z_ring=shard(state.z_ring),
-        z_next=shard(state.z_next),
-        methods=shard(state.methods),
-        acc=shard(state.acc),
-        moving=shard(state.moving),
-    )
-
-
 def _vmapped_stage_cost(cost, y_next, ybar_next, yhat_next, energy):
     """`stage_cost` of every agent (the plain path)."""
     one = lambda yh, e: stage_cost(cost, y_next, ybar_next, yh, e)
     return map_agents(one, yhat_next, energy)
-
-
-def _validate_data(sim: Simulation, x, y):
-    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"need x (time, d_x) and y (time, d) of equal length, got {x.shape}, {y.shape}"
-        )
-    if x.shape[1] != sim.encoder.d_x or y.shape[1] != sim.encoder.d:
-        raise ValueError(
-            f"data shapes x{tuple(x.shape)}, y{tuple(y.shape)} do not match the encoder "
-            f"(d_x={sim.encoder.d_x}, d={sim.encoder.d})"
-        )
-    n = x.shape[0]
-    longest = max((m.window for m in sim.methods if isinstance(m, MeanFieldGame)), default=0)
-    if n - 1 <= longest:
-        raise ValueError(
-            f"window={longest} is not shorter than the {n - 1} prediction steps of the series "
-            f"({n} rows): the game would never be played"
-        )
-
-
-def _scan(step, init, n_steps: int):
-    return lax.scan(step, init, jnp.arange(n_steps))
-
-
-def _scan_remat(step, init, n_steps: int):
-    """`_scan` with two-level checkpointing: `n_steps = k·n_seg + rest`, `k = ⌊√n_steps⌋`.
-
-    The outer scan over segments saves only each segment's input state; the backward pass
-    re-runs one segment at a time, whose (checkpointed) steps save only their input state.
-    Peak: about `n_seg + k ≈ 2√T` copies of the carry instead of T steps of activations.
-    """
-    k = max(1, math.isqrt(n_steps))
-    n_seg, rest = divmod(n_steps, k)
-    step = jax.checkpoint(step)
-    segment = jax.checkpoint(lambda carry, ts: lax.scan(step, carry, ts))
-    final, steps = lax.scan(segment, init, jnp.arange(n_seg * k).reshape(n_seg, k))
-    steps = jax.tree.map(lambda a: a.reshape((n_seg * k,) + a.shape[2:]), steps)
-    if rest:
-        final, tail = lax.scan(step, final, jnp.arange(n_seg * k, n_steps))
-        steps = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), steps, tail)
-    return final, steps
 
 
 def simulate(
@@ -319,7 +176,7 @@ def simulate(
         ValueError: data shapes that do not match the encoder, a window not shorter than the
             series, `n_active` outside `[1, N]`.
     """
-    _validate_data(sim, x, y)
+    validate_data(sim, x, y)
     if n_active is not None and not isinstance(n_active, jax.core.Tracer):
         if not 1 <= int(n_active) <= sim.n_agents:
             raise ValueError(
@@ -355,92 +212,100 @@ def _report_progress(slot, t):
 
 @eqx.filter_jit
 def _simulate(sim, x, y, key, progress_slot, has_progress, mesh, n_active, remat, track_agent):
-    """The body of `simulate`, compiled (see there)."""
-    pop = Population(sim.n_agents, n_active)
-    dt, sdt = sim.dtype, solve_dtype()
-    x, y = jnp.asarray(x, dt), jnp.asarray(y, dt)
-    N, enc = sim.n_agents, sim.encoder
-    R = sim.history + 1  # ring slots: the history and the current step
-    d, p = enc.d, enc.p
-    h2 = sim.homogeneity == "h2"
+    """The body of `simulate`, compiled (see there): the initial state, one step scanned over
+    the series, the summaries."""
     if mesh is not None and sim.batch_size is not None:
         raise ValueError(
             f"batch_size={sim.batch_size} with a mesh: chunks of the global agent axis would be "
             "gathered across devices at every step; shard (each device then holds N/devices "
             "agents) or chunk, not both"
         )
-    shard = _agent_sharding(mesh)
+    x, y = jnp.asarray(x, sim.dtype), jnp.asarray(y, sim.dtype)
+    pop, shard = Population(sim.n_agents, n_active), agent_sharding(mesh)
+    init = _initial_state(sim, x, y, key, shard)
+    report = (
+        (lambda t: jax.debug.callback(_report_progress, progress_slot, t)) if has_progress else None
+    )
+    step = _make_step(sim, x, y, pop, shard, mesh is not None, track_agent, report)
+    final, steps = (scan_remat if remat else scan)(step, init, x.shape[0] - 1)
+    return _results(sim, final, steps, y, pop)
+
+
+def _draw_features(sim: Simulation, x, params, noise_keys, t, prev):
+    """Every agent's `Z_t` (`prev`: every agent's `Z_{t−1}`, for a stateful encoder). The
+    loop draws one step ahead and carries the draws, so that they are materialised once:
+    drawn inside the step, XLA would fuse the noise generation (threefry + erfinv) into
+    every consumer and recompute it once per method."""
+    enc, bs = sim.encoder, sim.batch_size
+    draw = lambda q, k, z: enc.features(q, x[t], enc.noise(k, t, sim.kernels), z)
+    if sim.homogeneity == "h2":
+        return map_chunks(draw, params, noise_keys, prev, batch_size=bs)
+    return map_chunks(lambda k, z: draw(params, k, z), noise_keys, prev, batch_size=bs)
+
+
+def _initial_state(sim: Simulation, x, y, key, shard) -> _State:
+    """The agents' draws, every ring empty, every prediction `y_0`."""
+    N, d, p, dt, sdt = sim.n_agents, sim.encoder.d, sim.encoder.p, sim.dtype, solve_dtype()
+    R = sim.history + 1  # ring slots: the history and the current step
     # apart: fused into the first feature draw, the parameters' draw was computed twice
     draw_agents = lambda k: init_agents(sim, key=k)
-    kernels = sim.kernels
-    params, noise_keys = evaluate_apart(draw_agents, key, live=x[0, 0] > 0, apart=kernels.apart)
-    noise_keys = shard(noise_keys)
-    if h2:
-        params = shard(params)
-    need_moments = any(isinstance(m, MeanFieldGame) for m in sim.methods)
-    bs = sim.batch_size
-
-    c = sim.cost
-
-    def draw_features(params, noise_keys, t, prev):
-        """Every agent's `Z_t` (`prev`: every agent's `Z_{t−1}`, for a stateful encoder). The
-        loop draws one step ahead and carries the draws, so that they are materialised once:
-        drawn inside the step, XLA would fuse the noise generation (threefry + erfinv) into
-        every consumer and recompute it once per method."""
-        draw = lambda q, k, z: enc.features(q, x[t], enc.noise(k, t, kernels), z)
-        if h2:
-            return map_chunks(draw, params, noise_keys, prev, batch_size=bs)
-        return map_chunks(lambda k, z: draw(params, k, z), noise_keys, prev, batch_size=bs)
-
+    params, noise_keys = evaluate_apart(draw_agents, key, live=x[0, 0] > 0, apart=sim.kernels.apart)
     y0 = jnp.broadcast_to(y[0][:, None], (d, N))
     zeros_n = jnp.zeros((N,), dt)
-    init = _shard_state(
-        shard,
-        _State(
-            noise_keys=noise_keys,
-            params=params,
-            z_ring=jnp.zeros((R, d, p, N), dt),
-            z_next=draw_features(params, noise_keys, 0, jnp.zeros((d, p, N), dt)),
-            mom_M=jnp.zeros((R, d, p), sdt),
-            mom_S=jnp.zeros((R, d, p, d, p), sdt),
-            methods={
-                m.name: MethodState(y0, jnp.zeros((R, d, N), dt), m.init_extra(N, p, dt))
-                for m in sim.methods
-            },
-            acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
-            moving=jnp.zeros((N,), bool),
-        ),
-        h2,
+    state = _State(
+        noise_keys=noise_keys,
+        params=params,
+        z_ring=jnp.zeros((R, d, p, N), dt),
+        z_next=_draw_features(sim, x, params, noise_keys, 0, jnp.zeros((d, p, N), dt)),
+        mom_M=jnp.zeros((R, d, p), sdt),
+        mom_S=jnp.zeros((R, d, p, d, p), sdt),
+        methods={
+            m.name: MethodState(y0, jnp.zeros((R, d, N), dt), m.init_extra(N, p, dt))
+            for m in sim.methods
+        },
+        acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
+        moving=jnp.zeros((N,), bool),
     )
+    return shard_state(shard, state, sim.homogeneity == "h2")
+
+
+def _make_step(sim: Simulation, x, y, pop: Population, shard, sharded: bool, track_agent, report):
+    """The loop's `step(state, t) -> (state, {method: StepStats})`."""
+    N, enc, kernels, bs, c = sim.n_agents, sim.encoder, sim.kernels, sim.batch_size, sim.cost
+    sdt = solve_dtype()
+    R = sim.history + 1
+    h2 = sim.homogeneity == "h2"
+    need_moments = any(isinstance(m, MeanFieldGame) for m in sim.methods)
+    cost_of = stage_cost_rows if kernels.rows else _vmapped_stage_cost
 
     def pick(a):
         """Agent `track_agent`'s column of `a`: an index on one device; across devices a
         masked sum (an all-reduce of d numbers, where an index would gather the whole row)."""
-        if mesh is None:
+        if not sharded:
             return a[:, track_agent]
         return jnp.sum(jnp.where(jnp.arange(N) == track_agent, a, 0.0), axis=-1)
-
-    def agent_moments(tau):
-        """Every agent's own exact moments at time `tau` (`moments="own"`), agent axis last;
-        recomputed from the parameters, never stored."""
-        one = lambda q: enc.moments(q, x[tau], kernels)
-        if h2:
-            M, S = jax.vmap(one, in_axes=-1, out_axes=-1)(params)
-        else:
-            M, S = jax.tree.map(
-                lambda a: jnp.broadcast_to(a[..., None], a.shape + (N,)), one(params)
-            )
-        return M.astype(sdt), S.astype(sdt)
 
     def step(state: _State, t):
         x_t, y_t, y_next = x[t], y[t], y[t + 1]
         slot = jnp.mod(t, R)
 
+        def agent_moments(tau):
+            """Every agent's own exact moments at time `tau` (`moments="own"`), agent axis
+            last; recomputed from the parameters, never stored."""
+            one = lambda q: enc.moments(q, x[tau], kernels)
+            if h2:
+                M, S = jax.vmap(one, in_axes=-1, out_axes=-1)(state.params)
+            else:
+                M, S = jax.tree.map(
+                    lambda a: jnp.broadcast_to(a[..., None], a.shape + (N,)), one(state.params)
+                )
+            return M.astype(sdt), S.astype(sdt)
+
         # FEATURES (shared by all methods): Z_t was drawn last step; draw Z_{t+1} now.
         # The rings take step t first: written before any read, they are updated in place
         # (written after the reads, XLA:CPU copied the whole feature ring twice per step).
         z_now = state.z_next
-        z_next = draw_features(state.params, state.noise_keys, t + 1, z_now)
+        z_next = _draw_features(sim, x, state.params, state.noise_keys, t + 1, z_now)
         z_ring = _ring_set(state.z_ring, slot, z_now)
         # POPULATION MOMENTS AT x_t
         if need_moments:
@@ -457,7 +322,6 @@ def _simulate(sim, x, y, key, progress_slot, has_progress, mesh, n_active, remat
             mom_M, mom_S = state.mom_M, state.mom_S
 
         ctx = StepContext(t, y, z_now, z_ring, mom_M, mom_S, bs, pop, agent_moments, kernels)
-        cost_of = stage_cost_rows if kernels.rows else _vmapped_stage_cost
         methods, acc, stats = {}, {}, {}
         for m in sim.methods:
             ms, a = state.methods[m.name], state.acc[m.name]
@@ -484,28 +348,25 @@ def _simulate(sim, x, y, key, progress_slot, has_progress, mesh, n_active, remat
             acc[m.name] = _Acc(a.sse + sq, a.cost + stage)
             methods[m.name] = MethodState(y_hat_next, _ring_set(ms.yhat_ring, slot, base), extra)
 
-        new = _shard_state(
-            shard,
-            _State(
-                noise_keys=state.noise_keys,
-                params=state.params,
-                z_ring=z_ring,
-                z_next=z_next,
-                mom_M=mom_M,
-                mom_S=mom_S,
-                methods=methods,
-                acc=acc,
-                moving=state.moving | jnp.any(z_now != 0, axis=(0, 1)),
-            ),
-            h2,
+        new = state._replace(
+            z_ring=z_ring,
+            z_next=z_next,
+            mom_M=mom_M,
+            mom_S=mom_S,
+            methods=methods,
+            acc=acc,
+            moving=state.moving | jnp.any(z_now != 0, axis=(0, 1)),
         )
-        if has_progress:
-            jax.debug.callback(_report_progress, progress_slot, t)
-        return new, stats
+        if report is not None:
+            report(t)
+        return shard_state(shard, new, h2), stats
 
-    n_steps = x.shape[0] - 1
-    final, steps = (_scan_remat if remat else _scan)(step, init, n_steps)
+    return step
 
+
+def _results(sim: Simulation, final: _State, steps, y, pop: Population) -> SimResult:
+    """Per-agent RMSE and the summaries from the final accumulators and the per-step stats."""
+    n_steps = y.shape[0] - 1
     summary, agent_rmse = {}, {}
     persistence = persistence_rmse(y, 1)
     for m in sim.methods:
