@@ -16,10 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-jax.config.update("jax_enable_x64", True)
-
-import memoa_jax as mj  # noqa: E402
-from memoa_jax.data import (  # noqa: E402
+import memoa_jax as mj
+from memoa_jax.data import (
     G1_PRESETS,
     NO_FEDMOE_RECIPE,
     load_dataset,
@@ -246,8 +244,11 @@ def environment() -> dict:
 
 
 def script_main(run, description: str):
-    """`python experiments/<name>.py [--quick] [--out DIR]`."""
+    """`python experiments/<name>.py [--quick] [--out DIR]`: the entry point, which decides
+    x64 (every experiment runs in float64; nothing flips it at import time)."""
     import argparse
+
+    jax.config.update("jax_enable_x64", True)
 
     from tqdm.auto import tqdm
 

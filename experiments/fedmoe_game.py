@@ -22,15 +22,12 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-jax.config.update("jax_enable_x64", True)
-
-import jax.numpy as jnp  # noqa: E402
-
-import memoa_jax as mj  # noqa: E402
-from memoa_jax._fedmoe_game import fedmoe_game_on_features, simulate_fedmoe_game  # noqa: E402
-from memoa_jax.data import load_dataset  # noqa: E402
+import memoa_jax as mj
+from memoa_jax._fedmoe_game import fedmoe_game_on_features, simulate_fedmoe_game
+from memoa_jax.data import load_dataset
 
 DATASETS = (("ett", "ETT", 0.0263), ("ett-val", "ETT (val)", 0.0514))
 N_AGENTS = 5
@@ -183,6 +180,7 @@ def markdown(rows, meta) -> str:
 
 
 def main(argv=None):
+    jax.config.update("jax_enable_x64", True)  # the entry point decides x64 (float64 runs)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     ap.add_argument("--stream", choices=("jax", "fedmoe"), default="jax")

@@ -22,7 +22,7 @@ from ._fedmoe_game import fedmoe_game_summary as fedmoe_game_summary
 from ._fedmoe_game import replay_fedmoe_game as replay_fedmoe_game
 from ._fedmoe_game import simulate_fedmoe_game as simulate_fedmoe_game
 from ._fedmoe_game import solve_fedmoe_game as solve_fedmoe_game
-from ._simulation import Simulation as Simulation
+from ._kernels import Kernels as Kernels
 from ._loop import init_agents as init_agents
 from ._loop import simulate as simulate
 from ._mean_field import CostParams as CostParams
@@ -35,6 +35,8 @@ from ._methods import AbstractMethod as AbstractMethod
 from ._methods import FollowTheMean as FollowTheMean
 from ._methods import LocalRidge as LocalRidge
 from ._methods import MeanFieldGame as MeanFieldGame
+from ._methods import MethodState as MethodState
+from ._methods import StepContext as StepContext
 from ._methods import default_methods as default_methods
 from ._metrics import DIVERGED_FACTOR as DIVERGED_FACTOR
 from ._metrics import SimResult as SimResult
@@ -51,6 +53,7 @@ from ._mixture import ridge_weights_dense as ridge_weights_dense
 from ._moments import rfn_moments as rfn_moments
 from ._moments import second_moment_operator as second_moment_operator
 from ._online_gradient import OnlineGradient as OnlineGradient
+from ._simulation import Simulation as Simulation
 from ._sweep import SweepPoint as SweepPoint
 from ._sweep import bucket_slots as bucket_slots
 from ._sweep import sweep as sweep

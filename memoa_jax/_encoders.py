@@ -93,6 +93,17 @@ class AbstractEncoder(eqx.Module):
         """`Z_t` for input `x`, step noise `w` (a draw of `noise`) and, for a stateful encoder,
         the previous features `prev = Z_{t−1}`; per agent with a trailing agent axis."""
 
+    def moments(
+        self, params: eqx.Module, x: Float[Array, " d_x"], kernels: Kernels = Kernels()
+    ) -> tuple[Float[Array, "d p"], Float[Array, "d p d p"]]:
+        """Exact `(E Z, E[Z ⊗ Z])` of ONE agent over the step noise, where they have a closed
+        form: what H1 (one shared encoder) and `MeanFieldGame(moments="own")` need. An
+        encoder without one (e.g. the ESN) leaves this out; H2 needs only `moment_parts`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no closed-form per-agent moments: use homogeneity='h2' "
+            "and moments='population'"
+        )
+
     @abc.abstractmethod
     def moment_parts(
         self,

@@ -22,7 +22,7 @@ from jax import lax
 
 from ._agents import Population, map_agents, map_chunks, stage_cost
 from ._custom_types import Array, Bool, Float, PRNGKeyArray, UInt32
-from ._encoders import AbstractEncoder, ESNParams, RFNParams
+from ._encoders import AbstractEncoder
 from ._kernels import Kernels, evaluate_apart, stage_cost_rows
 from ._methods import MeanFieldGame, MethodState, StepContext
 from ._metrics import SimResult, StepStats, persistence_rmse, summarize
@@ -40,7 +40,7 @@ class _Acc(NamedTuple):
 
 class _State(NamedTuple):
     noise_keys: UInt32[Array, "2 n"]
-    params: RFNParams | ESNParams
+    params: eqx.Module  # the encoder's parameters (per agent, agent axis last, or shared)
     z_ring: Float[Array, "R d p n"]  # R = H + 1 slots: times t−H..t (see StepContext)
     z_next: Float[Array, "d p n"]  # the features of the coming step, drawn one step ahead
     mom_M: Float[Array, "R d p"]
@@ -57,9 +57,7 @@ def _ring_set(ring: Array, slot, value: Array) -> Array:
     return lax.dynamic_update_index_in_dim(ring, value, slot, 0)
 
 
-def init_agents(
-    sim: Simulation, *, key: PRNGKeyArray
-) -> tuple[RFNParams | ESNParams, UInt32[Array, "2 n"]]:
+def init_agents(sim: Simulation, *, key: PRNGKeyArray) -> tuple[eqx.Module, UInt32[Array, "2 n"]]:
     """Per-agent encoder parameters and two-word noise keys (agent axis last, as everything
     per agent); agent `i` owns `fold_in(agents_key, i)`, so agent `i` is the same in any
     population."""

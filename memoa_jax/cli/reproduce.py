@@ -73,6 +73,7 @@ def _load(folder: Path, name: str):
 
 
 def main(args) -> int:
+    import jax
     from tqdm.auto import tqdm
 
     from ..data import load_dataset
@@ -87,6 +88,7 @@ def main(args) -> int:
     check(args.rows is None or args.rows >= 10, f"--rows must be at least 10, got {args.rows}")
     if args.data_dir is not None:
         os.environ["MEMOA_DATA"] = str(args.data_dir)  # read by the loaders the scripts call
+    jax.config.update("jax_enable_x64", True)  # the experiments run in float64
     modules = [_load(args.experiments_dir, name) for name in only]
     common = sys.modules.get("_common")
     try:
