@@ -127,9 +127,14 @@ class Population(NamedTuple):
     def mask(self) -> Array | None:
         return None if self.n_active is None else jnp.arange(self.n_slots) < self.n_active
 
+    def fill_padding(self, a: Array, fill) -> Array:
+        """`a` with the padding slots set to `fill`."""
+        mask = self.mask()
+        return a if mask is None else jnp.where(mask, a, fill)
+
     def zero_padding(self, a: Array) -> Array:
         """`a` with the padding slots set to 0."""
-        return a if self.n_active is None else jnp.where(self.mask(), a, 0)
+        return self.fill_padding(a, 0)
 
     def sum(self, a: Array) -> Array:
         return jnp.sum(self.zero_padding(a), axis=-1)
@@ -138,15 +143,15 @@ class Population(NamedTuple):
         return jnp.mean(a, axis=-1) if self.n_active is None else self.sum(a) / self.n_active
 
     def max(self, a: Array) -> Array:
-        return jnp.max(a if self.n_active is None else jnp.where(self.mask(), a, -jnp.inf), -1)
+        return jnp.max(self.fill_padding(a, -jnp.inf), -1)
 
     def argmax(self, a: Array) -> Array:
-        return jnp.argmax(a if self.n_active is None else jnp.where(self.mask(), a, -jnp.inf), -1)
+        return jnp.argmax(self.fill_padding(a, -jnp.inf), -1)
 
     def quantile(self, a: Float[Array, " n"], q: float) -> Array:
         """The `q`-quantile of `a` over the agents, interpolated linearly between order
         statistics (NumPy's default); one sort of the population."""
-        s = jnp.sort(a if self.n_active is None else jnp.where(self.mask(), a, jnp.inf))
+        s = jnp.sort(self.fill_padding(a, jnp.inf))
         pos = q * (jnp.asarray(self.n, jnp.int32) - 1)
         lo = jnp.floor(pos).astype(jnp.int32)
         hi = jnp.minimum(lo + 1, jnp.asarray(self.n, jnp.int32) - 1)

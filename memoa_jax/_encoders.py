@@ -13,9 +13,11 @@ shard) with the same draws.
 """
 
 import abc
+from typing import Any
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -85,7 +87,7 @@ class AbstractEncoder(eqx.Module):
     @abc.abstractmethod
     def features(
         self,
-        params: eqx.Module,
+        params: Any,
         x: Float[Array, " d_x"],
         w: Float[Array, " p *n"],
         prev: Float[Array, "d p *n"] | None = None,
@@ -94,7 +96,7 @@ class AbstractEncoder(eqx.Module):
         the previous features `prev = Z_{t−1}`; per agent with a trailing agent axis."""
 
     def moments(
-        self, params: eqx.Module, x: Float[Array, " d_x"], kernels: Kernels = Kernels()
+        self, params: Any, x: Float[Array, " d_x"], kernels: Kernels = Kernels()
     ) -> tuple[Float[Array, "d p"], Float[Array, "d p d p"]]:
         """Exact `(E Z, E[Z ⊗ Z])` of ONE agent over the step noise, where they have a closed
         form: what H1 (one shared encoder) and `MeanFieldGame(moments="own")` need. An
@@ -107,7 +109,7 @@ class AbstractEncoder(eqx.Module):
     @abc.abstractmethod
     def moment_parts(
         self,
-        params: eqx.Module,
+        params: Any,
         x: Float[Array, " d_x"],
         *,
         prev: Float[Array, "d p *n"] | None = None,
@@ -153,7 +155,9 @@ class RFNEncoder(AbstractEncoder):
 
     def preactivation(self, params: RFNParams, x: Float[Array, " d_x"]) -> Float[Array, "d p *n"]:
         """`A x 1ᵀ + b` (entry by entry over `x`)."""
-        ax = sum(params.A[:, j] * x[j] for j in range(self.d_x))
+        ax = params.A[:, 0] * x[0]
+        for j in range(1, self.d_x):
+            ax = ax + params.A[:, j] * x[j]
         return ax[:, None] + params.b
 
     def features(self, params, x, w, prev=None):
@@ -164,7 +168,7 @@ class RFNEncoder(AbstractEncoder):
         return jnp.maximum(pre + self._sigma(pre.dtype, pre.ndim) * w[None].astype(pre.dtype), 0.0)
 
     def moments(
-        self, params: RFNParams, x: Float[Array, " d_x"], kernels: Kernels = Kernels()
+        self, params: Any, x: Float[Array, " d_x"], kernels: Kernels = Kernels()
     ) -> tuple[Float[Array, "d p"], Float[Array, "d p d p"]]:
         """Exact `(E Z, E[Z ⊗ Z])` over the step noise, given one agent's parameters and input."""
         pre = self.preactivation(params, x)
@@ -243,16 +247,22 @@ class ESNEncoder(AbstractEncoder):
         A, B, b = (
             a.reshape(a.shape + (1,) * (extra + 2 - a.ndim)) for a in (params.A, params.B, params.b)
         )
-        ax = sum(A[:, j] * x[j] for j in range(self.d_x))
-        Bz = sum(B[:, c][:, None] * prev[c][None] for c in range(self.d))
+        ax = A[:, 0] * x[0]
+        for j in range(1, self.d_x):
+            ax = ax + A[:, j] * x[j]
+        Bz = B[:, 0][:, None] * prev[0][None]
+        for c in range(1, self.d):
+            Bz = Bz + B[:, c][:, None] * prev[c][None]
         return ax[:, None] + Bz + b
 
     def features(self, params, x, w, prev=None):
+        assert prev is not None, "the ESN's features need its previous features (Z_{-1} = 0)"
         pre = self.preactivation(params, x, prev)
         return hard_sigmoid(pre + self._sigma(pre.dtype, pre.ndim) * w[None].astype(pre.dtype))
 
     def moment_parts(self, params, x, *, prev=None, key=None, t=None, kernels=Kernels()):
         """Monte-Carlo `(E Z, E[Z_ak Z_bk])` over `n_mc` noise draws, given `prev`."""
+        assert prev is not None and key is not None, "the ESN's moments need prev and key"
         pre = self.preactivation(params, x, prev)
         draws = agent_normals(key, t, self.n_mc * self.p, self.p, kernels.threefry)
         w = draws.astype(pre.dtype)

@@ -206,7 +206,10 @@ def advance_rows(
 
 def energy_rows(beta: list[Float[Array, "1 n"]]) -> Float[Array, " n"]:
     """Every agent's control energy `‖β‖²`, as `(n,)`."""
-    return sum(b * b for b in beta)[0]
+    energy = beta[0] * beta[0]
+    for b in beta[1:]:
+        energy = energy + b * b
+    return energy[0]
 
 
 def mean_field_update(
@@ -227,9 +230,17 @@ def mean_field_update(
 def stage_cost_rows(cost, y_next, ybar_next, yhat_next, energy):
     """`_agents.stage_cost` of every agent, each output one row expression."""
     y_rows = rows(yhat_next)
-    sq = sum((y_next[a] - yr) ** 2 for a, yr in enumerate(y_rows))[0]
-    dev = sum((yr - ybar_next[a]) ** 2 for a, yr in enumerate(y_rows))[0]
+    sq = _row_sum([(y_next[a] - yr) ** 2 for a, yr in enumerate(y_rows)])
+    dev = _row_sum([(yr - ybar_next[a]) ** 2 for a, yr in enumerate(y_rows)])
     return sq, cost.q * sq + cost.lam * dev + cost.gamma * energy
+
+
+def _row_sum(terms: list[Float[Array, "1 n"]]) -> Float[Array, " n"]:
+    """`Σ terms` (at least one) as `(n,)`."""
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total[0]
 
 
 def complex_rows(re: list[Float[Array, "1 n"]], im: list[Float[Array, "1 n"]]) -> Array:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import equinox as eqx
 import jax
+import jax.core
 import jax.numpy as jnp
 import jax.random as jr
 from jax import lax
@@ -370,7 +371,7 @@ def _results(sim: Simulation, final: _State, steps, y, pop: Population) -> SimRe
     for m in sim.methods:
         a = final.acc[m.name]
         rmse = jnp.sqrt(a.sse / n_steps)
-        agent_rmse[m.name] = rmse if pop.n_active is None else jnp.where(pop.mask(), rmse, jnp.nan)
+        agent_rmse[m.name] = pop.fill_padding(rmse, jnp.nan)
         summary[m.name] = summarize(rmse, a.cost, final.moving, steps[m.name], pop, persistence)
     names = tuple(m.name for m in sim.methods)
     return SimResult(steps=steps, summary=summary, agent_rmse=agent_rmse, names=names)

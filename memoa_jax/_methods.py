@@ -319,8 +319,10 @@ class MeanFieldGame(AbstractMethod):
         def policy_step(s, yh):
             ybar = mean(yh, s)
             z = ctx.z_ring[jnp.mod(ctx.t - T + s, R)]
-            rows_fn = lambda G, y_, z_: mean_field_update(*G, y_, ybar, z_)
-            one_fn = lambda G, y_, z_: advance(y_, z_, mean_field_control(*G, y_, ybar))
+            rows_fn = lambda G, y_, z_: mean_field_update(G[0], G[1], G[2], y_, ybar, z_)
+            one_fn = lambda G, y_, z_: advance(
+                y_, z_, mean_field_control(G[0], G[1], G[2], y_, ybar)
+            )
             return run(s, rows_fn, one_fn, yh, z)
 
         s = T - 1
@@ -332,7 +334,7 @@ class MeanFieldGame(AbstractMethod):
             ybar = mean(yh, s)
 
             def last_rows(G, y_, z_, z_now):
-                beta = control_rows(*G, rows(y_), ybar)
+                beta = control_rows(G[0], G[1], G[2], rows(y_), ybar)
                 base = advance_rows(rows(y_), z_, beta)
                 nxt = advance_rows(base, z_now, beta)
                 if k.pack:  # ŷ_T + i ŷ_{T+1} (see `_kernels`)
@@ -340,7 +342,7 @@ class MeanFieldGame(AbstractMethod):
                 return (jnp.concatenate(base), jnp.concatenate(nxt)), energy_rows(beta)
 
             def last_one(G, y_, z_, z_now):
-                beta = mean_field_control(*G, y_, ybar)
+                beta = mean_field_control(G[0], G[1], G[2], y_, ybar)
                 base = advance(y_, z_, beta)
                 return (base, advance(base, z_now, beta)), beta @ beta
 
@@ -363,11 +365,11 @@ class MeanFieldGame(AbstractMethod):
             at, ybar = base, ctx.pop.mean(base)
 
         def advance_rows_with(G, b_, y_, z_now):
-            beta = control_rows(*G, rows(y_), ybar)
+            beta = control_rows(G[0], G[1], G[2], rows(y_), ybar)
             return jnp.concatenate(advance_rows(rows(b_), z_now, beta)), energy_rows(beta)
 
         def advance_one_with(G, b_, y_, z_now):
-            beta = mean_field_control(*G, y_, ybar)
+            beta = mean_field_control(G[0], G[1], G[2], y_, ybar)
             return advance(b_, z_now, beta), beta @ beta
 
         nxt, energy = run(s, advance_rows_with, advance_one_with, base, at, ctx.z_now)
@@ -388,13 +390,21 @@ def default_methods(
     mean_field: Literal["realized", "flow"] = "realized",
 ) -> tuple[AbstractMethod, ...]:
     """MEMOA and the greedy baselines G1–G4 of spec §7.2, all on the same cost weights."""
-    game = dict(sync_every=sync_every, ridge_window=ridge_window, mean_field=mean_field)
+
+    def game(name: str, cost: CostParams, window: int) -> MeanFieldGame:
+        return MeanFieldGame(
+            cost=cost,
+            window=window,
+            sync_every=sync_every,
+            ridge_window=ridge_window,
+            mean_field=mean_field,
+            name=name,
+        )
+
     return (
-        MeanFieldGame(cost, window=window, name="memoa", **game),
-        LocalRidge(cost, ridge_window=ridge_window),
-        MeanFieldGame(cost, window=1, name="g2_myopic", **game),
-        MeanFieldGame(
-            eqx.tree_at(lambda c: c.lam, cost, 0.0), window=window, name="g3_independent", **game
-        ),
-        FollowTheMean(cost, ridge_window=ridge_window),
+        game("memoa", cost, window),
+        LocalRidge(cost=cost, ridge_window=ridge_window),
+        game("g2_myopic", cost, 1),
+        game("g3_independent", eqx.tree_at(lambda c: c.lam, cost, 0.0), window),
+        FollowTheMean(cost=cost, ridge_window=ridge_window),
     )

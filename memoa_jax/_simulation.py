@@ -14,7 +14,7 @@ from ._mixture import AbstractServer, RidgeMixture
 
 def solve_dtype():
     """Window moments and gains are kept in float64 whenever JAX allows it (spec §13)."""
-    return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    return jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
 
 
 class Simulation(eqx.Module):
@@ -71,7 +71,7 @@ class Simulation(eqx.Module):
         names = [m.name for m in self.methods]
         if len(set(names)) != len(names):
             raise ValueError(f"method names must be unique, got {names}")
-        if jnp.dtype(self.dtype) == jnp.float64 and not jax.config.jax_enable_x64:
+        if jnp.dtype(self.dtype) == jnp.float64 and not jax.config.read("jax_enable_x64"):
             raise ValueError(
                 "dtype=float64 needs `jax.config.update('jax_enable_x64', True)` first "
                 "(or pass dtype=jnp.float32)"
