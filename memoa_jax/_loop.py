@@ -12,7 +12,7 @@ error and cost accumulators) plus N-independent ring buffers of the population m
 """
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -28,7 +28,6 @@ from ._kernels import Kernels, evaluate_apart, stage_cost_rows
 from ._methods import MeanFieldGame, MethodState, StepContext
 from ._metrics import SimResult, StepStats, persistence_rmse, summarize
 from ._moments import assemble_second_moment
-from ._random import key_words
 from ._scan import scan, scan_remat
 from ._sharding import agent_sharding, shard_state
 from ._simulation import Simulation, solve_dtype, validate_data
@@ -40,10 +39,14 @@ class _Acc(NamedTuple):
 
 
 class _State(NamedTuple):
-    noise_keys: UInt32[Array, "2 n"]
-    params: eqx.Module  # the encoder's parameters (per agent, agent axis last, or shared)
-    z_ring: Float[Array, "R d p n"]  # R = H + 1 slots: times t−H..t (see StepContext)
-    z_next: Float[Array, "d p n"]  # the features of the coming step, drawn one step ahead
+    """The loop's carry. `state="lean"` leaves out what the agent index, the key and the
+    step counter define (None): the parameters and noise keys, and for a stateless encoder
+    the feature ring and the drawn-ahead features."""
+
+    noise_keys: UInt32[Array, "2 n"] | None
+    params: Any  # the encoder's parameters (per agent, agent axis last, or shared), or None
+    z_ring: Float[Array, "R d p n"] | None  # R = H + 1 slots: times t−H..t (see StepContext)
+    z_next: Float[Array, "d p n"] | None  # the features of the coming step, drawn one ahead
     mom_M: Float[Array, "R d p"]
     mom_S: Float[Array, "R d p d p"]
     methods: dict[str, MethodState]
@@ -58,37 +61,43 @@ def _ring_set(ring: Array, slot, value: Array) -> Array:
     return lax.dynamic_update_index_in_dim(ring, value, slot, 0)
 
 
-def init_agents(sim: Simulation, *, key: PRNGKeyArray) -> tuple[eqx.Module, UInt32[Array, "2 n"]]:
+def init_agents(sim: Simulation, *, key: PRNGKeyArray) -> tuple[Any, UInt32[Array, "2 n"]]:
     """Per-agent encoder parameters and two-word noise keys (agent axis last, as everything
     per agent); agent `i` owns `fold_in(agents_key, i)`, so agent `i` is the same in any
-    population."""
+    population (`agent_draws`)."""
+    return agent_draws(sim, key, jnp.arange(sim.n_agents))
+
+
+def agent_draws(sim: Simulation, key: PRNGKeyArray, index: Array) -> tuple[Any, Array]:
+    """The encoder parameters and two-word noise keys of the agents `index` (an integer
+    array; agent axis last), a pure function of the run's key and the agent's index: what
+    `state="lean"` recomputes where it needs them. Under H1 the parameters are the shared
+    ones (no agent axis)."""
     agents_key, shared_key = jr.split(key)
-    agent_keys = jax.vmap(lambda i: jr.fold_in(agents_key, i))(jnp.arange(sim.n_agents))
-    param_keys, noise_keys = jax.vmap(jr.split, out_axes=1)(agent_keys)
-    if sim.homogeneity == "h2":  # agent axis last, like all per-agent state
-        params = jax.vmap(lambda k: sim.encoder.init(k, sim.dtype), out_axes=-1)(param_keys)
-    else:  # h1: one encoder for everyone, drawn from its own key
+
+    def one(i):
+        param_key, noise_key = jr.split(jr.fold_in(agents_key, i))
+        words = jax.random.bits(noise_key, (2,), jnp.uint32)
+        if sim.homogeneity == "h2":
+            return sim.encoder.init(param_key, sim.dtype), words
+        return None, words
+
+    if index.ndim == 0:
+        params, words = one(index)
+    else:
+        params, words = jax.vmap(one, out_axes=-1)(index)
+    if sim.homogeneity == "h1":  # one encoder for everyone, drawn from its own key
         params = sim.encoder.init(shared_key, sim.dtype)
-    return params, key_words(noise_keys)
+    return params, words
 
 
 def _population_moments(
-    enc: AbstractEncoder,
-    params,
-    h2: bool,
-    x_t,
-    t,
-    keys,
-    prev,
-    pop: Population,
-    bs,
-    dtype,
-    kernels: Kernels,
+    enc: AbstractEncoder, draws, src, x_t, t, prev, pop: Population, bs, dtype, kernels: Kernels
 ):
     """Population moments at `x_t` (spec §2.2): the means over agents of each agent's `M` and
     `C` (exact for the RFN, Monte Carlo for the ESN, given each agent's `Z_{t−1}` = `prev`),
-    and of `M ⊗ M` as one GEMM over the agents (no per-agent `(d p)²` tensor). `params` are
-    per agent (`h2`) or shared (H1, where only a stateful encoder's moments differ by agent).
+    and of `M ⊗ M` as one GEMM over the agents (no per-agent `(d p)²` tensor). `draws(src)`:
+    the parameters and noise keys of the agents of `src` (`_Agents`).
 
     With the `pack` and `apart` tricks each agent's `C[a, b, k]` and `M[a, k]` are packed as
     one complex array `C + i M` and evaluated apart from the reductions: `M` and `C` share
@@ -97,19 +106,18 @@ def _population_moments(
     43 → 30 ms per step).
     """
 
-    def parts(q, k, z):
+    def parts(a, z):
+        q, k = draws(a)
         M, C = enc.moment_parts(q, x_t, prev=z, key=k, t=t, kernels=kernels)
         M, C = M.astype(dtype), C.astype(dtype)
         if kernels.pack:
             return lax.complex(C, jnp.broadcast_to(M[:, None], C.shape))
         return M, C
 
-    def all_parts(params, keys, prev):
-        if h2:
-            return map_chunks(parts, params, keys, prev, batch_size=bs)
-        return map_chunks(lambda k, z: parts(params, k, z), keys, prev, batch_size=bs)
+    def all_parts(src, prev):
+        return map_chunks(parts, src, prev, batch_size=bs)
 
-    out = evaluate_apart(all_parts, params, keys, prev, live=t >= 0, apart=kernels.apart)
+    out = evaluate_apart(all_parts, src, prev, live=t >= 0, apart=kernels.apart)
     if kernels.pack:
         M, mean = jnp.imag(out[:, 0]), pop.mean(out)
         mean_M, mean_C = jnp.imag(mean[:, 0]), jnp.real(mean)
@@ -225,37 +233,87 @@ def _simulate(sim, x, y, key, progress_slot, has_progress, mesh, n_active, remat
     report = (
         (lambda t: jax.debug.callback(_report_progress, progress_slot, t)) if has_progress else None
     )
-    step = _make_step(sim, x, y, pop, shard, mesh is not None, track_agent, report)
-    final, steps = (scan_remat if remat else scan)(step, init, x.shape[0] - 1)
+    step = _make_step(sim, x, y, key, pop, shard, mesh is not None, track_agent, report)
+    drive, n_steps = (scan_remat if remat else scan), x.shape[0] - 1
+    warm_up = _warm_up_steps(sim)
+    if not warm_up:
+        final, steps = drive(step, init, n_steps)
+    else:  # lean: the methods that read their ring only while warming up drop it after
+        state, first = drive(step, init, warm_up)
+        state = state._replace(methods=_drop_rings(sim, state.methods))
+        final, rest = drive(step, state, n_steps, warm_up)
+        steps = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first, rest)
     return _results(sim, final, steps, y, pop)
 
 
-def _draw_features(sim: Simulation, x, params, noise_keys, t, prev):
-    """Every agent's `Z_t` (`prev`: every agent's `Z_{t−1}`, for a stateful encoder). The
-    loop draws one step ahead and carries the draws, so that they are materialised once:
-    drawn inside the step, XLA would fuse the noise generation (threefry + erfinv) into
-    every consumer and recompute it once per method."""
-    enc, bs = sim.encoder, sim.batch_size
-    draw = lambda q, k, z: enc.features(q, x[t], enc.noise(k, t, sim.kernels), z)
+def _warm_up_steps(sim: Simulation) -> int:
+    """With `state="lean"`, the steps after which some methods never read their ring of
+    past states again (`AbstractMethod.ring_until`); the loop runs them as a scan of their
+    own and the rest without those rings (a second compiled body). 0: one scan."""
+    ends = [m.ring_until for m in sim.methods if m.ring_until is not None]
+    return max(ends) if sim.state == "lean" and ends else 0
+
+
+def _drop_rings(sim: Simulation, methods: dict) -> dict:
+    return {
+        m.name: methods[m.name]._replace(yhat_ring=None)
+        if m.ring_until is not None
+        else methods[m.name]
+        for m in sim.methods
+    }
+
+
+class _Agents(NamedTuple):
+    """Where the agents' draws come from: `src`, per-agent leaves (agent axis last) that go
+    through `map_chunks` / `vmap` / sharding with the other per-agent arrays, and
+    `draws(src_slice) -> (params, noise_keys)`. Stored: `src` holds the parameters (H2) and
+    the noise keys, `draws` unpacks them. Lean: `src` is the agent indices and `draws` is
+    `agent_draws`, recomputed where needed."""
+
+    src: Any
+    draws: Callable[[Any], tuple[Any, Array]]
+
+
+def _agents(sim: Simulation, state: "_State", key, shard) -> _Agents:
+    if sim.state == "lean":
+        index = shard(jnp.arange(sim.n_agents, dtype=jnp.int32))
+        return _Agents(index, lambda i: agent_draws(sim, key, i))
     if sim.homogeneity == "h2":
-        return map_chunks(draw, params, noise_keys, prev, batch_size=bs)
-    return map_chunks(lambda k, z: draw(params, k, z), noise_keys, prev, batch_size=bs)
+        return _Agents((state.params, state.noise_keys), lambda a: a)
+    return _Agents(state.noise_keys, lambda k: (state.params, k))
+
+
+def _lean_features(sim: Simulation) -> bool:
+    """Whether the features are recomputed from the counter (a stateless encoder, lean)."""
+    return sim.state == "lean" and not sim.encoder.stateful
+
+
+def _draw_features(sim: Simulation, x, agents: _Agents, t, prev):
+    """Every agent's `Z_t` (`prev`: every agent's `Z_{t−1}`, for a stateful encoder). The
+    stored loop draws one step ahead and carries the draws, so that they are materialised
+    once: drawn inside the step, XLA would fuse the noise generation (threefry + erfinv) into
+    every consumer and recompute it once per method."""
+    enc = sim.encoder
+
+    def draw(a, z):
+        q, k = agents.draws(a)
+        return enc.features(q, x[t], enc.noise(k, t, sim.kernels), z)
+
+    return map_chunks(draw, agents.src, prev, batch_size=sim.batch_size)
 
 
 def _initial_state(sim: Simulation, x, y, key, shard) -> _State:
-    """The agents' draws, every ring empty, every prediction `y_0`."""
+    """The agents' draws (stored), every ring empty, every prediction `y_0`."""
     N, d, p, dt, sdt = sim.n_agents, sim.encoder.d, sim.encoder.p, sim.dtype, solve_dtype()
     R = sim.history + 1  # ring slots: the history and the current step
-    # apart: fused into the first feature draw, the parameters' draw was computed twice
-    draw_agents = lambda k: init_agents(sim, key=k)
-    params, noise_keys = evaluate_apart(draw_agents, key, live=x[0, 0] > 0, apart=sim.kernels.apart)
+    h2 = sim.homogeneity == "h2"
     y0 = jnp.broadcast_to(y[0][:, None], (d, N))
     zeros_n = jnp.zeros((N,), dt)
     state = _State(
-        noise_keys=noise_keys,
-        params=params,
-        z_ring=jnp.zeros((R, d, p, N), dt),
-        z_next=_draw_features(sim, x, params, noise_keys, 0, jnp.zeros((d, p, N), dt)),
+        noise_keys=None,
+        params=None,
+        z_ring=None,
+        z_next=None,
         mom_M=jnp.zeros((R, d, p), sdt),
         mom_S=jnp.zeros((R, d, p, d, p), sdt),
         methods={
@@ -265,15 +323,31 @@ def _initial_state(sim: Simulation, x, y, key, shard) -> _State:
         acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
         moving=jnp.zeros((N,), bool),
     )
-    return shard_state(shard, state, sim.homogeneity == "h2")
+    if sim.state == "stored":
+        # apart: fused into the first feature draw, the parameters' draw was computed twice
+        draw_agents = lambda k: init_agents(sim, key=k)
+        params, noise_keys = evaluate_apart(
+            draw_agents, key, live=x[0, 0] > 0, apart=sim.kernels.apart
+        )
+        state = state._replace(params=params, noise_keys=noise_keys)
+    if not _lean_features(sim):
+        zeros = jnp.zeros((d, p, N), dt)
+        agents = _agents(sim, state, key, shard)
+        state = state._replace(
+            z_ring=jnp.zeros((R, d, p, N), dt), z_next=_draw_features(sim, x, agents, 0, zeros)
+        )
+    return shard_state(shard, state, h2)
 
 
-def _make_step(sim: Simulation, x, y, pop: Population, shard, sharded: bool, track_agent, report):
+def _make_step(
+    sim: Simulation, x, y, key, pop: Population, shard, sharded: bool, track_agent, report
+):
     """The loop's `step(state, t) -> (state, {method: StepStats})`."""
     N, enc, kernels, bs, c = sim.n_agents, sim.encoder, sim.kernels, sim.batch_size, sim.cost
     sdt = solve_dtype()
     R = sim.history + 1
     h2 = sim.homogeneity == "h2"
+    lean_z = _lean_features(sim)
     need_moments = any(isinstance(m, MeanFieldGame) for m in sim.methods)
     cost_of = stage_cost_rows if kernels.rows else _vmapped_stage_cost
 
@@ -287,40 +361,76 @@ def _make_step(sim: Simulation, x, y, pop: Population, shard, sharded: bool, tra
     def step(state: _State, t):
         x_t, y_t, y_next = x[t], y[t], y[t + 1]
         slot = jnp.mod(t, R)
+        agents = _agents(sim, state, key, shard)
 
         def agent_moments(tau):
             """Every agent's own exact moments at time `tau` (`moments="own"`), agent axis
             last; recomputed from the parameters, never stored."""
             one = lambda q: enc.moments(q, x[tau], kernels)
+            params = agents.draws(agents.src)[0]
             if h2:
-                M, S = jax.vmap(one, in_axes=-1, out_axes=-1)(state.params)
+                M, S = jax.vmap(one, in_axes=-1, out_axes=-1)(params)
             else:
                 M, S = jax.tree.map(
-                    lambda a: jnp.broadcast_to(a[..., None], a.shape + (N,)), one(state.params)
+                    lambda a: jnp.broadcast_to(a[..., None], a.shape + (N,)), one(params)
                 )
             return M.astype(sdt), S.astype(sdt)
 
-        # FEATURES (shared by all methods): Z_t was drawn last step; draw Z_{t+1} now.
+        # FEATURES (shared by all methods). Stored: Z_t was drawn last step; draw Z_{t+1} now.
         # The rings take step t first: written before any read, they are updated in place
         # (written after the reads, XLA:CPU copied the whole feature ring twice per step).
-        z_now = state.z_next
-        z_next = _draw_features(sim, x, state.params, state.noise_keys, t + 1, z_now)
-        z_ring = _ring_set(state.z_ring, slot, z_now)
+        # Lean (stateless encoder): Z_τ is recomputed from the agent, the key and τ wherever
+        # a method reads it, inside its chunk.
+        if lean_z:
+            z_ring = z_next = prev = None
+
+            def features(a, offset, slot_=None):
+                tau = t + offset
+                q, k = agents.draws(a)
+                z = enc.features(q, x[jnp.maximum(tau, 0)], enc.noise(k, tau, kernels))
+                return jnp.where(tau >= 0, z, jnp.zeros((), z.dtype))
+
+            source = agents.src
+            now_moving = lambda a: jnp.any(features(a, 0) != 0, axis=(0, 1))
+            moved = map_chunks(now_moving, source, batch_size=bs)
+        else:
+            assert state.z_next is not None and state.z_ring is not None
+            z_now = state.z_next
+            z_next = _draw_features(sim, x, agents, t + 1, z_now)
+            z_ring = _ring_set(state.z_ring, slot, z_now)
+            prev = z_ring[jnp.mod(t - 1, R)]  # Z_{t−1} (zeros at t = 0: Z_{−1} = 0)
+
+            def features(ring, offset, slot_=None):
+                return ring[jnp.mod(t + offset, R) if slot_ is None else slot_]
+
+            source = z_ring
+            moved = jnp.any(z_now != 0, axis=(0, 1))
         # POPULATION MOMENTS AT x_t
         if need_moments:
             if h2 or enc.stateful:  # population moments: an all-reduce of d p + d² p + (d p)²
-                prev = z_ring[jnp.mod(t - 1, R)]  # Z_{t−1} (zeros at t = 0: Z_{−1} = 0)
                 M_t, S_t = _population_moments(
-                    enc, state.params, h2, x_t, t, state.noise_keys, prev, pop, bs, sdt, kernels
+                    enc, agents.draws, agents.src, x_t, t, prev, pop, bs, sdt, kernels
                 )
             else:
-                M_t, S_t = enc.moments(state.params, x_t, kernels)
+                M_t, S_t = enc.moments(agents.draws(agents.src)[0], x_t, kernels)
             mom_M = _ring_set(state.mom_M, slot, M_t.astype(sdt))
             mom_S = _ring_set(state.mom_S, slot, S_t.astype(sdt))
         else:
             mom_M, mom_S = state.mom_M, state.mom_S
 
-        ctx = StepContext(t, y, z_now, z_ring, mom_M, mom_S, bs, pop, agent_moments, kernels)
+        ctx = StepContext(
+            t=t,
+            y=y,
+            agents=source,
+            features=features,
+            ring_size=R,
+            mom_M=mom_M,
+            mom_S=mom_S,
+            batch_size=bs,
+            pop=pop,
+            agent_moments=agent_moments,
+            kernels=kernels,
+        )
         methods, acc, stats = {}, {}, {}
         for m in sim.methods:
             ms, a = state.methods[m.name], state.acc[m.name]
@@ -345,7 +455,8 @@ def _make_step(sim: Simulation, x, y, pop: Population, shard, sharded: bool, tra
                 agent_pred=pick(y_hat_next),
             )
             acc[m.name] = _Acc(a.sse + sq, a.cost + stage)
-            methods[m.name] = MethodState(y_hat_next, _ring_set(ms.yhat_ring, slot, base), extra)
+            ring = None if ms.yhat_ring is None else _ring_set(ms.yhat_ring, slot, base)
+            methods[m.name] = MethodState(y_hat_next, ring, extra)
 
         new = state._replace(
             z_ring=z_ring,
@@ -354,7 +465,7 @@ def _make_step(sim: Simulation, x, y, pop: Population, shard, sharded: bool, tra
             mom_S=mom_S,
             methods=methods,
             acc=acc,
-            moving=state.moving | jnp.any(z_now != 0, axis=(0, 1)),
+            moving=state.moving | moved,
         )
         if report is not None:
             report(t)
@@ -375,3 +486,18 @@ def _results(sim: Simulation, final: _State, steps, y, pop: Population) -> SimRe
         summary[m.name] = summarize(rmse, a.cost, final.moving, steps[m.name], pop, persistence)
     names = tuple(m.name for m in sim.methods)
     return SimResult(steps=steps, summary=summary, agent_rmse=agent_rmse, names=names)
+
+
+def carry_bytes_per_agent(sim: Simulation) -> float:
+    """Bytes of the loop's carry per agent: every leaf of the state with an agent axis
+    (after the lean warm-up, `_warm_up_steps`), from its shape alone (`jax.eval_shape`;
+    nothing is run). The N-independent rings of window moments are left out."""
+    x = jax.ShapeDtypeStruct((4, sim.encoder.d_x), sim.dtype)
+    y = jax.ShapeDtypeStruct((4, sim.encoder.d), sim.dtype)
+    key = jax.eval_shape(lambda: jr.key(0))
+    state = jax.eval_shape(lambda *a: _initial_state(sim, *a, lambda b: b), x, y, key)
+    if _warm_up_steps(sim):  # the carry of the main scan, after the warm-up
+        state = state._replace(methods=_drop_rings(sim, state.methods))
+    N = sim.n_agents
+    per_agent = [leaf for leaf in jax.tree.leaves(state) if leaf.ndim and leaf.shape[-1] == N]
+    return sum(leaf.size * leaf.dtype.itemsize for leaf in per_agent) / N

@@ -51,19 +51,24 @@ from ._mean_field import CostParams, solve_mean_field
 class StepContext(NamedTuple):
     """What the loop shares with every method at step `t` (agent axis LAST, see `_agents`).
 
-    `z_ring` and `mom_*` are ring buffers of length `R = H + 1` (`H` = the longest history a
-    method reads): slot `τ mod R` holds time `τ`, for `τ = t−H..t` — the current step
-    included (`z_ring[t mod R]` is `z_now`), so that the loop writes it before anything reads
-    the ring and XLA updates the ring in place. Slots of negative times hold zeros
-    (`Z_{τ<0} = 0`). `agent_moments(τ)`: every agent's own exact moments `(M, S)` at time
-    `τ`, agent axis last (None where the encoder has no closed form, see `moments="own"`).
-    `kernels`: the backend tricks to run with (`_kernels.Kernels`).
+    Features: `features(agents, offset, slot=None)` is `Z_{t+offset}` (`−H ≤ offset ≤ 0`,
+    zeros at negative times) of the agents in `agents`, a pytree of per-agent leaves (agent
+    axis last) to pass through `map_chunks` / `vmap` with a method's other per-agent
+    arrays, so that each chunk (or agent) reads or recomputes its own: the stored ring of the
+    last `R = H + 1` draws, or, with `Simulation(state="lean")`, the agent indices from which
+    the counter-based draws are recomputed. `slot`: the ring slot `(t + offset) mod R` when
+    the caller knows it statically (`_kernels.by_phase`). `z(offset)`: the same for every
+    agent at once. `mom_*`: rings of the population moments, slot `τ mod R` for time `τ`.
+    `agent_moments(τ)`: every agent's own exact moments `(M, S)` at time `τ`, agent axis last
+    (None where the encoder has no closed form, see `moments="own"`). `kernels`: the backend
+    tricks to run with (`_kernels.Kernels`).
     """
 
     t: Array
     y: Float[Array, "time d"]
-    z_now: Float[Array, "d p n"]
-    z_ring: Float[Array, "R d p n"]
+    agents: Any
+    features: Callable[..., Float[Array, "d p *n"]]
+    ring_size: int
     mom_M: Float[Array, "R d p"]
     mom_S: Float[Array, "R d p d p"]
     batch_size: int | None
@@ -71,10 +76,14 @@ class StepContext(NamedTuple):
     agent_moments: Callable[[Array], tuple[Array, Array]] | None = None
     kernels: Kernels = Kernels()
 
+    def z(self, offset, slot=None) -> Float[Array, "d p n"]:
+        """Every agent's `Z_{t+offset}`."""
+        return self.features(self.agents, offset, slot)
+
 
 class MethodState(NamedTuple):
     yhat: Float[Array, "d n"]  # each agent's prediction of y_t
-    yhat_ring: Float[Array, "R d n"]  # the states it built on at times t−R..t−1 (ring, R = H+1)
+    yhat_ring: Float[Array, "R d n"] | None  # its base states at t−R..t−1 (ring, R = H+1)
     extra: Any = None  # per-agent state of a learning method (agent axis last), e.g. optax's
 
 
@@ -90,6 +99,12 @@ class AbstractMethod(eqx.Module):
         """How many past steps of features this method reads."""
         return self.ridge_window
 
+    @property
+    def ring_until(self) -> int | None:
+        """The step from which this method never reads its ring of past states
+        (`MethodState.yhat_ring`) again, so that a lean loop can drop it; None: never."""
+        return None
+
     def greedy(
         self, ctx: StepContext, state: MethodState, base: Float[Array, "d n"]
     ) -> tuple[Float[Array, " n"], Float[Array, "d n"]]:
@@ -101,7 +116,7 @@ class AbstractMethod(eqx.Module):
         weights = weights.astype(dt)
         y_next = ctx.y[jnp.clip(tau + 1, 0, ctx.y.shape[0] - 1)]
         gamma = jnp.asarray(self.cost.gamma, dt)
-        d, p = ctx.z_now.shape[:2]
+        d, p = ctx.mom_M.shape[1:]
         rows_fit = k.rows and k.small_solve and min(Tc * d, p) <= SMALL_SOLVE_UP_TO
 
         def one(zw, yw, b, z):  # one agent: the plain path
@@ -117,14 +132,27 @@ class AbstractMethod(eqx.Module):
 
         def play(slot):
             slots = [slot(s - Tc) for s in range(Tc)]
-            z_win = [ctx.z_ring[j] for j in slots]
+            assert state.yhat_ring is not None, f"{self.name}: the greedy step reads the ring"
             yhat_win = [state.yhat_ring[j] for j in slots]
-            if not rows_fit:
-                zw, yw = jnp.stack(z_win), jnp.stack(yhat_win)
-                return map_agents(one, zw, yw, base, ctx.z_now, batch_size=ctx.batch_size)
-            return map_chunks(update, z_win, yhat_win, base, ctx.z_now, batch_size=ctx.batch_size)
 
-        out = by_phase(ctx.t, ctx.z_ring.shape[0], play, k.phases)
+            def window(a):  # the agents' features at t−T_c..t−1 and at t
+                z_win = [ctx.features(a, s - Tc, slots[s]) for s in range(Tc)]
+                return z_win, ctx.features(a, 0, slot(0))
+
+            def one_of(a, yw, b):
+                z_win, z = window(a)
+                return one(jnp.stack(z_win), yw, b, z)
+
+            def update_of(a, yw, b):
+                z_win, z = window(a)
+                return update(z_win, yw, b, z)
+
+            if not rows_fit:
+                yw = jnp.stack(yhat_win)
+                return map_agents(one_of, ctx.agents, yw, base, batch_size=ctx.batch_size)
+            return map_chunks(update_of, ctx.agents, yhat_win, base, batch_size=ctx.batch_size)
+
+        out = by_phase(ctx.t, ctx.ring_size, play, k.phases)
         if rows_fit and k.pack:
             return jnp.imag(out[0]), jnp.real(out)
         nxt, energy = out
@@ -263,11 +291,16 @@ class MeanFieldGame(AbstractMethod):
     def history(self) -> int:
         return max(self.window, self.ridge_window)
 
+    @property
+    def ring_until(self) -> int | None:
+        # syncing at every step from t = window on: no greedy step, no ring, after it
+        return self.window if self.sync_every == 1 else None
+
     def gains(self, ctx: StepContext):
         """Gains `(K, L, g)` and flow `m` for the window `τ = t−T..t` (float64 when enabled),
         with the window's targets. With `moments="own"` the gains have a trailing agent axis
         (`K: (T, p, d, 1, N)`, `g: (T, p, 1, N)`, `m: (T + 1, d, 1, N)`)."""
-        T, R = self.window, ctx.z_ring.shape[0]
+        T, R = self.window, ctx.ring_size
         slots = jnp.mod(ctx.t - T + jnp.arange(T), R)
         yw = lax.dynamic_slice_in_dim(ctx.y, ctx.t - T, T + 1).astype(ctx.mom_M.dtype)
         if self.moments == "own":
@@ -297,7 +330,6 @@ class MeanFieldGame(AbstractMethod):
         (the plain path), or their row forms (`_kernels`)."""
         (K, L, g, m), yw = self.gains(ctx)
         dt, bs, T = state.yhat.dtype, ctx.batch_size, self.window
-        R = ctx.z_ring.shape[0]
         K, L, g, m = K.astype(dt), L.astype(dt), g.astype(dt), m.astype(dt)
         own, k = self.moments == "own", ctx.kernels
         mean = lambda yh, s: ctx.pop.mean(yh) if self.mean_field == "realized" else m[s]
@@ -318,12 +350,10 @@ class MeanFieldGame(AbstractMethod):
 
         def policy_step(s, yh):
             ybar = mean(yh, s)
-            z = ctx.z_ring[jnp.mod(ctx.t - T + s, R)]
-            rows_fn = lambda G, y_, z_: mean_field_update(G[0], G[1], G[2], y_, ybar, z_)
-            one_fn = lambda G, y_, z_: advance(
-                y_, z_, mean_field_control(G[0], G[1], G[2], y_, ybar)
-            )
-            return run(s, rows_fn, one_fn, yh, z)
+            z_of = lambda a: ctx.features(a, s - T)
+            rows_fn = lambda G, y_, a: mean_field_update(G[0], G[1], G[2], y_, ybar, z_of(a))
+            one_fn = lambda G, y_, a: advance(y_, z_of(a), mean_field_control(*G[:3], y_, ybar))
+            return run(s, rows_fn, one_fn, yh, ctx.agents)
 
         s = T - 1
         y0 = jnp.broadcast_to(yw[0].astype(dt)[:, None], state.yhat.shape)
@@ -333,7 +363,8 @@ class MeanFieldGame(AbstractMethod):
             yh = lax.fori_loop(0, T - 1, policy_step, y0)
             ybar = mean(yh, s)
 
-            def last_rows(G, y_, z_, z_now):
+            def last_rows(G, y_, a):
+                z_, z_now = ctx.features(a, -1), ctx.features(a, 0)
                 beta = control_rows(G[0], G[1], G[2], rows(y_), ybar)
                 base = advance_rows(rows(y_), z_, beta)
                 nxt = advance_rows(base, z_now, beta)
@@ -341,13 +372,13 @@ class MeanFieldGame(AbstractMethod):
                     return complex_rows(base, nxt), energy_rows(beta)
                 return (jnp.concatenate(base), jnp.concatenate(nxt)), energy_rows(beta)
 
-            def last_one(G, y_, z_, z_now):
+            def last_one(G, y_, a):
+                z_, z_now = ctx.features(a, -1), ctx.features(a, 0)
                 beta = mean_field_control(G[0], G[1], G[2], y_, ybar)
                 base = advance(y_, z_, beta)
                 return (base, advance(base, z_now, beta)), beta @ beta
 
-            z_last = ctx.z_ring[jnp.mod(ctx.t - 1, R)]
-            out, energy = run(s, last_rows, last_one, yh, z_last, ctx.z_now)
+            out, energy = run(s, last_rows, last_one, yh, ctx.agents)
             if k.rows and k.pack:
                 return jnp.real(out), energy, jnp.imag(out)
             return out[0], energy, out[1]
@@ -364,18 +395,22 @@ class MeanFieldGame(AbstractMethod):
         else:  # the last gains at the base itself
             at, ybar = base, ctx.pop.mean(base)
 
-        def advance_rows_with(G, b_, y_, z_now):
+        def advance_rows_with(G, b_, y_, a):
+            z_now = ctx.features(a, 0)
             beta = control_rows(G[0], G[1], G[2], rows(y_), ybar)
             return jnp.concatenate(advance_rows(rows(b_), z_now, beta)), energy_rows(beta)
 
-        def advance_one_with(G, b_, y_, z_now):
+        def advance_one_with(G, b_, y_, a):
+            z_now = ctx.features(a, 0)
             beta = mean_field_control(G[0], G[1], G[2], y_, ybar)
             return advance(b_, z_now, beta), beta @ beta
 
-        nxt, energy = run(s, advance_rows_with, advance_one_with, base, at, ctx.z_now)
+        nxt, energy = run(s, advance_rows_with, advance_one_with, base, at, ctx.agents)
         return base, energy, nxt
 
     def step(self, ctx, state):
+        if state.yhat_ring is None:  # dropped: past `ring_until`, every step is a sync
+            return self.replay(ctx, state)
         is_sync = (ctx.t >= self.window) & (jnp.mod(ctx.t, self.sync_every) == 0)
         warm_up = lambda: (state.yhat, *self.greedy(ctx, state, state.yhat))
         return lax.cond(is_sync, lambda: self.replay(ctx, state), warm_up)

@@ -77,12 +77,13 @@ class OnlineGradient(AbstractMethod):
         return self.step_extra(ctx, state)[:3]
 
     def step_extra(self, ctx: StepContext, state):
-        R = ctx.z_ring.shape[0]
-        prev = jnp.mod(ctx.t - 1, R)  # slot of time t−1 (zeros at t = 0)
+        prev = jnp.mod(ctx.t - 1, ctx.ring_size)  # slot of time t−1 (zeros at t = 0)
         y_t = ctx.y[ctx.t]
         opt = self._opt()
 
-        def agent(beta, opt_state, z_prev, base_prev, yhat, z_now):
+        def agent(beta, opt_state, agent_src, base_prev, yhat):
+            z_prev, z_now = ctx.features(agent_src, -1), ctx.features(agent_src, 0)
+
             def loss(b):
                 r = y_t - advance(base_prev, z_prev, b)
                 return jnp.sum(r**2) + self.weight_decay * jnp.sum(b**2)
@@ -96,10 +97,9 @@ class OnlineGradient(AbstractMethod):
             agent,
             beta,
             opt_state,
-            ctx.z_ring[prev],
+            ctx.agents,
             state.yhat_ring[prev],
             state.yhat,
-            ctx.z_now,
             batch_size=ctx.batch_size,
         )
         return state.yhat, jnp.sum(beta**2, axis=0), y_next, (beta, opt_state)

@@ -32,6 +32,12 @@ class Simulation(eqx.Module):
             all-reduce over agents) (spec §2.2).
         batch_size: process agents in chunks of this size (`lax.map`); None = all at once.
         dtype: float type of the per-agent arrays.
+        state: what the loop carries per agent. "stored" (default): the encoder parameters,
+            the noise keys, a ring of the last `H + 1` feature draws and the next draw.
+            "lean": none of these; they are pure functions of the run's key, the agent's
+            index and the step counter, recomputed where a method reads them (a stateful
+            encoder, the ESN, still carries its ring: each draw depends on the previous
+            one). Same results; less memory per agent, more arithmetic per step.
         kernels: the backend tricks of the hot path: "tuned" (default; each measured to pay
             on XLA:CPU, `memoa bench --kernels both`), "plain" (`vmap` of the one-agent
             functions, `jax.random`, `jax.scipy`), or a `Kernels` choosing trick by trick.
@@ -47,10 +53,13 @@ class Simulation(eqx.Module):
     batch_size: int | None = eqx.field(static=True, default=None)
     dtype: type = eqx.field(static=True, default=jnp.float64)
     kernels: Kernels = eqx.field(default_factory=Kernels, converter=as_kernels)
+    state: str = eqx.field(static=True, default="stored")
 
     def __check_init__(self):
         if not isinstance(self.n_agents, int) or self.n_agents < 1:
             raise ValueError(f"need at least one agent, got n_agents={self.n_agents!r}")
+        if self.state not in ("stored", "lean"):
+            raise ValueError(f"state must be 'stored' or 'lean', got state={self.state!r}")
         if self.homogeneity not in ("h1", "h2"):
             raise ValueError(f"homogeneity must be 'h1' or 'h2', got {self.homogeneity!r}")
         if self.batch_size is not None and (

@@ -88,8 +88,9 @@ def test_own_moments_gains_are_each_agents_solve(logistic, getkey):
     ctx = StepContext(
         t=jnp.asarray(t),
         y=y,
-        z_now=jnp.zeros((1, 3, n)),
-        z_ring=jnp.zeros((R, 1, 3, n)),
+        agents=jnp.zeros((R, 1, 3, n)),
+        features=lambda ring, offset, slot=None: ring[jnp.mod(t + offset, R)],
+        ring_size=R,
         mom_M=jnp.zeros((R, 1, 3)),
         mom_S=jnp.zeros((R, 1, 3, 1, 3)),
         batch_size=None,
