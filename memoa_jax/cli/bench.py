@@ -29,16 +29,24 @@ import time
 from pathlib import Path
 
 from ._common import (
+    MAX_AGENTS,
     UsageError,
     check,
+    check_fits,
+    check_out_dir,
     command_line,
     default_out,
+    dense_bytes,
+    format_count,
     make_out_dir,
     parse_sizes,
     print_table,
     save_figure,
     stamp,
     write_json,
+)
+from ._common import (
+    carry_bytes_per_agent as loop_carry_bytes,
 )
 
 D, D_X, P, SIGMA = 1, 1, 5, 0.1
@@ -358,7 +366,22 @@ def _sizes(args, platform_name):
     if args.sizes is None:
         top = 9 if platform_name == "gpu" else 7
         return [10**k for k in range(3, top + 1)]
-    return parse_sizes(args.sizes)
+    return parse_sizes(args.sizes, limit=MAX_AGENTS)
+
+
+def _check_sizes_fit(sizes, loop_max, args, dtype):
+    """Refuses (exit 2) a size whose arrays cannot fit, before anything runs: per agent
+    the policy step's inputs and output and their NumPy copies, and up to `--loop-max`
+    the loop's carry (`carry_bytes_per_agent`)."""
+    import numpy as np
+
+    item = np.dtype(args.dtype).itemsize
+    policy = 2 * (D * P + 2 * D) * item
+    n = max(sizes)
+    per_agent = policy
+    if n <= loop_max:
+        per_agent += loop_carry_bytes(make_simulation(1, args.steps, dtype))
+    check_fits(f"--sizes {format_count(n)}", per_agent, n)
 
 
 def main(args) -> int:
@@ -371,6 +394,10 @@ def main(args) -> int:
     check(args.steps >= 4, f"--steps must be at least 4 (game window 3), got {args.steps}")
     check(args.repeat >= 1, f"--repeat must be at least 1, got {args.repeat}")
     check(args.copy_mib >= 1, f"--copy-mib must be at least 1, got {args.copy_mib}")
+    # the JAX array and NumPy's two (a and the output b)
+    check_fits(f"--copy-mib {args.copy_mib}", 3 * 2**20, args.copy_mib, unit="MiB")
+    if args.out is not None:
+        check_out_dir(args.out)
     for name in ("numpy_max", "python_max", "loop_max"):
         value = getattr(args, name)
         check(
@@ -384,7 +411,10 @@ def main(args) -> int:
         flag = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     none = args.dense_sizes.strip().lower() == "none"
-    dense = None if none else parse_sizes(args.dense_sizes, "--dense-sizes")
+    dense = None if none else parse_sizes(args.dense_sizes, "--dense-sizes", limit=MAX_AGENTS)
+    if dense:
+        n = max(dense)
+        check_fits(f"--dense-sizes {n}", dense_bytes(n, D, P) // n, n)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     dtype = jnp.float64 if args.dtype == "float64" else jnp.float32
@@ -396,6 +426,7 @@ def main(args) -> int:
     y = jnp.asarray(data.y[: args.steps + 1], dtype)
     xn, yn = np.asarray(data.x[: args.steps + 1]), np.asarray(data.y[: args.steps + 1])
     loop_max = max(sizes) if args.loop_max is None else args.loop_max
+    _check_sizes_fit(sizes, loop_max, args, dtype)
     out = default_out("bench", dev.platform, args.dtype, stamp()) if args.out is None else args.out
 
     print(
@@ -409,7 +440,7 @@ def main(args) -> int:
         f" GB/s -> roofline {bw['bytes_per_s'] / 1e9:.2f} GB/s"
     )
     record = dict(
-        command=command_line(),
+        command=command_line(args),
         device=str(dev),
         platform=dev.platform,
         device_kind=getattr(dev, "device_kind", ""),

@@ -20,12 +20,20 @@ import time
 from pathlib import Path
 
 from ._common import (
+    MAX_AGENTS,
+    MAX_SIZE,
     UsageError,
     check,
+    check_finite,
+    check_fits,
+    check_out_dir,
     default_out,
+    dense_bytes,
+    is_runtime_failure,
     make_out_dir,
     parse_sizes,
     print_table,
+    runtime_failure,
     runtime_message,
     save_figure,
     stamp,
@@ -33,6 +41,7 @@ from ._common import (
 )
 
 DEFAULT_SIZES = "geom:2:1e6:25"
+MAX_GEOM_COUNT = 10_000  # sizes of one geom: sweep (the reduced solver runs them vmapped)
 DEFAULT_MC_SIZES = "1e2,1e3,1e4,1e5,1e6"
 # Student t 97.5 % quantiles, 1..30 degrees of freedom (normal beyond)
 _T975 = [
@@ -146,8 +155,9 @@ def sizes_from(text: str) -> list[int]:
     except (ValueError, IndexError):
         raise UsageError(f"--sizes: expected geom:LO:HI:COUNT, got {text!r}") from None
     check(
-        lo >= 1 and hi >= lo and count >= 1,
-        f"--sizes: need 1 <= LO <= HI, COUNT >= 1, got {text!r}",
+        1 <= lo <= hi <= MAX_SIZE and 1 <= count <= MAX_GEOM_COUNT,
+        f"--sizes: need 1 <= LO <= HI <= {MAX_SIZE:.0e} (finite) and 1 <= COUNT <= "
+        f"{MAX_GEOM_COUNT}, got {text!r}",
     )
     return sorted({int(round(v)) for v in np.geomspace(lo, hi, count)})
 
@@ -161,6 +171,7 @@ def build_instance(args) -> dict:
     import memoa_jax as mj
     from memoa_jax import nash
 
+    check_finite(args, "q", "lam", "gamma", "alpha", "q_T", "lam_T")
     weights = dict(INSTANCE_COST[args.instance])
     for k in weights:
         if getattr(args, k) is not None:
@@ -190,6 +201,7 @@ def build_instance(args) -> dict:
             x=None,
             weights=weights,
         )
+    check_finite(args, "sigma")
     for name in ("window", "d", "p", "d_x"):
         check(
             getattr(args, name) >= 1,
@@ -204,6 +216,13 @@ def build_instance(args) -> dict:
     y = jnp.cumsum(0.5 * jr.normal(k_y, (T + 1, d), jnp.float64), axis=0)
     M, S = nash.window_moments(enc, params, x)
     return dict(M=M, S=S, y=y, cost=cost, encoder=enc, params=params, x=x, weights=weights)
+
+
+def mc_bytes_per_agent(T: int, d: int, p: int, d_x: int) -> int:
+    """Bytes per agent of one Monte Carlo replication, a lower bound: the window's features
+    (T d p), both policies' predictions and costs over the window (4 (T + 1) d) and the
+    encoder parameters (d d_x + d p), float64."""
+    return 8 * (T * d * p + 4 * (T + 1) * d + d * d_x + d * p)
 
 
 def _best(fn, budget=0.3, max_repeat=5):
@@ -289,12 +308,17 @@ def main(args) -> int:
     from memoa_jax import nash
 
     sizes = sizes_from(args.sizes)
-    mc_sizes = (
-        [] if args.mc_sizes.strip().lower() == "none" else parse_sizes(args.mc_sizes, "--mc-sizes")
-    )
+    none = args.mc_sizes.strip().lower() == "none"
+    mc_sizes = [] if none else parse_sizes(args.mc_sizes, "--mc-sizes", limit=MAX_AGENTS)
+    if args.out is not None:
+        check_out_dir(args.out)
     check(
         math.isfinite(args.dense_max) and args.dense_max >= 0,
         f"--dense-max must be a finite number >= 0, got {args.dense_max}",
+    )
+    check(
+        args.dense_max <= MAX_AGENTS,
+        f"--dense-max {args.dense_max:g}: above the largest size accepted, {MAX_AGENTS:.3g}",
     )
     check(args.mc_reps >= 2, f"--mc-reps must be >= 2, got {args.mc_reps}")
     try:
@@ -308,6 +332,12 @@ def main(args) -> int:
         mc_sizes = []
     M, S, y, cost = inst["M"], inst["S"], inst["y"], inst["cost"]
     T, d, p = M.shape
+    if args.dense_max >= 1:
+        n = int(args.dense_max)
+        check_fits(f"--dense-max {n}", dense_bytes(n, d, p) // n, n)
+    if mc_sizes:
+        d_x = inst["x"].shape[-1]
+        check_fits(f"--mc-sizes {max(mc_sizes)}", mc_bytes_per_agent(T, d, p, d_x), max(mc_sizes))
     print(
         f"memoa verify: {args.instance} instance T={T}, d={d}, p={p}, cost {inst['weights']}, "
         f"q_T={args.q_T}, lam_T={args.lam_T}, MF uses {args.mean_field} mean; "
@@ -411,7 +441,9 @@ def main(args) -> int:
         raise
     except Exception as e:  # runtime checks inside the compiled solvers (singular systems)
         bar.close()
-        if isinstance(e, ValueError) or "EquinoxRuntimeError" in str(e) or "singular" in str(e):
+        if is_runtime_failure(e):  # exit 1, as in every command
+            raise runtime_failure(e, f"{args.instance} instance") from None
+        if isinstance(e, ValueError):  # a value the solvers refuse before they run
             raise UsageError(runtime_message(e)) from None
         raise
     bar.close()
