@@ -84,17 +84,36 @@ def default_out(command: str, *parts) -> Path:
 
 def check_out_dir(out: Path, option: str = "--out") -> None:
     """Refuses (exit 2) an output folder that names a file, or lies under one; nothing is
-    created. Commands call it before their work, so that a bad `--out` costs no run."""
+    created. Commands call it before their work, so that a bad `--out` costs no run; a
+    folder that cannot be written (permission, read-only mount) is a failure (exit 1), found
+    as early."""
+    import os
+
     for folder in (out, *out.parents):
         if folder.exists():
             check(
                 folder.is_dir(),
-                f"{option} {str(out)!r}: {str(folder)!r} is a file, not a folder"
+                f"{option} {str(out)!r} is a file, not a folder"
                 if folder == out
                 else f"{option} {str(out)!r}: {str(folder)!r} is a file, not a folder, so "
                 "nothing can be created under it",
             )
+            if not os.access(folder, os.W_OK | os.X_OK):  # (read-only mount, permission)
+                cause = "read-only file system" if _read_only(folder) else "permission denied"
+                raise Failure(
+                    f"{option} {str(out)!r}: {str(folder)!r} cannot be written ({cause}); "
+                    "nothing was run"
+                )
             return
+
+
+def _read_only(folder: Path) -> bool:
+    import os
+
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def make_out_dir(out: Path, option: str = "--out") -> Path:
@@ -808,12 +827,6 @@ def build(args, *, comparators: bool = False) -> Built:
         args.sync_every <= n_steps,
         f"--sync-every {args.sync_every}: the series has only {n_steps} prediction steps",
     )
-    if hp["ridge_window"] > RIDGE_WINDOW_NOTE:
-        print(
-            f"memoa: note: --ridge-window {hp['ridge_window']}: the compilation grows with "
-            "the ridge window (one branch per ring phase); expect minutes",
-            file=sys.stderr,
-        )
     check(
         args.batch_size is None or args.batch_size >= 1,
         f"--batch-size must be at least 1, got {args.batch_size}",
@@ -945,6 +958,12 @@ def build(args, *, comparators: bool = False) -> Built:
         )
     elif getattr(args, "fedmoe_compat", False):
         raise UsageError("--fedmoe-compat applies to fedmoe_game: add it to --methods")
+    if hp["ridge_window"] > RIDGE_WINDOW_NOTE:  # (once every check has passed)
+        print(
+            f"memoa: note: --ridge-window {hp['ridge_window']}: the compilation grows with "
+            "the ridge window (one branch per ring phase); expect minutes",
+            file=sys.stderr,
+        )
     return Built(data, tuple(sims), hp, tuple(names), notes, index, game)
 
 

@@ -326,18 +326,21 @@ def main(args) -> int:
     except ValueError:
         raise UsageError(f"--fit: expected LO,HI, got {args.fit!r}") from None
     check(1 <= fit_lo < fit_hi, f"--fit: need 1 <= LO < HI, got {args.fit!r}")
+    # the sizes that cannot fit, before the instance is built (its shapes: rfn's options, or
+    # the fixture's T = 3, d = 1, p = 2)
+    T, d, p = (args.window, args.d, args.p) if args.instance == "rfn" else (3, 1, 2)
+    if args.dense_max >= 1 and min(T, d, p) >= 1:
+        n = int(args.dense_max)
+        check_fits(f"--dense-max {n}", dense_bytes(n, d, p) // n, n)
+    if mc_sizes and args.instance == "rfn" and min(T, d, p, args.d_x) >= 1:
+        n = max(mc_sizes)
+        check_fits(f"--mc-sizes {n}", mc_bytes_per_agent(T, d, p, args.d_x), n)
     inst = build_instance(args)
     if inst["encoder"] is None and mc_sizes:
         print("memoa verify: the fixture has no feature generator: Monte Carlo check skipped")
         mc_sizes = []
     M, S, y, cost = inst["M"], inst["S"], inst["y"], inst["cost"]
     T, d, p = M.shape
-    if args.dense_max >= 1:
-        n = int(args.dense_max)
-        check_fits(f"--dense-max {n}", dense_bytes(n, d, p) // n, n)
-    if mc_sizes:
-        d_x = inst["x"].shape[-1]
-        check_fits(f"--mc-sizes {max(mc_sizes)}", mc_bytes_per_agent(T, d, p, d_x), max(mc_sizes))
     print(
         f"memoa verify: {args.instance} instance T={T}, d={d}, p={p}, cost {inst['weights']}, "
         f"q_T={args.q_T}, lam_T={args.lam_T}, MF uses {args.mean_field} mean; "
