@@ -11,9 +11,9 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from ..data import write_atomic
+from ..data import Dataset, write_atomic
 
 METHOD_NAMES = ("memoa", "g1_ridge", "g2_myopic", "g3_independent", "g4_follow_mean")
 OGD_NAMES = ("ogd_sgd", "ogd_adam")  # online-gradient baselines: selectable, not run by default
@@ -171,7 +171,7 @@ def _null_reason(v) -> str:
     return f"{v} is not a JSON number: the value overflowed (the method diverged)"
 
 
-def strict_clean(record):
+def strict_clean(record: Any) -> Any:
     """`record` (dicts, lists, numbers) with every non-finite float replaced by None; the
     dict that held it gains `<key>_null_reason` saying why (a diverged method's overflow)."""
 
@@ -248,7 +248,8 @@ def enable_compile_cache(args) -> None:
     except OSError as e:  # an unwritable home: run without the cache, and say so
         print(f"memoa: compilation cache off ({folder}: {e.strerror})", file=sys.stderr)
         return
-    if jax.config.jax_compilation_cache_dir != str(folder):
+    # (a flag the type stubs of jax.config do not list: read by name)
+    if getattr(jax.config, "jax_compilation_cache_dir") != str(folder):
         jax.config.update("jax_compilation_cache_dir", str(folder))
         try:  # a cache already used in this process (tests) keeps its folder unless reset
             from jax._src import compilation_cache
@@ -693,7 +694,7 @@ CSV_ONLY = ("target", "inputs")
 CSV_DEFAULTS = dict(lags="0", target_lags="0", scale="none")
 
 
-def load_data(args):
+def load_data(args) -> tuple[Dataset, list[str], tuple[str, ...] | None]:
     """The data set of `--dataset` or `--csv` (with its column, lag and scale options), and
     the lines to tell the user about it (a --csv's dropped columns, its date index)."""
     from ..data import DATASETS, load_dataset, read_csv
@@ -752,7 +753,7 @@ def preset_name(args) -> str:
     return name
 
 
-def hyper_parameters(args) -> dict:
+def hyper_parameters(args) -> dict[str, Any]:
     """The data set's preset (`memoa_jax.data.preset`, of `--preset`; ECB's for a CSV), with
     the values the user gave in its place."""
     from ..data import preset
@@ -776,17 +777,17 @@ class Built(NamedTuple):
             "g1" G1's own when they differ.
         names: the methods in the order `--methods` gave them.
         notes: lines about the data to show the user (a --csv's columns, dropped columns).
-        index: a --csv's date column (text per row), or None.
+        dates: a --csv's date column (text per row), or None.
         fedmoe_game: keyword arguments of `memoa_jax.simulate_fedmoe_game` when fedmoe_game
             was asked for (`memoa run`), else None.
     """
 
-    data: object
+    data: Dataset
     sims: tuple
-    hp: dict
+    hp: dict[str, Any]
     names: tuple[str, ...]
     notes: list[str]
-    index: tuple[str, ...] | None
+    dates: tuple[str, ...] | None
     fedmoe_game: dict | None = None
 
 
@@ -809,7 +810,7 @@ def build(args, *, comparators: bool = False) -> Built:
             data = data.head(args.rows)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    hp = hyper_parameters(args)
+    hp: dict[str, Any] = hyper_parameters(args)
     check_finite(args, "q", "lam", "gamma", "alpha", "sigma", "kappa", "eta", "ogd_lr")
     check(args.n_agents >= 1, f"--n-agents must be at least 1, got {args.n_agents}")
     check(args.seeds >= 1, f"--seeds must be at least 1, got {args.seeds}")
@@ -883,26 +884,29 @@ def build(args, *, comparators: bool = False) -> Built:
             for m in methods
         )
         methods += tuple(
-            mj.OnlineGradient(cost, optimizer=n[4:], learning_rate=args.ogd_lr, name=n)
+            mj.OnlineGradient(cost=cost, optimizer=n[4:], learning_rate=args.ogd_lr, name=n)
             for n in OGD_NAMES
         )
         by_name = {m.name: m for m in methods}
-        common = dict(
-            n_agents=args.n_agents,
-            server=server,
-            cost=cost,
-            homogeneity=args.homogeneity,
-            batch_size=args.batch_size,
-            dtype=dtype,
-        )
+
+        def simulation(enc, methods) -> mj.Simulation:
+            return mj.Simulation(
+                n_agents=args.n_agents,
+                encoder=enc,
+                methods=methods,
+                server=server,
+                cost=cost,
+                homogeneity=args.homogeneity,
+                batch_size=args.batch_size,
+                dtype=dtype,
+            )
+
         main_names = [
             n for n in names if not (g1_own and n == "g1_ridge") and n not in COMPARATOR_NAMES
         ]
         sims = []
         if main_names:
-            sims.append(
-                mj.Simulation(encoder=enc, methods=tuple(by_name[n] for n in main_names), **common)
-            )
+            sims.append(simulation(enc, tuple(by_name[n] for n in main_names)))
         if g1_own:
             g1 = g1_preset(preset_name(args))
             check(
@@ -913,11 +917,10 @@ def build(args, *, comparators: bool = False) -> Built:
             )
             g1_cost = mj.CostParams(q=args.q, lam=args.lam, gamma=g1.gamma, alpha=g1.alpha)
             sims.append(
-                mj.Simulation(
-                    encoder=encoder(g1.features, g1.sigma),
+                simulation(
+                    encoder(g1.features, g1.sigma),
                     # the realized cost is measured with the game's weights, like the others'
-                    methods=(mj.LocalRidge(g1_cost, ridge_window=g1.ridge_window),),
-                    **common,
+                    (mj.LocalRidge(cost=g1_cost, ridge_window=g1.ridge_window),),
                 )
             )
             hp = dict(hp, g1=dict(g1.as_dict(), source=g1.source))
@@ -982,7 +985,8 @@ def apply_params_file(args):
     except (ValueError, UnicodeDecodeError) as e:
         raise UsageError(f"--params {args.params}: not JSON ({e})") from None
     values = record.get("params", record) if isinstance(record, dict) else None
-    check(isinstance(values, dict), f"--params {args.params}: need a JSON object of values")
+    if not isinstance(values, dict):
+        raise UsageError(f"--params {args.params}: need a JSON object of values")
     for k, v in values.items():
         check(
             k in PARAMS_FILE_KEYS,

@@ -27,6 +27,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from ._common import (
     MAX_AGENTS,
@@ -65,7 +66,7 @@ def add_parser(sub, formatter):
         "bench",
         help=SUMMARY,
         formatter_class=formatter,
-        description=__doc__.split("\n\n")[0],
+        description=(__doc__ or "").split("\n\n")[0],
     )
     b.add_argument("--sizes", help="population sizes (default 1e3..1e7 on CPU, ..1e9 on GPU)")
     b.add_argument("--steps", type=int, default=50, help="prediction steps of the full loop")
@@ -122,7 +123,7 @@ def copy_bandwidth(mib: int, repeat: int = 5) -> dict:
     # the input buffer is donated and updated in place, as a scan carry is: a fresh output
     # each call would time the OS handing out new pages, not the memory bus
     f = jax.jit(lambda v: v + 1, donate_argnums=0)
-    box = [f(jnp.ones(n, jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))]
+    box = [f(jnp.ones(n, jnp.float64 if getattr(jax.config, "jax_enable_x64") else jnp.float32))]
 
     def jax_copy():
         box[0] = jax.block_until_ready(f(box[0]))
@@ -340,9 +341,9 @@ def time_nash_solves(x, dtype, dense_sizes, repeat) -> dict:
     import memoa_jax as mj
     from memoa_jax import nash
 
-    sim = make_simulation(1, WINDOW, dtype)
-    params = sim.encoder.init(jr.key(0), dtype)
-    M, S = nash.window_moments(sim.encoder, params, x[:WINDOW])
+    enc = mj.RFNEncoder(d=D, d_x=D_X, p=P, sigma=SIGMA)  # the bench's encoder, shared
+    params = enc.init(jr.key(0), dtype)
+    M, S = nash.window_moments(enc, params, x[:WINDOW])
     y = x[: WINDOW + 1]  # the Logistic series: target = input
     cost = mj.CostParams(**COST)
 
@@ -350,14 +351,16 @@ def time_nash_solves(x, dtype, dense_sizes, repeat) -> dict:
         exe = jax.jit(fn).lower(M, S, y, cost).compile()
         return _best(lambda: jax.block_until_ready(exe(M, S, y, cost)), repeat)
 
-    out = dict(
+    out: dict[str, Any] = dict(
         window=WINDOW,
         mean_field_s=timed(mj.solve_mean_field),
-        reduced_1e9_s=timed(lambda *a: nash.solve_fne_reduced(*a, jnp.asarray(1e9))),
+        reduced_1e9_s=timed(
+            lambda M, S, y, c: nash.solve_fne_reduced(M, S, y, c, jnp.asarray(1e9))
+        ),
         dense=[],
     )
     for n in dense_sizes:
-        run_s = timed(lambda *a, n=n: nash.solve_fne_dense(*a, n))
+        run_s = timed(lambda M, S, y, c, n=n: nash.solve_fne_dense(M, S, y, c, n))
         out["dense"].append(dict(n_agents=n, run_s=run_s))
     return out
 
@@ -439,7 +442,7 @@ def main(args) -> int:
         f"JAX {bw['jax_bytes_per_s'] / 1e9:.2f} GB/s, NumPy {bw['numpy_bytes_per_s'] / 1e9:.2f}"
         f" GB/s -> roofline {bw['bytes_per_s'] / 1e9:.2f} GB/s"
     )
-    record = dict(
+    record: dict[str, Any] = dict(
         command=command_line(args),
         device=str(dev),
         platform=dev.platform,
@@ -472,9 +475,11 @@ def main(args) -> int:
         record["nash"] = time_nash_solves(x, dtype, dense, args.repeat)
         write_json(out / "bench.json", record)
     for n in tqdm(sizes, desc="bench", file=sys.stderr, leave=False, disable=args.no_progress):
-        point = dict(n_agents=n)
+        point: dict[str, Any] = dict(n_agents=n)
         try:
-            pol = time_policy(n, np.dtype(args.dtype), args.repeat, args.numpy_max, args.python_max)
+            pol: dict[str, Any] = time_policy(
+                n, np.dtype(args.dtype), args.repeat, args.numpy_max, args.python_max
+            )
             pol["agent_steps_per_s"] = n / pol["run_s"]
             pol["roofline_fraction"] = pol["bytes_per_agent"] * n / pol["run_s"] / bw["bytes_per_s"]
             for k in ("numpy", "python"):

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 from ._common import (
     Interrupted,
@@ -97,19 +98,21 @@ def _load(folder: Path, name: str):
     return module
 
 
-def _common_module(folder: Path):
+def _common_module(folder: Path) -> ModuleType:
     """The experiments' common module (`_common.py` beside the scripts, with
     `dataset_names`), as the scripts imported it; one line if the folder has none."""
     common = sys.modules.get("_common")
     where = getattr(common, "__file__", None)
-    check(
-        common is not None
-        and where is not None
-        and Path(where).resolve().parent == folder.resolve()
-        and callable(getattr(common, "dataset_names", None)),
-        f"--experiments-dir {str(folder)!r}: no _common.py with dataset_names() there (the "
-        "experiments' common module); give the repository's experiments/ folder",
-    )
+    if (
+        common is None
+        or where is None
+        or Path(where).resolve().parent != folder.resolve()
+        or not callable(getattr(common, "dataset_names", None))
+    ):
+        raise UsageError(
+            f"--experiments-dir {str(folder)!r}: no _common.py with dataset_names() there "
+            "(the experiments' common module); give the repository's experiments/ folder"
+        )
     return common
 
 

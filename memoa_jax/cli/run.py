@@ -6,6 +6,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from ._common import (
     UsageError,
@@ -139,7 +140,8 @@ def main(args) -> int:
         """The compiled simulation, and the seconds spent tracing (Python, never cached)."""
         t0 = time.perf_counter()
         with _runtime_checks(mode):
-            lowered = eqx.filter_jit(mj.simulate).lower(
+            # (equinox's filter_jit is typed as the plain function; it has .lower)
+            lowered = eqx.filter_jit(mj.simulate).lower(  # pyright: ignore[reportFunctionMemberAccess]
                 sim, x, y, key=jax.random.key(0), progress=progress, mesh=mesh
             )
         traced = time.perf_counter() - t0
@@ -218,7 +220,7 @@ def main(args) -> int:
             steps[name] = {
                 f: np.mean([st[f] for _, st in results[name]], 0) for f in mj.StepStats._fields
             }
-    timing = [
+    timing: list[dict[str, Any]] = [
         dict(
             methods=[m.name for m in sim.methods],
             compile_s=c,
@@ -259,12 +261,14 @@ def _runtime_checks(mode):
     is not finite, compiles that simulation again in "raise" mode to report the check's own
     message. equinox reads the mode when tracing, from `equinox._errors.EQX_ON_ERROR`.
     """
-    try:
-        import equinox._errors as errors
+    import importlib
 
+    try:  # (a private module: imported by name, its attribute read as any other)
+        errors = importlib.import_module("equinox._errors")
         old = errors.EQX_ON_ERROR
     except (ImportError, AttributeError):  # another equinox: checks as configured
-        mode = None
+        yield
+        return
     if mode is None:
         yield
         return
@@ -273,11 +277,11 @@ def _runtime_checks(mode):
     # JAX caches traces by shapes, not by equinox's mode: clear them on both sides, so that
     # no trace of the other mode is reused (here, or by a later `simulate` in this process)
     jax.clear_caches()
-    errors.EQX_ON_ERROR = mode
+    setattr(errors, "EQX_ON_ERROR", mode)  # noqa: B010 (a module's setting, by name)
     try:
         yield
     finally:
-        errors.EQX_ON_ERROR = old
+        setattr(errors, "EQX_ON_ERROR", old)  # noqa: B010
         jax.clear_caches()
 
 
@@ -433,8 +437,8 @@ def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persi
             scale=args.scale,
             notes=built.notes,
         )
-    if built.index is not None:
-        dataset.update(first=built.index[0], last=built.index[-1])
+    if built.dates is not None:
+        dataset.update(first=built.dates[0], last=built.dates[-1])
     record = dict(
         command=command_line(args),
         dataset=dataset,

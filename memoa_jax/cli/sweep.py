@@ -146,7 +146,9 @@ def _read_done(path: Path, config: dict) -> list[dict]:
             record = json.loads(line)
             if not (isinstance(record, dict) and isinstance(record.get("config"), dict)):
                 raise ValueError("not a sweep record")
-            (record["n_agents"], record["seed"], record["summary"])
+            missing = [k for k in ("n_agents", "seed", "summary") if k not in record]
+            if missing:
+                raise KeyError(missing[0])
         except (ValueError, KeyError) as e:
             raise UsageError(
                 f"{path} line {i}: not a complete sweep record ({str(e).split(':')[0]}; a "
@@ -320,7 +322,11 @@ def _run_points(args, built, todo, records, path, bar, progress, compiled, mesh,
             if (i, slots) not in compiled:
                 bar.set_description(f"N={n:,}: compiling")
                 t0 = time.perf_counter()
-                exe = eqx.filter_jit(mj.simulate).lower(one, x, y, key=jax.random.key(0), **call)
+                # (equinox's filter_jit is typed as the plain function; it has .lower)
+                jitted = eqx.filter_jit(mj.simulate)
+                exe = jitted.lower(  # pyright: ignore[reportFunctionMemberAccess]
+                    one, x, y, key=jax.random.key(0), **call
+                )
                 compiled[i, slots] = exe.compile()
                 compile_s += time.perf_counter() - t0
                 compiles += 1

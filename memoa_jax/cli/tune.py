@@ -213,7 +213,7 @@ def main(args) -> int:
         seeds = list(range(args.seed, args.seed + args.eval_seeds))
         held = {}
         for label, values in (("default", res.initial), ("tuned", res.values)):
-            one = mj.with_params(sim, values)
+            one = mj.with_params(sim, dict[str, jax.Array | float](values))
             per_seed = []
             for s in seeds:
                 r = run(one, x_ho, y_ho, key=jax.random.key(s))

@@ -18,6 +18,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from ._common import (
     MAX_AGENTS,
@@ -93,7 +94,7 @@ def add_parser(sub, formatter):
         "verify",
         help=SUMMARY,
         formatter_class=formatter,
-        description=__doc__.split("\n\n")[0],
+        description=(__doc__ or "").split("\n\n")[0],
     )
     v.add_argument(
         "--sizes",
@@ -340,6 +341,7 @@ def main(args) -> int:
         print("memoa verify: the fixture has no feature generator: Monte Carlo check skipped")
         mc_sizes = []
     M, S, y, cost = inst["M"], inst["S"], inst["y"], inst["cost"]
+    encoder = inst["encoder"]
     T, d, p = M.shape
     print(
         f"memoa verify: {args.instance} instance T={T}, d={d}, p={p}, cost {inst['weights']}, "
@@ -406,11 +408,12 @@ def main(args) -> int:
         mc = []
         mc_fn = eqx.filter_jit(nash.monte_carlo)
         for n in mc_sizes:
+            assert encoder is not None  # (the fixture has none, and no Monte Carlo sizes)
             bar.set_description(f"Monte Carlo N={n:,}")
             t0 = time.perf_counter()
             res = jax.block_until_ready(
                 mc_fn(
-                    inst["encoder"],
+                    encoder,
                     inst["params"],
                     inst["x"],
                     y,
@@ -427,7 +430,9 @@ def main(args) -> int:
             J_fne = float(fne_n.J)
             gap_mf = np.max(np.abs(np.asarray(res.ybar_mf - res.flow)), axis=(1, 2))
             gap_fne = np.max(np.abs(np.asarray(res.ybar_fne - res.flow)), axis=(1, 2))
-            row = dict(n_agents=n, reps=args.mc_reps, seconds=mc_s, J_mf=J_mf, J_fne=J_fne)
+            row: dict[str, Any] = dict(
+                n_agents=n, reps=args.mc_reps, seconds=mc_s, J_mf=J_mf, J_fne=J_fne
+            )
             for name, samples in [
                 ("ybar_gap_mf", gap_mf),
                 ("ybar_gap_fne", gap_fne),
