@@ -27,7 +27,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._common import (
     MAX_AGENTS,
@@ -49,6 +49,9 @@ from ._common import (
 from ._common import (
     carry_bytes_per_agent as loop_carry_bytes,
 )
+
+if TYPE_CHECKING:
+    from .._kernels import Kernels
 
 D, D_X, P, SIGMA = 1, 1, 5, 0.1
 COST = dict(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
@@ -141,7 +144,8 @@ def copy_bandwidth(mib: int, repeat: int = 5) -> dict:
     )
 
 
-def make_simulation(n_agents, n_steps, dtype, kernels="tuned"):
+def make_simulation(n_agents, n_steps, dtype, kernels: "str | Kernels" = "tuned"):
+    """The bench's simulation; `kernels`: "tuned", "plain" or a `Kernels`."""
     import memoa_jax as mj
 
     cost = mj.CostParams(**COST)
