@@ -7,19 +7,39 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _number(v) -> float:
+    """A value of a sweep record as a float: NaN for a null (a diverged method's RMSE)."""
+    return float("nan") if v is None else float(v)
+
+
 def _by_size(records, value):
-    """Mean and std over seeds of `value(record)` for each N."""
+    """Mean and std over seeds of `value(record)` for each N, over the finite positive
+    values only (a log axis shows nothing else); sizes without one are left out."""
     sizes = sorted({r["n_agents"] for r in records})
-    vals = [[value(r) for r in records if r["n_agents"] == n] for n in sizes]
-    return (
-        np.array(sizes),
-        np.array([np.mean(v) for v in vals]),
-        np.array([np.std(v) for v in vals]),
-    )
+    n_out, mean, std = [], [], []
+    for n in sizes:
+        v = np.array([_number(value(r)) for r in records if r["n_agents"] == n])
+        v = v[np.isfinite(v) & (v > 0)]
+        if v.size:
+            n_out.append(n)
+            mean.append(v.mean())
+            std.append(v.std())
+    return np.array(n_out), np.array(mean), np.array(std)
+
+
+def _diverged_at(records, m, field):
+    """The smallest N at which method `m`'s `field` is not finite (null), or None."""
+    bad = [
+        r["n_agents"]
+        for r in records
+        if not np.isfinite(_number(r["summary"].get(m, {}).get(field)))
+    ]
+    return min(bad) if bad else None
 
 
 def plot_sweep(records, *, title: str) -> dict:
-    """`{"metrics": fig, "throughput": fig}` from the JSON lines of a sweep."""
+    """`{"metrics": fig, "throughput": fig}` from the JSON lines of a sweep. A diverged
+    method's non-finite (null) values are left out, and its legend says from which N."""
     methods = list(records[0]["summary"])
     fig_m, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
     for ax, (field, label) in zip(
@@ -31,8 +51,13 @@ def plot_sweep(records, *, title: str) -> dict:
         ],
     ):
         for m in methods:
-            n, mean, std = _by_size(records, lambda r: r["summary"][m][field])
-            ax.errorbar(n, mean, yerr=std, marker="o", ms=4, capsize=2, label=m)
+            n, mean, std = _by_size(records, lambda r: r["summary"].get(m, {}).get(field))
+            bad = _diverged_at(records, m, field)
+            name = m if bad is None else f"{m} (diverged at N={bad:,})"
+            if n.size:
+                ax.errorbar(n, mean, yerr=std, marker="o", ms=4, capsize=2, label=name)
+            else:
+                ax.plot([], [], marker="x", ls="none", label=name)
         ax.set(xscale="log", yscale="log", xlabel="agents N", title=label)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)

@@ -119,17 +119,24 @@ def plot_tune(losses, history, *, title: str, objective: str, held: dict):
     fig, axes = plt.subplots(1, 1 + len(names), figsize=(4.2 * (1 + len(names)), 3.6))
     steps = np.arange(len(losses))
     ax = axes[0]
-    ax.plot(steps, losses, lw=1.8, label="training span")
-    ax.axhline(held["default"], color="grey", ls="--", lw=1, label="held-out, default")
-    ax.axhline(held["tuned"], color="C3", ls="--", lw=1, label="held-out, tuned")
+    # a non-finite value (a diverged step) is left out, and the legend says so
+    finite = lambda v: np.where(np.isfinite(np.asarray(v, float)), np.asarray(v, float), np.nan)
+    ax.plot(steps, finite(losses), lw=1.8, label="training span")
+    for key, color in (("default", "grey"), ("tuned", "C3")):
+        value = held[key]
+        if value is not None and np.isfinite(value):
+            ax.axhline(value, color=color, ls="--", lw=1, label=f"held-out, {key}")
+        else:
+            ax.plot([], [], color=color, ls="--", lw=1, label=f"held-out, {key}: diverged")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel(objective)
     ax.legend(fontsize=8)
     for ax, n in zip(axes[1:], names):
-        ax.plot(steps, [h[n] for h in history], lw=1.5)
+        path = finite([h[n] for h in history])
+        ax.plot(steps, path, lw=1.5)
         ax.set_xlabel("optimiser step")
         ax.set_title(n)
-        if n != "lam" and min(h[n] for h in history) > 0:
+        if n != "lam" and np.isfinite(path).any() and np.nanmin(path) > 0:
             ax.set_yscale("log")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -158,7 +158,7 @@ def test_help_shows_defaults(command, capsys):
 @pytest.mark.parametrize(
     "option, default",
     [
-        ("run", "population size N (default: 1000)"),
+        ("run", "population size N (1e6 notation allowed) (default: 1000)"),
         ("run", "own-error weight q (default: 1.0)"),
         ("sweep", "(default: logistic)"),
         ("verify", "largest N for the dense solver (default: 256)"),

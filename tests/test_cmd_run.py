@@ -10,7 +10,7 @@ import pytest
 
 import memoa_jax._loop as loop
 from memoa_jax.cli import main
-from memoa_jax.cli.run import strict_json
+from memoa_jax.cli._common import strict_json
 
 TINY = ["run", "--dataset", "periodic", "-n", "4", "--rows", "30", "--no-progress"]
 

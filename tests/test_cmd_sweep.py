@@ -65,7 +65,10 @@ def test_resume_refuses_another_configuration(tmp_path, capsys):
         (["--sizes", "10,0"], "integers >= 1, got '0'"),
         (["--sizes", "10,abc"], "'abc' is not a number"),
         (["--sizes", "2.5"], "got '2.5'"),
-        (["--sizes", "4", "--pad-below", "-1"], "--pad-below must be >= 0, got -1.0"),
+        (
+            ["--sizes", "4", "--pad-below", "-1"],
+            "--pad-below must be a finite number >= 0, got -1.0",
+        ),
     ],
 )
 def test_bad_sizes(tmp_path, capsys, args, match):

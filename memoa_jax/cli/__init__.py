@@ -4,13 +4,37 @@ One module per command (`run`, `sweep`, `bench`, `verify`, `reproduce`, `tune`),
 `SUMMARY` (two lines for `memoa --help`), `add_parser(subparsers, formatter)`, which
 registers the command and sets `func=<its main(args) -> int>`, and `main(args)`. What they
 share is in `_common` (which imports no command); no command imports another.
+
+One error path for every command (`main`): a failure the user can cause ends in one line
+on stderr, `memoa: error: ...`, naming the value or path and the cause, without a traceback
+(`--debug` shows it), and an exit status that says what kind it was:
+
+* 2: bad input (`UsageError`, argparse's own errors), refused before anything ran;
+* 1: a failure while running (`Failure`): the file system (no permission, a read-only or
+  full disk: the file being written is left as it was), memory, or a numerical failure in
+  a compiled loop or solver (a singular system), the same in every command;
+* 130: Ctrl-C; a command that keeps partial results (sweep, reproduce) says how many and
+  the command that resumes.
 """
 
 import argparse
+import logging
 import sys
 
 from . import bench, reproduce, run, sweep, tune, verify
-from ._common import HelpFormatter, UsageError, enable_compile_cache
+from ._common import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    Failure,
+    HelpFormatter,
+    Interrupted,
+    UsageError,
+    enable_compile_cache,
+    is_interrupt,
+    is_runtime_failure,
+    runtime_failure,
+)
 
 # in the order `memoa --help` lists them
 COMMANDS = (run, sweep, tune, verify, bench, reproduce)
@@ -24,8 +48,24 @@ Every command writes to a new folder under runs/ unless given --out. `memoa COMM
 lists a command's options with their defaults."""
 
 
+class _ArgumentError(Exception):
+    """argparse's error, raised instead of printed (see `_Parser.error`)."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in the one error path of `main`: one line (the usage it
+    would print first is what `--help` shows), exit status 2."""
+
+    def error(self, message):
+        raise _ArgumentError(self.prog, message)
+
+
 def _parser():
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="memoa", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
     )
     from .. import __version__
@@ -42,17 +82,71 @@ def _parser():
             "$XDG_CACHE_HOME/memoa-jax/jax or ~/.cache/memoa-jax/jax; a second identical "
             "run then skips most of its compilation)",
         )
+        command.add_argument(
+            "--debug",
+            action="store_true",
+            help="on an error, show Python's traceback instead of the one-line message",
+        )
     return p
 
 
+def _say(message: str) -> None:
+    print(f"memoa: error: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    """Runs `memoa ARGS...` (`argv`: default `sys.argv[1:]`); returns the exit status."""
+    try:
+        args = _parser().parse_args(argv)
+    except _ArgumentError as e:
+        print(f"{e.prog}: error: {e} (see {e.prog} --help)", file=sys.stderr)
+        return EXIT_USAGE
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to say how to resume
+    debug = bool(getattr(args, "debug", False))
+    # JAX logs a failed runtime check's whole traceback ("jax.pure_callback failed") before
+    # raising it; the error path below reports it in one line (`--debug`: both)
+    callback_log = logging.getLogger("jax._src.callback")
+    was_disabled, callback_log.disabled = callback_log.disabled, not debug
     try:
         enable_compile_cache(args)
         return args.func(args)
     except UsageError as e:
-        print(f"memoa: error: {e}", file=sys.stderr)
-        return 2
+        _say(str(e))
+        return EXIT_USAGE
+    except Failure as e:
+        _say(str(e))
+        return EXIT_FAILURE
+    except Interrupted as e:
+        print(f"memoa: {e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"memoa: interrupted (Ctrl-C); {args.command} stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as e:  # the file system, where a command did not name the path itself
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        _say(f"{where}{e.strerror or e}")
+        return EXIT_FAILURE
+    except Exception as e:
+        if debug:
+            raise
+        if is_interrupt(e):  # Ctrl-C inside a host callback of compiled code
+            print(f"memoa: interrupted (Ctrl-C); {args.command} stopped", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if is_runtime_failure(e):  # a runtime check or out of memory the command did not name
+            _say(str(runtime_failure(e, args.command)))
+            return EXIT_FAILURE
+        first = (str(e).strip().split("\n") or [""])[0][:300]
+        _say(
+            f"{args.command}: unexpected {type(e).__name__}: {first} (a bug: please report "
+            "it with the traceback that --debug shows)"
+        )
+        return EXIT_FAILURE
+    finally:
+        callback_log.disabled = was_disabled
 
 
 __all__ = ["main"]

@@ -11,19 +11,37 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from ..data import write_atomic
+from ..data import Dataset, write_atomic
 
 METHOD_NAMES = ("memoa", "g1_ridge", "g2_myopic", "g3_independent", "g4_follow_mean")
 OGD_NAMES = ("ogd_sgd", "ogd_adam")  # online-gradient baselines: selectable, not run by default
 # FedMOE's own dense N-player game (`memoa_jax.simulate_fedmoe_game`): `memoa run` only
 COMPARATOR_NAMES = ("fedmoe_game",)
 RUNS = Path("runs")  # every command's default output goes under here (git-ignored)
+# above this ridge window T_c, a note says that the compilation will take minutes
+RIDGE_WINDOW_NOTE = 32
+
+
+EXIT_FAILURE = 1  # a failure while running: file system, memory, a numerical failure
+EXIT_USAGE = 2  # bad input, refused before anything ran
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as a shell reports it
 
 
 class UsageError(Exception):
     """Bad input: reported as one line, exit status 2, nothing written."""
+
+
+class Failure(Exception):
+    """A failure while running that the input did not announce: the file system (a full
+    disk, no permission), memory, or a numerical failure inside a compiled loop or solver
+    (a singular system). Reported as one line, exit status 1 in every command."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C, caught where the command can say what was kept and how to resume: one line,
+    exit status 130."""
 
 
 def check(cond, message):
@@ -64,33 +82,130 @@ def default_out(command: str, *parts) -> Path:
     return RUNS / "-".join([command, *(str(p) for p in parts)])
 
 
-def make_out_dir(out: Path) -> Path:
-    """Creates the output folder `out` (and its parents); one line if it cannot be made."""
+def check_out_dir(out: Path, option: str = "--out") -> None:
+    """Refuses (exit 2) an output folder that names a file, or lies under one; nothing is
+    created. Commands call it before their work, so that a bad `--out` costs no run; a
+    folder that cannot be written (permission, read-only mount) is a failure (exit 1), found
+    as early."""
+    import os
+
+    for folder in (out, *out.parents):
+        if folder.exists():
+            check(
+                folder.is_dir(),
+                f"{option} {str(out)!r} is a file, not a folder"
+                if folder == out
+                else f"{option} {str(out)!r}: {str(folder)!r} is a file, not a folder, so "
+                "nothing can be created under it",
+            )
+            if not os.access(folder, os.W_OK | os.X_OK):  # (read-only mount, permission)
+                cause = "read-only file system" if _read_only(folder) else "permission denied"
+                raise Failure(
+                    f"{option} {str(out)!r}: {str(folder)!r} cannot be written ({cause}); "
+                    "nothing was run"
+                )
+            return
+
+
+def _read_only(folder: Path) -> bool:
+    import os
+
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def make_out_dir(out: Path, option: str = "--out") -> Path:
+    """Creates the output folder `out` (and its parents). A file in the way is bad input
+    (exit 2); a folder that cannot be created (permission, read-only file system, full
+    disk) is a failure (exit 1). Either way one line naming the path and the cause."""
+    check_out_dir(out, option)
     try:
         out.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise UsageError(f"--out {str(out)!r} is a file, not a folder") from None
     except OSError as e:
-        raise UsageError(f"--out {str(out)!r}: cannot create the folder ({e.strerror})") from None
+        raise Failure(f"{option} {str(out)!r}: cannot create the folder ({_cause(e)})") from None
     return out
+
+
+def _cause(e: OSError) -> str:
+    return e.strerror or type(e).__name__
+
+
+def write_atomic_or_fail(path: Path, write) -> Path:
+    """`memoa_jax.data.write_atomic(path, write)`, with a failure of the file system (no
+    permission, read-only, full disk) as one line naming `path` (`Failure`, exit 1). The
+    temporary file is gone and `path` is as it was: the previous complete file, or none."""
+    try:
+        return write_atomic(path, write)
+    except OSError as e:
+        raise Failure(
+            f"cannot write {path}: {_cause(e)} (no partial file is left; a previous "
+            f"{path.name}, if any, is unchanged)"
+        ) from None
 
 
 def write_text(path: Path, text: str) -> Path:
     """`text` (UTF-8) to `path`, atomically (`memoa_jax.data.write_atomic`)."""
-    return write_atomic(path, lambda f: f.write(text.encode()))
+    data = text.encode()
+    return write_atomic_or_fail(path, lambda f: f.write(data))
 
 
 def write_json(path: Path, record) -> Path:
-    return write_text(path, json.dumps(record, indent=1))
+    """`record` as strict JSON (`strict_json`: a non-finite number is `null` with a reason)."""
+    return write_text(path, strict_json(record))
 
 
 def save_figure(path: Path, fig, dpi: int = 110) -> Path:
     """A matplotlib figure to `path` as PNG, atomically; the figure is closed."""
     import matplotlib.pyplot as plt
 
-    write_atomic(path, lambda f: fig.savefig(f, dpi=dpi, format="png"))
-    plt.close(fig)
+    try:
+        write_atomic_or_fail(path, lambda f: fig.savefig(f, dpi=dpi, format="png"))
+    finally:
+        plt.close(fig)
     return path
+
+
+def _null_reason(v) -> str:
+    return f"{v} is not a JSON number: the value overflowed (the method diverged)"
+
+
+def strict_clean(record: Any) -> Any:
+    """`record` (dicts, lists, numbers) with every non-finite float replaced by None; the
+    dict that held it gains `<key>_null_reason` saying why (a diverged method's overflow)."""
+
+    def clean(v):
+        """(cleaned value, reason or None)"""
+        if isinstance(v, dict):
+            return walk(v), None
+        if isinstance(v, (list, tuple)):
+            items = [clean(e) for e in v]
+            bad = [r for _, r in items if r is not None]
+            why = None
+            if bad:
+                why = f"{len(bad)} of {len(items)} entries are not finite (null): {bad[0]}"
+            return [e for e, _ in items], why
+        if isinstance(v, float) and not math.isfinite(v):
+            return None, _null_reason(v)
+        return v, None
+
+    def walk(d: dict) -> dict:
+        out = {}
+        for k, v in d.items():
+            out[k], why = clean(v)
+            if why is not None:
+                out[f"{k}_null_reason"] = why
+        return out
+
+    return clean(record)[0]
+
+
+def strict_json(record, indent: int | None = 1) -> str:
+    """`record` as strict JSON (never NaN or Infinity; see `strict_clean`), one line when
+    `indent` is None, else indented and ending in a newline."""
+    text = json.dumps(strict_clean(record), indent=indent, allow_nan=False)
+    return text if indent is None else text + "\n"
 
 
 def print_table(cols, rows, *, left: int = 0, title: str | None = None):
@@ -133,7 +248,8 @@ def enable_compile_cache(args) -> None:
     except OSError as e:  # an unwritable home: run without the cache, and say so
         print(f"memoa: compilation cache off ({folder}: {e.strerror})", file=sys.stderr)
         return
-    if jax.config.jax_compilation_cache_dir != str(folder):
+    # (a flag the type stubs of jax.config do not list: read by name)
+    if getattr(jax.config, "jax_compilation_cache_dir") != str(folder):
         jax.config.update("jax_compilation_cache_dir", str(folder))
         try:  # a cache already used in this process (tests) keeps its folder unless reset
             from jax._src import compilation_cache
@@ -150,19 +266,160 @@ def enable_compile_cache(args) -> None:
 # VALUES
 
 
-def parse_sizes(text: str, option: str = "--sizes") -> list[int]:
-    """A comma-separated list of population sizes (`1e6` notation allowed), sorted, unique."""
+# No population is larger: the loop indexes agents with 32-bit integers (`n_active`).
+MAX_AGENTS = 2**31 - 1
+# No size at all is larger (verify's exact solver takes N as a float64, exact below 2**53).
+MAX_SIZE = 10**15
+
+
+def parse_count(text: str, option: str, *, limit: int = MAX_SIZE) -> int:
+    """One integer (`1e6` notation allowed), finite and at most `limit`; the caller checks
+    its lower bound."""
+    item = text.strip()
+    try:
+        value = int(item)
+    except ValueError:
+        try:
+            f = float(item)
+        except ValueError:
+            raise UsageError(f"{option}: {item!r} is not a number") from None
+        check(math.isfinite(f), f"{option}: {item!r} is not a finite number")
+        check(f == int(f), f"{option}: need an integer, got {item!r}")
+        value = int(f)
+    check(value <= limit, f"{option}: {item!r} is above the largest size accepted, {limit:.3g}")
+    return value
+
+
+def count_type(option: str, limit: int = MAX_SIZE):
+    """An argparse `type` for an integer option that also takes `1e6` notation."""
+
+    def parse(text: str) -> int:
+        try:
+            return parse_count(text, option, limit=limit)
+        except UsageError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f"{option}: ")) from None
+
+    parse.__name__ = "integer"  # argparse names the type in its message
+    return parse
+
+
+def parse_sizes(text: str, option: str = "--sizes", *, limit: int = MAX_SIZE) -> list[int]:
+    """A comma-separated list of population sizes (`1e6` notation allowed), sorted, unique;
+    each a finite integer in [1, limit]."""
+    check(text.strip() != "", f"{option} is empty")
     sizes = []
     for item in text.split(","):
         item = item.strip()
         try:
-            value = float(item)
+            float(item)
         except ValueError:
             raise UsageError(f"{option}: {item!r} is not a number") from None
-        if not (value >= 1 and value == int(value)):
-            raise UsageError(f"{option}: population sizes must be integers >= 1, got {item!r}")
-        sizes.append(int(value))
+        try:
+            value = parse_count(item, option, limit=limit)
+        except UsageError as e:
+            raise UsageError(
+                f"{option}: population sizes must be integers >= 1, got {item!r}"
+                if "above the largest" not in str(e)
+                else str(e)
+            ) from None
+        check(value >= 1, f"{option}: population sizes must be integers >= 1, got {item!r}")
+        sizes.append(value)
     return sorted(set(sizes))
+
+
+def format_bytes(n: int | float) -> str:
+    n = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.3g} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def format_count(n: int) -> str:
+    return f"{n:,}" if n < 10**12 else f"{n:.3g}"
+
+
+def device_memory(n_devices: int = 1) -> tuple[int, str]:
+    """The memory the computation can use, in bytes, and what it is: the accelerators'
+    (`memory_stats()["bytes_limit"]`, times `n_devices`), else the machine's RAM (CPU
+    devices share it)."""
+    import os
+
+    import jax
+
+    dev = jax.devices()[0]
+    try:
+        stats = dev.memory_stats() or {}
+    except Exception:  # a backend without memory statistics
+        stats = {}
+    if stats.get("bytes_limit"):
+        kind = getattr(dev, "device_kind", dev.platform)
+        return int(stats["bytes_limit"]) * n_devices, f"{n_devices} × {kind}"
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(ram), "this machine's RAM"
+
+
+def check_fits(what: str, per_item: int, n: int, unit: str = "agent", n_devices: int = 1):
+    """Refuses (exit 2) `n` items of `per_item` bytes each when they exceed the memory of
+    the devices: one line with the estimate."""
+    need = per_item * n
+    memory, where = device_memory(n_devices)
+    if need > memory:
+        raise UsageError(
+            f"{what} cannot fit: about {format_bytes(need)} ({per_item:,} bytes per {unit} × "
+            f"{format_count(n)}), more than the {format_bytes(memory)} of {where}"
+        )
+
+
+def carry_bytes_per_agent(sim) -> int:
+    """The bytes per agent of the online loop's carry (`simulate`'s state between steps), a
+    lower bound of a run's memory: the encoder parameters and noise keys (`jax.eval_shape`
+    of `init_agents`), the feature ring and next draw, and per method its prediction, its
+    ring of predictions, its own state (`init_extra`) and two accumulators."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+
+    from .._loop import init_agents
+
+    def size(tree) -> int:
+        return sum(
+            math.prod(leaf.shape) * jnp.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree)
+        )
+
+    def agents(n: int) -> int:
+        one = dataclasses.replace(sim, n_agents=n)
+        return size(jax.eval_shape(lambda k: init_agents(one, key=k), jax.random.key(0)))
+
+    enc, item = sim.encoder, jnp.dtype(sim.dtype).itemsize
+    d, p, ring = enc.d, enc.p, sim.history + 1
+    total = agents(2) - agents(1) + (ring + 1) * d * p * item + 1  # + the `moving` flag
+    for m in sim.methods:
+        extra = [size(jax.eval_shape(lambda n=n: m.init_extra(n, p, sim.dtype))) for n in (1, 2)]
+        total += extra[1] - extra[0] + (d + ring * d + 2) * item
+    return total
+
+
+def dense_bytes(n: int, d: int, p: int) -> int:
+    """The dense solver's memory at N = n, a lower bound (its O(N³)): the value matrices of
+    every agent before and after a step and their weights (three float64 arrays of
+    N × (N d)²), and the stacked system with its right-hand sides (two of (N p)²)."""
+    return 8 * (3 * n * (n * d) ** 2 + 2 * (n * p) ** 2)
+
+
+def check_population_fits(sims, n_agents: int, option: str, n_devices: int = 1):
+    """Refuses (exit 2), before anything is compiled, a population the loop's state
+    (`carry_bytes_per_agent`, summed over the simulations run side by side) cannot hold in
+    the devices' memory, or one above `MAX_AGENTS`."""
+    check(
+        n_agents <= MAX_AGENTS,
+        f"{option} {format_count(n_agents)}: at most {MAX_AGENTS:,} agents (the loop "
+        "indexes agents with 32-bit integers)",
+    )
+    per_agent = max(carry_bytes_per_agent(s) for s in sims)
+    check_fits(f"{option} {format_count(n_agents)}", per_agent, n_agents, n_devices=n_devices)
 
 
 def check_finite(args, *names):
@@ -175,13 +432,31 @@ def check_finite(args, *names):
         )
 
 
-def runtime_message(e: Exception) -> str:
+def runtime_message(e: BaseException) -> str:
     """The one line that matters of an error raised inside a compiled loop or solver."""
     text = str(e)
-    marker = "_EquinoxRuntimeError: "
+    marker = "EquinoxRuntimeError: "  # equinox's message ("_EquinoxRuntimeError: " before 0.12)
     if marker in text:
         return text.split(marker, 1)[1].split("\n")[0]
-    return text.strip().split("\n")[-1]
+    lines = [line for line in text.strip().split("\n") if line.strip()]
+    return lines[-1] if lines else type(e).__name__
+
+
+def is_runtime_failure(e: BaseException) -> bool:
+    """Whether `e` is a failed runtime check of compiled code (equinox's `error_if`: a
+    singular system, a non-finite state) or an out-of-memory error of the device."""
+    text = f"{type(e).__name__}: {e}"
+    markers = ("EquinoxRuntimeError", "singular", "RESOURCE_EXHAUSTED", "Out of memory")
+    return isinstance(e, MemoryError) or any(m in text for m in markers)
+
+
+def runtime_failure(e: BaseException, where: str) -> Failure:
+    """The `Failure` (exit 1) to raise for `e` (see `is_runtime_failure`), prefixed with
+    `where` (the method and seed, ...)."""
+    if isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e) or "Out of memory" in str(e):
+        first = str(e).strip().split("\n")[0][:200] or "MemoryError"
+        return Failure(f"{where}: out of memory ({first})")
+    return Failure(f"{where}: {runtime_message(e)}")
 
 
 # MODEL OPTIONS
@@ -419,7 +694,7 @@ CSV_ONLY = ("target", "inputs")
 CSV_DEFAULTS = dict(lags="0", target_lags="0", scale="none")
 
 
-def load_data(args):
+def load_data(args) -> tuple[Dataset, list[str], tuple[str, ...] | None]:
     """The data set of `--dataset` or `--csv` (with its column, lag and scale options), and
     the lines to tell the user about it (a --csv's dropped columns, its date index)."""
     from ..data import DATASETS, load_dataset, read_csv
@@ -478,7 +753,7 @@ def preset_name(args) -> str:
     return name
 
 
-def hyper_parameters(args) -> dict:
+def hyper_parameters(args) -> dict[str, Any]:
     """The data set's preset (`memoa_jax.data.preset`, of `--preset`; ECB's for a CSV), with
     the values the user gave in its place."""
     from ..data import preset
@@ -502,17 +777,17 @@ class Built(NamedTuple):
             "g1" G1's own when they differ.
         names: the methods in the order `--methods` gave them.
         notes: lines about the data to show the user (a --csv's columns, dropped columns).
-        index: a --csv's date column (text per row), or None.
+        dates: a --csv's date column (text per row), or None.
         fedmoe_game: keyword arguments of `memoa_jax.simulate_fedmoe_game` when fedmoe_game
             was asked for (`memoa run`), else None.
     """
 
-    data: object
+    data: Dataset
     sims: tuple
-    hp: dict
+    hp: dict[str, Any]
     names: tuple[str, ...]
     notes: list[str]
-    index: tuple[str, ...] | None
+    dates: tuple[str, ...] | None
     fedmoe_game: dict | None = None
 
 
@@ -535,17 +810,23 @@ def build(args, *, comparators: bool = False) -> Built:
             data = data.head(args.rows)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    hp = hyper_parameters(args)
+    hp: dict[str, Any] = hyper_parameters(args)
     check_finite(args, "q", "lam", "gamma", "alpha", "sigma", "kappa", "eta", "ogd_lr")
     check(args.n_agents >= 1, f"--n-agents must be at least 1, got {args.n_agents}")
     check(args.seeds >= 1, f"--seeds must be at least 1, got {args.seeds}")
     for k in ("window", "ridge_window", "features"):
         check(hp[k] >= 1, f"--{k.replace('_', '-')} must be at least 1, got {hp[k]}")
     check(args.sync_every >= 1, f"--sync-every must be at least 1, got {args.sync_every}")
+    n_steps = data.n_rows - 1
+    for k in ("window", "ridge_window"):
+        check(
+            hp[k] < n_steps,
+            f"--{k.replace('_', '-')} {hp[k]} needs more than {hp[k]} prediction steps; the "
+            f"series has {data.n_rows} rows ({n_steps} prediction steps)",
+        )
     check(
-        hp["window"] < data.n_rows - 1,
-        f"--window {hp['window']} needs more than {hp['window']} prediction steps; the "
-        f"series has {data.n_rows} rows ({data.n_rows - 1} prediction steps)",
+        args.sync_every <= n_steps,
+        f"--sync-every {args.sync_every}: the series has only {n_steps} prediction steps",
     )
     check(
         args.batch_size is None or args.batch_size >= 1,
@@ -603,40 +884,54 @@ def build(args, *, comparators: bool = False) -> Built:
             for m in methods
         )
         methods += tuple(
-            mj.OnlineGradient(cost, optimizer=n[4:], learning_rate=args.ogd_lr, name=n)
+            mj.OnlineGradient(cost=cost, optimizer=n[4:], learning_rate=args.ogd_lr, name=n)
             for n in OGD_NAMES
         )
         by_name = {m.name: m for m in methods}
-        common = dict(
-            n_agents=args.n_agents,
-            server=server,
-            cost=cost,
-            homogeneity=args.homogeneity,
-            batch_size=args.batch_size,
-            dtype=dtype,
-        )
+
+        def simulation(enc, methods) -> mj.Simulation:
+            return mj.Simulation(
+                n_agents=args.n_agents,
+                encoder=enc,
+                methods=methods,
+                server=server,
+                cost=cost,
+                homogeneity=args.homogeneity,
+                batch_size=args.batch_size,
+                dtype=dtype,
+            )
+
         main_names = [
             n for n in names if not (g1_own and n == "g1_ridge") and n not in COMPARATOR_NAMES
         ]
         sims = []
         if main_names:
-            sims.append(
-                mj.Simulation(encoder=enc, methods=tuple(by_name[n] for n in main_names), **common)
-            )
+            sims.append(simulation(enc, tuple(by_name[n] for n in main_names)))
         if g1_own:
             g1 = g1_preset(preset_name(args))
+            check(
+                g1.ridge_window < n_steps,
+                f"g1_ridge at FedMOE's settings (--g1-params fedmoe) has ridge window "
+                f"{g1.ridge_window}; the series has only {n_steps} prediction steps (use "
+                "more --rows, or --g1-params game)",
+            )
             g1_cost = mj.CostParams(q=args.q, lam=args.lam, gamma=g1.gamma, alpha=g1.alpha)
             sims.append(
-                mj.Simulation(
-                    encoder=encoder(g1.features, g1.sigma),
+                simulation(
+                    encoder(g1.features, g1.sigma),
                     # the realized cost is measured with the game's weights, like the others'
-                    methods=(mj.LocalRidge(g1_cost, ridge_window=g1.ridge_window),),
-                    **common,
+                    (mj.LocalRidge(cost=g1_cost, ridge_window=g1.ridge_window),),
                 )
             )
             hp = dict(hp, g1=dict(g1.as_dict(), source=g1.source))
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if sims and not getattr(args, "distributed", False):  # (the hosts' memory is not known here)
+        import jax
+
+        n_devices = jax.device_count() if getattr(args, "shard", False) else 1
+        option = getattr(args, "size_option", "--n-agents")
+        check_population_fits(sims, args.n_agents, option, n_devices)
     game = None
     if "fedmoe_game" in names:
         check(
@@ -666,6 +961,12 @@ def build(args, *, comparators: bool = False) -> Built:
         )
     elif getattr(args, "fedmoe_compat", False):
         raise UsageError("--fedmoe-compat applies to fedmoe_game: add it to --methods")
+    if hp["ridge_window"] > RIDGE_WINDOW_NOTE:  # (once every check has passed)
+        print(
+            f"memoa: note: --ridge-window {hp['ridge_window']}: the compilation grows with "
+            "the ridge window (one branch per ring phase); expect minutes",
+            file=sys.stderr,
+        )
     return Built(data, tuple(sims), hp, tuple(names), notes, index, game)
 
 
@@ -684,7 +985,8 @@ def apply_params_file(args):
     except (ValueError, UnicodeDecodeError) as e:
         raise UsageError(f"--params {args.params}: not JSON ({e})") from None
     values = record.get("params", record) if isinstance(record, dict) else None
-    check(isinstance(values, dict), f"--params {args.params}: need a JSON object of values")
+    if not isinstance(values, dict):
+        raise UsageError(f"--params {args.params}: need a JSON object of values")
     for k, v in values.items():
         check(
             k in PARAMS_FILE_KEYS,
@@ -698,6 +1000,74 @@ def apply_params_file(args):
         setattr(args, PARAMS_FILE_KEYS[k], float(v))
 
 
-def command_line() -> str:
-    """The command as typed, for the records the commands write."""
-    return "memoa " + " ".join(sys.argv[1:])
+def command_line(args=None) -> str:
+    """The command as typed (`args.argv`, set by `main`; else `sys.argv`), for the records
+    the commands write and the command that resumes an interrupted one."""
+    import shlex
+
+    argv = getattr(args, "argv", None)
+    return "memoa " + shlex.join(sys.argv[1:] if argv is None else argv)
+
+
+# INTERRUPTION
+
+
+class InterruptGuard:
+    """Ctrl-C inside: raises KeyboardInterrupt as Python does, and remembers it, so that an
+    interrupt swallowed where Python cannot raise it (a host callback called from compiled
+    code: "Exception ignored in ...") is raised at the next `check()`. In the main thread
+    only (elsewhere no signal handler can be installed: a no-op)."""
+
+    def __init__(self):
+        self.hit = False
+        self._old = None
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+
+            def handler(signum, frame):
+                self.hit = True
+                raise KeyboardInterrupt
+
+            self._old = signal.signal(signal.SIGINT, handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+        return False
+
+    def check(self):
+        if self.hit:
+            raise KeyboardInterrupt
+
+
+def is_interrupt(e: BaseException) -> bool:
+    """Ctrl-C, also when it surfaced as an error of a host callback in compiled code."""
+    return isinstance(e, KeyboardInterrupt) or "KeyboardInterrupt" in str(e)
+
+
+# DATA FINGERPRINT
+
+
+def data_fingerprint(data) -> dict:
+    """What identifies the data a run used, for a resumed sweep to compare: the data set's
+    name, shape and a SHA-256 of the values actually used (x and y as float64, after any
+    `--rows`, column choice and scaling: a `--csv` whose content changed, or a built-in data
+    set whose package version changed them, no longer matches)."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for a in (data.x, data.y):
+        a = np.ascontiguousarray(np.asarray(a, np.float64))
+        digest.update(str(a.shape).encode())
+        digest.update(a.tobytes())
+    return dict(name=data.name, rows=int(data.n_rows), sha256=digest.hexdigest())

@@ -27,12 +27,18 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ._common import (
+    MAX_AGENTS,
     UsageError,
     check,
+    check_fits,
+    check_out_dir,
     command_line,
     default_out,
+    dense_bytes,
+    format_count,
     make_out_dir,
     parse_sizes,
     print_table,
@@ -40,6 +46,12 @@ from ._common import (
     stamp,
     write_json,
 )
+from ._common import (
+    carry_bytes_per_agent as loop_carry_bytes,
+)
+
+if TYPE_CHECKING:
+    from .._kernels import Kernels
 
 D, D_X, P, SIGMA = 1, 1, 5, 0.1
 COST = dict(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
@@ -57,7 +69,7 @@ def add_parser(sub, formatter):
         "bench",
         help=SUMMARY,
         formatter_class=formatter,
-        description=__doc__.split("\n\n")[0],
+        description=(__doc__ or "").split("\n\n")[0],
     )
     b.add_argument("--sizes", help="population sizes (default 1e3..1e7 on CPU, ..1e9 on GPU)")
     b.add_argument("--steps", type=int, default=50, help="prediction steps of the full loop")
@@ -114,7 +126,7 @@ def copy_bandwidth(mib: int, repeat: int = 5) -> dict:
     # the input buffer is donated and updated in place, as a scan carry is: a fresh output
     # each call would time the OS handing out new pages, not the memory bus
     f = jax.jit(lambda v: v + 1, donate_argnums=0)
-    box = [f(jnp.ones(n, jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))]
+    box = [f(jnp.ones(n, jnp.float64 if getattr(jax.config, "jax_enable_x64") else jnp.float32))]
 
     def jax_copy():
         box[0] = jax.block_until_ready(f(box[0]))
@@ -132,7 +144,8 @@ def copy_bandwidth(mib: int, repeat: int = 5) -> dict:
     )
 
 
-def make_simulation(n_agents, n_steps, dtype, kernels="tuned"):
+def make_simulation(n_agents, n_steps, dtype, kernels: "str | Kernels" = "tuned"):
+    """The bench's simulation; `kernels`: "tuned", "plain" or a `Kernels`."""
     import memoa_jax as mj
 
     cost = mj.CostParams(**COST)
@@ -332,9 +345,9 @@ def time_nash_solves(x, dtype, dense_sizes, repeat) -> dict:
     import memoa_jax as mj
     from memoa_jax import nash
 
-    sim = make_simulation(1, WINDOW, dtype)
-    params = sim.encoder.init(jr.key(0), dtype)
-    M, S = nash.window_moments(sim.encoder, params, x[:WINDOW])
+    enc = mj.RFNEncoder(d=D, d_x=D_X, p=P, sigma=SIGMA)  # the bench's encoder, shared
+    params = enc.init(jr.key(0), dtype)
+    M, S = nash.window_moments(enc, params, x[:WINDOW])
     y = x[: WINDOW + 1]  # the Logistic series: target = input
     cost = mj.CostParams(**COST)
 
@@ -342,14 +355,16 @@ def time_nash_solves(x, dtype, dense_sizes, repeat) -> dict:
         exe = jax.jit(fn).lower(M, S, y, cost).compile()
         return _best(lambda: jax.block_until_ready(exe(M, S, y, cost)), repeat)
 
-    out = dict(
+    out: dict[str, Any] = dict(
         window=WINDOW,
         mean_field_s=timed(mj.solve_mean_field),
-        reduced_1e9_s=timed(lambda *a: nash.solve_fne_reduced(*a, jnp.asarray(1e9))),
+        reduced_1e9_s=timed(
+            lambda M, S, y, c: nash.solve_fne_reduced(M, S, y, c, jnp.asarray(1e9))
+        ),
         dense=[],
     )
     for n in dense_sizes:
-        run_s = timed(lambda *a, n=n: nash.solve_fne_dense(*a, n))
+        run_s = timed(lambda M, S, y, c, n=n: nash.solve_fne_dense(M, S, y, c, n))
         out["dense"].append(dict(n_agents=n, run_s=run_s))
     return out
 
@@ -358,7 +373,22 @@ def _sizes(args, platform_name):
     if args.sizes is None:
         top = 9 if platform_name == "gpu" else 7
         return [10**k for k in range(3, top + 1)]
-    return parse_sizes(args.sizes)
+    return parse_sizes(args.sizes, limit=MAX_AGENTS)
+
+
+def _check_sizes_fit(sizes, loop_max, args, dtype):
+    """Refuses (exit 2) a size whose arrays cannot fit, before anything runs: per agent
+    the policy step's inputs and output and their NumPy copies, and up to `--loop-max`
+    the loop's carry (`carry_bytes_per_agent`)."""
+    import numpy as np
+
+    item = np.dtype(args.dtype).itemsize
+    policy = 2 * (D * P + 2 * D) * item
+    n = max(sizes)
+    per_agent = policy
+    if n <= loop_max:
+        per_agent += loop_carry_bytes(make_simulation(1, args.steps, dtype))
+    check_fits(f"--sizes {format_count(n)}", per_agent, n)
 
 
 def main(args) -> int:
@@ -371,6 +401,10 @@ def main(args) -> int:
     check(args.steps >= 4, f"--steps must be at least 4 (game window 3), got {args.steps}")
     check(args.repeat >= 1, f"--repeat must be at least 1, got {args.repeat}")
     check(args.copy_mib >= 1, f"--copy-mib must be at least 1, got {args.copy_mib}")
+    # the JAX array and NumPy's two (a and the output b)
+    check_fits(f"--copy-mib {args.copy_mib}", 3 * 2**20, args.copy_mib, unit="MiB")
+    if args.out is not None:
+        check_out_dir(args.out)
     for name in ("numpy_max", "python_max", "loop_max"):
         value = getattr(args, name)
         check(
@@ -384,7 +418,10 @@ def main(args) -> int:
         flag = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     none = args.dense_sizes.strip().lower() == "none"
-    dense = None if none else parse_sizes(args.dense_sizes, "--dense-sizes")
+    dense = None if none else parse_sizes(args.dense_sizes, "--dense-sizes", limit=MAX_AGENTS)
+    if dense:
+        n = max(dense)
+        check_fits(f"--dense-sizes {n}", dense_bytes(n, D, P) // n, n)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     dtype = jnp.float64 if args.dtype == "float64" else jnp.float32
@@ -396,6 +433,7 @@ def main(args) -> int:
     y = jnp.asarray(data.y[: args.steps + 1], dtype)
     xn, yn = np.asarray(data.x[: args.steps + 1]), np.asarray(data.y[: args.steps + 1])
     loop_max = max(sizes) if args.loop_max is None else args.loop_max
+    _check_sizes_fit(sizes, loop_max, args, dtype)
     out = default_out("bench", dev.platform, args.dtype, stamp()) if args.out is None else args.out
 
     print(
@@ -408,8 +446,8 @@ def main(args) -> int:
         f"JAX {bw['jax_bytes_per_s'] / 1e9:.2f} GB/s, NumPy {bw['numpy_bytes_per_s'] / 1e9:.2f}"
         f" GB/s -> roofline {bw['bytes_per_s'] / 1e9:.2f} GB/s"
     )
-    record = dict(
-        command=command_line(),
+    record: dict[str, Any] = dict(
+        command=command_line(args),
         device=str(dev),
         platform=dev.platform,
         device_kind=getattr(dev, "device_kind", ""),
@@ -441,9 +479,11 @@ def main(args) -> int:
         record["nash"] = time_nash_solves(x, dtype, dense, args.repeat)
         write_json(out / "bench.json", record)
     for n in tqdm(sizes, desc="bench", file=sys.stderr, leave=False, disable=args.no_progress):
-        point = dict(n_agents=n)
+        point: dict[str, Any] = dict(n_agents=n)
         try:
-            pol = time_policy(n, np.dtype(args.dtype), args.repeat, args.numpy_max, args.python_max)
+            pol: dict[str, Any] = time_policy(
+                n, np.dtype(args.dtype), args.repeat, args.numpy_max, args.python_max
+            )
             pol["agent_steps_per_s"] = n / pol["run_s"]
             pol["roofline_fraction"] = pol["bytes_per_agent"] * n / pol["run_s"] / bw["bytes_per_s"]
             for k in ("numpy", "python"):

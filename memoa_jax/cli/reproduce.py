@@ -15,8 +15,18 @@ import os
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
-from ._common import UsageError, check, default_out, make_out_dir
+from ._common import (
+    Interrupted,
+    InterruptGuard,
+    UsageError,
+    check,
+    command_line,
+    default_out,
+    is_interrupt,
+    make_out_dir,
+)
 
 EXPERIMENTS = ("main_table", "readings", "trajectories", "lambda_and_n", "tune_val", "esn_table")
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "experiments"  # of the source checkout
@@ -62,14 +72,70 @@ def add_parser(sub, formatter):
 
 
 def _load(folder: Path, name: str):
+    """The experiment script `folder/name.py`, run as a module (its folder first on
+    `sys.path`, so that it imports the experiments' `_common` beside it)."""
     path = folder / f"{name}.py"
     check(path.is_file(), f"experiment script {str(path)!r} not found (--experiments-dir)")
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
     spec = importlib.util.spec_from_file_location(f"memoa_experiments_{name}", path)
+    check(spec is not None and spec.loader is not None, f"cannot load {str(path)!r}")
+    assert spec is not None and spec.loader is not None  # (for the type checker)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # not an experiment script of this package
+        raise UsageError(
+            f"--experiments-dir {str(folder)!r}: {path.name} cannot be loaded "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
+    for attr in ("units", "run", "outputs"):
+        check(
+            callable(getattr(module, attr, None)),
+            f"--experiments-dir {str(folder)!r}: {path.name} has no {attr}(): not an "
+            "experiment script of memoa reproduce",
+        )
     return module
+
+
+def _common_module(folder: Path) -> ModuleType:
+    """The experiments' common module (`_common.py` beside the scripts, with
+    `dataset_names`), as the scripts imported it; one line if the folder has none."""
+    common = sys.modules.get("_common")
+    where = getattr(common, "__file__", None)
+    if (
+        common is None
+        or where is None
+        or Path(where).resolve().parent != folder.resolve()
+        or not callable(getattr(common, "dataset_names", None))
+    ):
+        raise UsageError(
+            f"--experiments-dir {str(folder)!r}: no _common.py with dataset_names() there "
+            "(the experiments' common module); give the repository's experiments/ folder"
+        )
+    return common
+
+
+def _kept(out: Path, outputs) -> str:
+    """What an interrupted reproduction leaves: the complete outputs and table cells."""
+    files = [p for p in outputs if p.exists()]
+    cells = list(out.glob("*_cells/*.json"))
+    return f"{len(files)} complete output(s) and {len(cells)} table cell(s) kept in {out}"
+
+
+class _CheckedProgress:
+    """The progress bar handed to the scripts: each update also raises a Ctrl-C that a host
+    callback swallowed (`InterruptGuard`), so that one Ctrl-C always stops the run."""
+
+    def __init__(self, bar, guard):
+        self._bar, self._guard = bar, guard
+
+    def update(self, n=1):
+        self._guard.check()
+        return self._bar.update(n)
+
+    def __getattr__(self, name):
+        return getattr(self._bar, name)
 
 
 def main(args) -> int:
@@ -89,8 +155,10 @@ def main(args) -> int:
     if args.data_dir is not None:
         os.environ["MEMOA_DATA"] = str(args.data_dir)  # read by the loaders the scripts call
     jax.config.update("jax_enable_x64", True)  # the experiments run in float64
-    modules = [_load(args.experiments_dir, name) for name in only]
-    common = sys.modules.get("_common")
+    folder = args.experiments_dir
+    check(folder.is_dir(), f"--experiments-dir {str(folder)!r}: no such folder")
+    modules = [_load(folder, name) for name in only]
+    common = _common_module(folder)
     try:
         names = common.dataset_names(datasets)
         for name in names:  # fail now, not half way: every file must be there and readable
@@ -110,10 +178,22 @@ def main(args) -> int:
     t0 = time.perf_counter()
     bar = tqdm(total=total, unit="run", disable=args.no_progress, file=sys.stderr)
     report = []
-    for name, module in zip(only, modules):
-        bar.set_description(name)
-        written = module.run(out, progress=bar, **opts)
-        report.append((name, written, module.outputs(out, datasets)))
+    try:
+        with InterruptGuard() as guard:
+            progress = _CheckedProgress(bar, guard)
+            for name, module in zip(only, modules):
+                bar.set_description(name)
+                written = module.run(out, progress=progress, **opts)
+                report.append((name, written, module.outputs(out, datasets)))
+    except BaseException as e:
+        bar.close()
+        if not is_interrupt(e):
+            raise
+        outputs = [p for m in modules for p in m.outputs(out, datasets)]
+        raise Interrupted(
+            f"interrupted (Ctrl-C): {_kept(out, outputs)}; the same command resumes: "
+            f"{command_line(args)}"
+        ) from None
     bar.close()
     for name, written, outputs in report:
         kept = [p for p in outputs if p not in written]

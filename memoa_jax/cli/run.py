@@ -2,11 +2,11 @@
 a table, `results.json` and `run.png`."""
 
 import contextlib
-import json
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from ._common import (
     UsageError,
@@ -14,14 +14,18 @@ from ._common import (
     add_model_options,
     agent_mesh,
     build,
+    check_out_dir,
     command_line,
+    count_type,
     default_out,
+    is_runtime_failure,
     make_out_dir,
     preset_name,
     print_table,
-    runtime_message,
+    runtime_failure,
     save_figure,
     stamp,
+    strict_json,
     write_text,
 )
 
@@ -39,7 +43,13 @@ def add_parser(sub, formatter):
         description="Run MEMOA and the greedy baselines G1-G4 on the same data and feature "
         "draws; print a table, write results.json and run.png to an output folder.",
     )
-    r.add_argument("-n", "--n-agents", type=int, default=1000, help="population size N")
+    r.add_argument(
+        "-n",
+        "--n-agents",
+        type=count_type("--n-agents"),
+        default=1000,
+        help="population size N (1e6 notation allowed)",
+    )
     add_model_options(r)
     r.add_argument("--seeds", type=int, default=3, help="number of seeds (results: mean ± std)")
     r.add_argument("--seed", type=int, default=0, help="first seed")
@@ -69,7 +79,8 @@ def main(args) -> int:
     out = args.out
     if out is None:
         out = default_out("run", data.name, f"N{n_agents}", stamp())
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    check_out_dir(out)
+    if out.exists() and any(out.iterdir()):
         raise UsageError(f"output folder {str(out)!r} exists and is not empty")
     n_steps = data.n_rows - 1
     homogeneity = args.homogeneity
@@ -129,7 +140,8 @@ def main(args) -> int:
         """The compiled simulation, and the seconds spent tracing (Python, never cached)."""
         t0 = time.perf_counter()
         with _runtime_checks(mode):
-            lowered = eqx.filter_jit(mj.simulate).lower(
+            # (equinox's filter_jit is typed as the plain function; it has .lower)
+            lowered = eqx.filter_jit(mj.simulate).lower(  # pyright: ignore[reportFunctionMemberAccess]
                 sim, x, y, key=jax.random.key(0), progress=progress, mesh=mesh
             )
         traced = time.perf_counter() - t0
@@ -178,13 +190,11 @@ def main(args) -> int:
                                 sim, x, y, key=jax.random.key(s), progress=progress, mesh=mesh
                             )
                         )
-            except Exception as e:  # runtime checks inside the compiled loop
+            except Exception as e:  # runtime checks inside the compiled loop, out of memory
                 bar.close()
-                print(
-                    f"memoa: error: {label.replace('+', ', ')}, seed {s}: {runtime_message(e)}",
-                    file=sys.stderr,
-                )
-                return 1
+                if not is_runtime_failure(e):
+                    raise
+                raise runtime_failure(e, f"{label.replace('+', ', ')}, seed {s}") from None
             bar.update(n_steps)
             for name, summary in res.ordered():
                 steps = {f: np.asarray(v) for f, v in res.steps[name]._asdict().items()}
@@ -210,7 +220,7 @@ def main(args) -> int:
             steps[name] = {
                 f: np.mean([st[f] for _, st in results[name]], 0) for f in mj.StepStats._fields
             }
-    timing = [
+    timing: list[dict[str, Any]] = [
         dict(
             methods=[m.name for m in sim.methods],
             compile_s=c,
@@ -251,12 +261,14 @@ def _runtime_checks(mode):
     is not finite, compiles that simulation again in "raise" mode to report the check's own
     message. equinox reads the mode when tracing, from `equinox._errors.EQX_ON_ERROR`.
     """
-    try:
-        import equinox._errors as errors
+    import importlib
 
+    try:  # (a private module: imported by name, its attribute read as any other)
+        errors = importlib.import_module("equinox._errors")
         old = errors.EQX_ON_ERROR
     except (ImportError, AttributeError):  # another equinox: checks as configured
-        mode = None
+        yield
+        return
     if mode is None:
         yield
         return
@@ -265,11 +277,11 @@ def _runtime_checks(mode):
     # JAX caches traces by shapes, not by equinox's mode: clear them on both sides, so that
     # no trace of the other mode is reused (here, or by a later `simulate` in this process)
     jax.clear_caches()
-    errors.EQX_ON_ERROR = mode
+    setattr(errors, "EQX_ON_ERROR", mode)  # noqa: B010 (a module's setting, by name)
     try:
         yield
     finally:
-        errors.EQX_ON_ERROR = old
+        setattr(errors, "EQX_ON_ERROR", old)  # noqa: B010
         jax.clear_caches()
 
 
@@ -405,40 +417,6 @@ def _print_summary(summary, n_agents, n_steps, seeds, timing, wall_s):
     print(f"wall time {wall_s:.1f} s, of which compilation {compile_total:.1f} s")
 
 
-def strict_json(record) -> str:
-    """`record` as strict JSON: each non-finite number becomes `null`, and the object that
-    held it gains `<key>_null_reason` saying why (a diverged method's overflow)."""
-    import math
-
-    def reason(v):
-        return f"{v} is not a JSON number: the value overflowed (the method diverged)"
-
-    def clean(v):
-        """(cleaned value, reason or None)"""
-        if isinstance(v, dict):
-            return walk(v), None
-        if isinstance(v, (list, tuple)):
-            items = [clean(e) for e in v]
-            bad = [r for _, r in items if r is not None]
-            why = None
-            if bad:
-                why = f"{len(bad)} of {len(items)} entries are not finite (null): {bad[0]}"
-            return [e for e, _ in items], why
-        if isinstance(v, float) and not math.isfinite(v):
-            return None, reason(v)
-        return v, None
-
-    def walk(d):
-        out = {}
-        for k, v in d.items():
-            out[k], why = clean(v)
-            if why is not None:
-                out[f"{k}_null_reason"] = why
-        return out
-
-    return json.dumps(walk(record), indent=1, allow_nan=False) + "\n"
-
-
 def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persistence):
     """results.json (strict JSON) and run.png, each written atomically (never half-written)."""
     import jax
@@ -459,10 +437,10 @@ def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persi
             scale=args.scale,
             notes=built.notes,
         )
-    if built.index is not None:
-        dataset.update(first=built.index[0], last=built.index[-1])
+    if built.dates is not None:
+        dataset.update(first=built.dates[0], last=built.dates[-1])
     record = dict(
-        command=command_line(),
+        command=command_line(args),
         dataset=dataset,
         config=dict(
             n_agents=sim.n_agents,

@@ -12,23 +12,35 @@ compilation, and every size gets its own.
 import dataclasses
 import hashlib
 import json
+import math
 import resource
 import sys
 import time
 from pathlib import Path
 
 from ._common import (
+    MAX_AGENTS,
+    Interrupted,
+    InterruptGuard,
     UsageError,
     add_device_options,
     add_model_options,
     agent_mesh,
     build,
     check,
+    check_out_dir,
+    command_line,
+    data_fingerprint,
     default_out,
+    is_interrupt,
+    is_runtime_failure,
     make_out_dir,
     parse_sizes,
     print_table,
+    runtime_failure,
     save_figure,
+    strict_clean,
+    strict_json,
     write_text,
 )
 
@@ -84,8 +96,10 @@ def slots_for(n: int, pad_below: float) -> int:
     return max(1024, 1 << (n - 1).bit_length())
 
 
-def _config(args, hp) -> dict:
-    """What defines the results (not how they are computed): a resumed sweep must match it."""
+def _config(args, hp, data) -> dict:
+    """What defines the results (not how they are computed): a resumed sweep must match it,
+    the data actually used included (`data_fingerprint`: a --csv whose content changed is
+    another sweep)."""
     keys = ("dataset", "csv", "target", "rows", "sync_every", "q", "lam", "homogeneity")
     keys += ("mean_field", "server", "kappa", "eta", "hedge_rate", "methods", "dtype")
     cfg = {k: getattr(args, k) for k in keys}
@@ -106,21 +120,60 @@ def _config(args, hp) -> dict:
     ):
         if getattr(args, k) != default:
             cfg[k] = getattr(args, k)
-    return {**cfg, **hp}
+    cfg["data"] = data_fingerprint(data)
+    return strict_clean({**cfg, **hp})
 
 
 def _read_done(path: Path, config: dict) -> list[dict]:
+    """The points already in `path`. A damaged file (a byte that is not UTF-8, a line that
+    is not a whole record: a truncated last line) is refused with its line number and left
+    as it is; so is a sweep of another configuration."""
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    clean = f"to start clean, move it away (mv {path} {path}.damaged) or give another --out"
+    records = []
+    for i, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UsageError(
+                f"{path} line {i}, byte {e.start + 1}: not UTF-8 (the file is damaged and "
+                f"was left as it is; {clean})"
+            ) from None
+        try:
+            record = json.loads(line)
+            if not (isinstance(record, dict) and isinstance(record.get("config"), dict)):
+                raise ValueError("not a sweep record")
+            missing = [k for k in ("n_agents", "seed", "summary") if k not in record]
+            if missing:
+                raise KeyError(missing[0])
+        except (ValueError, KeyError) as e:
+            raise UsageError(
+                f"{path} line {i}: not a complete sweep record ({str(e).split(':')[0]}; a "
+                f"truncated line?); the file was left as it is; {clean}"
+            ) from None
+        records.append(record)
     for r in records:
         if r["config"] != config:
-            diff = sorted(k for k in config if r["config"].get(k) != config[k])
+            diff = sorted(
+                k for k in {**config, **r["config"]} if r["config"].get(k) != config.get(k)
+            )
             raise UsageError(
                 f"{path} holds a sweep with another configuration (differs in: "
                 f"{', '.join(diff)}); use another --out"
             )
     return records
+
+
+def _diverged(record) -> list[str]:
+    """The methods of a point whose RMSEs are not finite (null in the file)."""
+    return [
+        m
+        for m, s in record["summary"].items()
+        if any(v is None or not math.isfinite(v) for k, v in s.items() if k.endswith("rmse"))
+    ]
 
 
 def _peak_rss_bytes() -> int:
@@ -140,26 +193,28 @@ class _Progress:
 
 
 def main(args) -> int:
-    import equinox as eqx
     import jax
-    import jax.numpy as jnp
     from tqdm.auto import tqdm
 
-    import memoa_jax as mj
-
-    sizes = parse_sizes(args.sizes)
-    check(args.pad_below >= 0, f"--pad-below must be >= 0, got {args.pad_below}")
+    sizes = parse_sizes(args.sizes, limit=MAX_AGENTS)
+    check(
+        math.isfinite(args.pad_below) and args.pad_below >= 0,
+        f"--pad-below must be a finite number >= 0, got {args.pad_below}",
+    )
     args.n_agents = max(sizes)
+    args.size_option = "--sizes"  # the population check names this option
+    if args.out is not None:
+        check_out_dir(args.out)
     built = build(args)
     data, sims, hp = built.data, built.sims, built.hp
     mesh = agent_mesh(args)
-    config = _config(args, hp)
+    config = args.sweep_config = _config(args, hp, data)
     if args.out is None:
         digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
         args.out = default_out("sweep", data.name, digest)
     path = args.out / RESULTS
-    make_out_dir(args.out)
     records = _read_done(path, config)
+    make_out_dir(args.out)
     done = {(r["n_agents"], r["seed"]) for r in records}
     seeds = range(args.seed, args.seed + args.seeds)
     todo = [(n, s) for n in sizes for s in seeds if (n, s) not in done]
@@ -170,7 +225,6 @@ def main(args) -> int:
         + (f" x{mesh.size}" if mesh else "")
         + f"; {len(done)} point(s) already in {path}, {len(todo)} to run"
     )
-    x, y = jnp.asarray(data.x), jnp.asarray(data.y)
     work = sum(slots_for(n, args.pad_below) for n, _ in todo) * n_steps * len(sims)
     bar = tqdm(
         total=work,
@@ -182,7 +236,81 @@ def main(args) -> int:
     )
     progress = _Progress(bar)
     compiled, compiles = {}, 0
+    kept = len(records)
+    try:
+        with InterruptGuard() as guard:
+            compiles = _run_points(
+                args, built, todo, records, path, bar, progress, compiled, mesh, guard
+            )
+    except Exception as e:
+        bar.close()
+        if is_interrupt(e):
+            raise _interrupted(args, path, records, kept) from None
+        if is_runtime_failure(e):
+            raise runtime_failure(e, f"sweep at N={records_n(records, todo)}") from None
+        raise
+    except KeyboardInterrupt:
+        bar.close()
+        raise _interrupted(args, path, records, kept) from None
+    bar.close()
+    if jax.process_index() != 0:
+        return 0
+    _print_table(records, sizes, seeds)
+    print(
+        f"\ncompilations: {compiles} for {len({n for n, _ in todo})} new size(s)"
+        + (
+            f" ({len(sims)} simulations per size: G1 runs in its own, --g1-params fedmoe)"
+            if len(sims) > 1
+            else ""
+        )
+    )
+    diverged = [(r["n_agents"], r["seed"], m) for r in records for m in _diverged(r)]
+    if diverged:
+        n, seed, m = diverged[0]
+        print(
+            f"diverged: {len(diverged)} method-point(s), first {m} at N={n:,}, seed {seed} "
+            "(RMSE not finite: null in sweep.jsonl, left out of the figures)"
+        )
+    if records:
+        from .._sweep_plots import plot_sweep
+
+        for name, fig in plot_sweep(records, title=f"{data.name}, {args.dtype}").items():
+            save_figure(args.out / f"sweep_{name}.png", fig)
+            print(f"wrote {args.out / f'sweep_{name}.png'}")
+    print(f"wrote {path}")
+    return 0
+
+
+def records_n(records, todo) -> str:
+    """The size being run when a failure stopped the sweep (the first one not recorded)."""
+    done = {(r["n_agents"], r["seed"]) for r in records}
+    left = [n for n, s in todo if (n, s) not in done]
+    return f"{left[0]:,}" if left else "?"
+
+
+def _interrupted(args, path: Path, records, kept: int) -> Interrupted:
+    new = len(records) - kept
+    return Interrupted(
+        f"interrupted (Ctrl-C): {len(records)} point(s) kept in {path} ({new} from this run); "
+        f"the same command resumes: {command_line(args)}"
+    )
+
+
+def _run_points(args, built, todo, records, path, bar, progress, compiled, mesh, guard) -> int:
+    """Runs the points `todo`, appending each finished one to `records` and rewriting
+    `path` after each; returns the number of compilations."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    import memoa_jax as mj
+
+    data, sims = built.data, built.sims
+    x, y = jnp.asarray(data.x), jnp.asarray(data.y)
+    n_steps = data.n_rows - 1
+    compiles = 0
     for n, seed in todo:
+        guard.check()
         slots = slots_for(n, args.pad_below)
         padded = slots != n
         n_active = jnp.asarray(n, jnp.int32) if padded else None
@@ -194,7 +322,11 @@ def main(args) -> int:
             if (i, slots) not in compiled:
                 bar.set_description(f"N={n:,}: compiling")
                 t0 = time.perf_counter()
-                exe = eqx.filter_jit(mj.simulate).lower(one, x, y, key=jax.random.key(0), **call)
+                # (equinox's filter_jit is typed as the plain function; it has .lower)
+                jitted = eqx.filter_jit(mj.simulate)
+                exe = jitted.lower(  # pyright: ignore[reportFunctionMemberAccess]
+                    one, x, y, key=jax.random.key(0), **call
+                )
                 compiled[i, slots] = exe.compile()
                 compile_s += time.perf_counter() - t0
                 compiles += 1
@@ -233,32 +365,18 @@ def main(args) -> int:
             device=str(jax.devices()[0]),
             n_devices=mesh.size if mesh else 1,
             summary=summary,
-            config=config,
+            config=args.sweep_config,
         )
-        records.append(record)
+        record = strict_clean(record)  # a diverged method's RMSE: null, with the reason
         if jax.process_index() == 0:
-            text = "".join(json.dumps(r) + "\n" for r in records)
+            text = "".join(strict_json(r, indent=None) + "\n" for r in [*records, record])
             write_text(path, text)
-    bar.close()
-    if jax.process_index() != 0:
-        return 0
-    _print_table(records, sizes, seeds)
-    print(
-        f"\ncompilations: {compiles} for {len({n for n, _ in todo})} new size(s)"
-        + (
-            f" ({len(sims)} simulations per size: G1 runs in its own, --g1-params fedmoe)"
-            if len(sims) > 1
-            else ""
-        )
-    )
-    if records:
-        from .._sweep_plots import plot_sweep
+        records.append(record)  # kept once written: what an interruption reports as kept
+    return compiles
 
-        for name, fig in plot_sweep(records, title=f"{data.name}, {args.dtype}").items():
-            save_figure(args.out / f"sweep_{name}.png", fig)
-            print(f"wrote {args.out / f'sweep_{name}.png'}")
-    print(f"wrote {path}")
-    return 0
+
+def _rmse(v) -> str:
+    return "diverged" if v is None or not math.isfinite(v) else f"{v:.4g}"
 
 
 def _print_table(records, sizes, seeds):
@@ -278,7 +396,7 @@ def _print_table(records, sizes, seeds):
             f"{r['run_s']:.2f}",
             f"{r['agent_steps_per_s']:.3g}",
             f"{r['peak_rss_bytes'] / 2**30:.2f}",
-            *(f"{r['summary'][m]['worst_rmse']:.4g}" for m in methods),
+            *(_rmse(r["summary"][m].get("worst_rmse")) for m in methods),
         ]
         for r in rows
     ]

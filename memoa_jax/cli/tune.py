@@ -20,11 +20,14 @@ from ._common import (
     build,
     check,
     check_finite,
+    check_out_dir,
     command_line,
+    count_type,
     default_out,
+    is_runtime_failure,
     make_out_dir,
     print_table,
-    runtime_message,
+    runtime_failure,
     save_figure,
     stamp,
     write_json,
@@ -45,7 +48,13 @@ def add_parser(sub, formatter):
         "training span and lower it with optax; score the held-out span for the default and "
         "the tuned values; write OUT.json (loadable by `memoa run --params`) and OUT.png.",
     )
-    s.add_argument("-n", "--n-agents", type=int, default=1000, help="population size N")
+    s.add_argument(
+        "-n",
+        "--n-agents",
+        type=count_type("--n-agents"),
+        default=1000,
+        help="population size N (1e6 notation allowed)",
+    )
     add_model_options(s)
     s.set_defaults(methods="memoa")
     s.add_argument(
@@ -145,7 +154,7 @@ def main(args) -> int:
     paths = [out.with_name(out.name + ext) for ext in (".json", ".png")]
     for p in paths:
         check(not p.exists(), f"output {str(p)!r} exists; choose another --out")
-    check(out.parent.is_dir() or not out.parent.exists(), f"--out: {str(out.parent)!r} is a file")
+    check_out_dir(out.parent)
 
     x, y = jnp.asarray(data.x), jnp.asarray(data.y)
     x_tr, y_tr = x[:n_train], y[:n_train]
@@ -204,7 +213,7 @@ def main(args) -> int:
         seeds = list(range(args.seed, args.seed + args.eval_seeds))
         held = {}
         for label, values in (("default", res.initial), ("tuned", res.values)):
-            one = mj.with_params(sim, values)
+            one = mj.with_params(sim, dict[str, jax.Array | float](values))
             per_seed = []
             for s in seeds:
                 r = run(one, x_ho, y_ho, key=jax.random.key(s))
@@ -221,14 +230,13 @@ def main(args) -> int:
             held[label]["per_seed"] = per_seed
     except Exception as e:  # runtime checks inside the compiled loop (singular R̃, ...)
         bar.close()
-        if isinstance(e, (UsageError, KeyboardInterrupt)):
+        if isinstance(e, UsageError) or not is_runtime_failure(e):
             raise
-        print(f"memoa: error: {name}: {runtime_message(e)}", file=sys.stderr)
-        return 1
+        raise runtime_failure(e, name) from None
 
     _print_report(args, res, held, n_train)
     record = dict(
-        command=command_line(),
+        command=command_line(args),
         params={n: res.values[n] for n in names},
         default_params=res.initial,
         method=name,

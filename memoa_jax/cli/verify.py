@@ -18,14 +18,23 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from ._common import (
+    MAX_AGENTS,
+    MAX_SIZE,
     UsageError,
     check,
+    check_finite,
+    check_fits,
+    check_out_dir,
     default_out,
+    dense_bytes,
+    is_runtime_failure,
     make_out_dir,
     parse_sizes,
     print_table,
+    runtime_failure,
     runtime_message,
     save_figure,
     stamp,
@@ -33,6 +42,7 @@ from ._common import (
 )
 
 DEFAULT_SIZES = "geom:2:1e6:25"
+MAX_GEOM_COUNT = 10_000  # sizes of one geom: sweep (the reduced solver runs them vmapped)
 DEFAULT_MC_SIZES = "1e2,1e3,1e4,1e5,1e6"
 # Student t 97.5 % quantiles, 1..30 degrees of freedom (normal beyond)
 _T975 = [
@@ -84,7 +94,7 @@ def add_parser(sub, formatter):
         "verify",
         help=SUMMARY,
         formatter_class=formatter,
-        description=__doc__.split("\n\n")[0],
+        description=(__doc__ or "").split("\n\n")[0],
     )
     v.add_argument(
         "--sizes",
@@ -146,8 +156,9 @@ def sizes_from(text: str) -> list[int]:
     except (ValueError, IndexError):
         raise UsageError(f"--sizes: expected geom:LO:HI:COUNT, got {text!r}") from None
     check(
-        lo >= 1 and hi >= lo and count >= 1,
-        f"--sizes: need 1 <= LO <= HI, COUNT >= 1, got {text!r}",
+        1 <= lo <= hi <= MAX_SIZE and 1 <= count <= MAX_GEOM_COUNT,
+        f"--sizes: need 1 <= LO <= HI <= {MAX_SIZE:.0e} (finite) and 1 <= COUNT <= "
+        f"{MAX_GEOM_COUNT}, got {text!r}",
     )
     return sorted({int(round(v)) for v in np.geomspace(lo, hi, count)})
 
@@ -161,6 +172,7 @@ def build_instance(args) -> dict:
     import memoa_jax as mj
     from memoa_jax import nash
 
+    check_finite(args, "q", "lam", "gamma", "alpha", "q_T", "lam_T")
     weights = dict(INSTANCE_COST[args.instance])
     for k in weights:
         if getattr(args, k) is not None:
@@ -190,6 +202,7 @@ def build_instance(args) -> dict:
             x=None,
             weights=weights,
         )
+    check_finite(args, "sigma")
     for name in ("window", "d", "p", "d_x"):
         check(
             getattr(args, name) >= 1,
@@ -204,6 +217,13 @@ def build_instance(args) -> dict:
     y = jnp.cumsum(0.5 * jr.normal(k_y, (T + 1, d), jnp.float64), axis=0)
     M, S = nash.window_moments(enc, params, x)
     return dict(M=M, S=S, y=y, cost=cost, encoder=enc, params=params, x=x, weights=weights)
+
+
+def mc_bytes_per_agent(T: int, d: int, p: int, d_x: int) -> int:
+    """Bytes per agent of one Monte Carlo replication, a lower bound: the window's features
+    (T d p), both policies' predictions and costs over the window (4 (T + 1) d) and the
+    encoder parameters (d d_x + d p), float64."""
+    return 8 * (T * d * p + 4 * (T + 1) * d + d * d_x + d * p)
 
 
 def _best(fn, budget=0.3, max_repeat=5):
@@ -289,12 +309,17 @@ def main(args) -> int:
     from memoa_jax import nash
 
     sizes = sizes_from(args.sizes)
-    mc_sizes = (
-        [] if args.mc_sizes.strip().lower() == "none" else parse_sizes(args.mc_sizes, "--mc-sizes")
-    )
+    none = args.mc_sizes.strip().lower() == "none"
+    mc_sizes = [] if none else parse_sizes(args.mc_sizes, "--mc-sizes", limit=MAX_AGENTS)
+    if args.out is not None:
+        check_out_dir(args.out)
     check(
         math.isfinite(args.dense_max) and args.dense_max >= 0,
         f"--dense-max must be a finite number >= 0, got {args.dense_max}",
+    )
+    check(
+        args.dense_max <= MAX_AGENTS,
+        f"--dense-max {args.dense_max:g}: above the largest size accepted, {MAX_AGENTS:.3g}",
     )
     check(args.mc_reps >= 2, f"--mc-reps must be >= 2, got {args.mc_reps}")
     try:
@@ -302,11 +327,21 @@ def main(args) -> int:
     except ValueError:
         raise UsageError(f"--fit: expected LO,HI, got {args.fit!r}") from None
     check(1 <= fit_lo < fit_hi, f"--fit: need 1 <= LO < HI, got {args.fit!r}")
+    # the sizes that cannot fit, before the instance is built (its shapes: rfn's options, or
+    # the fixture's T = 3, d = 1, p = 2)
+    T, d, p = (args.window, args.d, args.p) if args.instance == "rfn" else (3, 1, 2)
+    if args.dense_max >= 1 and min(T, d, p) >= 1:
+        n = int(args.dense_max)
+        check_fits(f"--dense-max {n}", dense_bytes(n, d, p) // n, n)
+    if mc_sizes and args.instance == "rfn" and min(T, d, p, args.d_x) >= 1:
+        n = max(mc_sizes)
+        check_fits(f"--mc-sizes {n}", mc_bytes_per_agent(T, d, p, args.d_x), n)
     inst = build_instance(args)
     if inst["encoder"] is None and mc_sizes:
         print("memoa verify: the fixture has no feature generator: Monte Carlo check skipped")
         mc_sizes = []
     M, S, y, cost = inst["M"], inst["S"], inst["y"], inst["cost"]
+    encoder = inst["encoder"]
     T, d, p = M.shape
     print(
         f"memoa verify: {args.instance} instance T={T}, d={d}, p={p}, cost {inst['weights']}, "
@@ -373,11 +408,12 @@ def main(args) -> int:
         mc = []
         mc_fn = eqx.filter_jit(nash.monte_carlo)
         for n in mc_sizes:
+            assert encoder is not None  # (the fixture has none, and no Monte Carlo sizes)
             bar.set_description(f"Monte Carlo N={n:,}")
             t0 = time.perf_counter()
             res = jax.block_until_ready(
                 mc_fn(
-                    inst["encoder"],
+                    encoder,
                     inst["params"],
                     inst["x"],
                     y,
@@ -394,7 +430,9 @@ def main(args) -> int:
             J_fne = float(fne_n.J)
             gap_mf = np.max(np.abs(np.asarray(res.ybar_mf - res.flow)), axis=(1, 2))
             gap_fne = np.max(np.abs(np.asarray(res.ybar_fne - res.flow)), axis=(1, 2))
-            row = dict(n_agents=n, reps=args.mc_reps, seconds=mc_s, J_mf=J_mf, J_fne=J_fne)
+            row: dict[str, Any] = dict(
+                n_agents=n, reps=args.mc_reps, seconds=mc_s, J_mf=J_mf, J_fne=J_fne
+            )
             for name, samples in [
                 ("ybar_gap_mf", gap_mf),
                 ("ybar_gap_fne", gap_fne),
@@ -411,7 +449,9 @@ def main(args) -> int:
         raise
     except Exception as e:  # runtime checks inside the compiled solvers (singular systems)
         bar.close()
-        if isinstance(e, ValueError) or "EquinoxRuntimeError" in str(e) or "singular" in str(e):
+        if is_runtime_failure(e):  # exit 1, as in every command
+            raise runtime_failure(e, f"{args.instance} instance") from None
+        if isinstance(e, ValueError):  # a value the solvers refuse before they run
             raise UsageError(runtime_message(e)) from None
         raise
     bar.close()

@@ -1,0 +1,470 @@
+"""Issue 17: every failure a user can cause ends in one line on stderr, exit 2 (bad input) or
+1 (a failure while running: file system, memory, numerics), 130 for Ctrl-C; nothing
+half-written, nothing silently reused. Cheap: in-process `main`, commands stopped before
+their compiled work where the case allows (`_stop_at_work`)."""
+
+import errno
+import json
+import os
+import random
+import signal
+
+import pytest
+
+import memoa_jax
+from memoa_jax.cli import _common, main
+from memoa_jax.cli import sweep as cmd_sweep
+
+# Each command with tiny sizes (as in test_cli.py's TINY)
+TINY = {
+    "run": ["--dataset", "logistic", "-n", "2", "--seeds", "1", "--rows", "20"]
+    + ["--methods", "memoa"],
+    "sweep": ["--rows", "20", "--sizes", "2", "--methods", "memoa", "--pad-below", "0"],
+    "verify": ["--window", "2", "--sizes", "2,3,4", "--dense-max", "0", "--mc-sizes", "none"],
+    "bench": ["--sizes", "10", "--loop-max", "0", "--steps", "5", "--repeat", "1"]
+    + ["--copy-mib", "1", "--dense-sizes", "none", "--python-max", "10", "--numpy-max", "10"],
+    "tune": ["--dataset", "logistic", "--rows", "20", "-n", "2", "--methods", "ogd_sgd"]
+    + ["--objective", "avg", "--steps", "1", "--eval-seeds", "1"],
+}
+COMMANDS = sorted(TINY)
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+class _Reached(BaseException):
+    """Raised where a command starts its compiled work: every check has passed."""
+
+
+@pytest.fixture
+def _stop_at_work(monkeypatch):
+    """Every command makes its progress bar once its input is checked: stop there."""
+    import tqdm.auto
+
+    def stop(*args, **kwargs):
+        raise _Reached
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", stop)
+
+
+# OUTPUT FOLDERS AND THE FILE SYSTEM
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("under", [False, True])
+def test_out_is_a_file_or_under_one(command, under, tmp_path, capsys):
+    if command == "tune" and not under:
+        pytest.skip("tune's --out is a prefix: OUT.json and OUT.png beside a file OUT are fine")
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    out = afile / "sub" if under else afile
+    assert main([command, *TINY[command], "--no-progress", "--out", str(out)]) == 2
+    line = _one_line(capsys)
+    assert "afile' is a file, not a folder" in line, line
+    assert afile.read_text() == "keep" and sorted(tmp_path.iterdir()) == [afile]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_unwritable_out_is_refused_before_the_run(command, tmp_path, capsys, monkeypatch):
+    """No permission, or a read-only mount (as root in a container, chmod cannot take
+    the permission away: `os.access` stands in for the kernel)."""
+    (tmp_path / "ro").mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: "ro" not in str(p) and real(p, mode))
+    out = tmp_path / "ro" / "x"
+    assert main([command, *TINY[command], "--no-progress", "--out", str(out)]) == 1
+    line = _one_line(capsys)
+    assert "cannot be written (permission denied); nothing was run" in line, line
+    assert list((tmp_path / "ro").iterdir()) == []
+
+
+def test_folder_that_cannot_be_made_is_a_failure(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    def refuse(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(_common.Failure, match="cannot create the folder .Read-only file system"):
+        _common.make_out_dir(tmp_path / "new")
+
+
+def _disk_full(monkeypatch):
+    """Every write fails as on a full disk, after part of the file is written."""
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+
+
+def test_full_disk_leaves_previous_outputs_and_reports_no_success(tmp_path, capsys, monkeypatch):
+    """`bench` writes bench.json after every size and its figure last: on a full disk the
+    first write fails, the previous complete files stay as they were, no temporary file is
+    left, and nothing says "wrote"."""
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "bench.json").write_text("old json")
+    (out / "bench_throughput.png").write_bytes(b"old png")
+    _disk_full(monkeypatch)
+    args = ["bench", *TINY["bench"], "--no-progress", "--no-compile-cache", "--out", str(out)]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0], err
+    assert str(out / "bench.json") in err[0] and "wrote" not in captured.out
+    assert (out / "bench.json").read_text() == "old json"
+    assert (out / "bench_throughput.png").read_bytes() == b"old png"
+    assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench_throughput.png"]
+
+
+def test_save_figure_on_a_full_disk_closes_the_figure(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure()
+    _disk_full(monkeypatch)
+    with pytest.raises(_common.Failure, match=r"cannot write .*f\.png: No space left"):
+        _common.save_figure(tmp_path / "f.png", fig)
+    assert not plt.fignum_exists(fig.number) and list(tmp_path.iterdir()) == []
+
+
+# SIZES
+
+
+@pytest.fixture
+def _small_memory(monkeypatch):
+    """A device of 1 GiB, so that the estimate refuses modest sizes."""
+    monkeypatch.setattr(_common, "device_memory", lambda n_devices=1: (2**30, "a test device"))
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["run", "-n", "1000000000000000000000000000000"], "above the largest size accepted"),
+        (["run", "-n", "inf"], "'inf' is not a finite number"),
+        (["run", "-n", "2.5"], "need an integer, got '2.5'"),
+        (["run", "-n", "1e8"], "bytes per agent × 100,000,000), more than the 1 GiB"),
+        (["sweep", "--sizes", "inf"], "population sizes must be integers >= 1, got 'inf'"),
+        (["sweep", "--sizes", "1e30"], "'1e30' is above the largest size accepted"),
+        (["sweep", "--sizes", "2,1e8"], "--sizes 100,000,000 cannot fit"),
+        (["verify", "--sizes", "geom:2:inf:3"], "need 1 <= LO <= HI <= 1e+15 (finite)"),
+        (["verify", "--sizes", "1e30"], "above the largest size accepted"),
+        (["verify", "--dense-max", "inf"], "--dense-max must be a finite number >= 0"),
+        (["verify", "--dense-max", "1e30"], "--dense-max 1e+30: above the largest size"),
+        (["verify", "--dense-max", "500"], "--dense-max 500 cannot fit"),
+        (["verify", "--window", "2", "--mc-sizes", "1e8"], "--mc-sizes 100000000 cannot fit"),
+        (["bench", "--sizes", "1e30"], "above the largest size accepted"),
+        (["bench", "--sizes", "1e8"], "--sizes 100,000,000 cannot fit"),
+        (["bench", "--copy-mib", "1000000000000000"], "bytes per MiB × 1e+15), more than"),
+        (["bench", "--dense-sizes", "2,1000"], "--dense-sizes 1000 cannot fit"),
+    ],
+)
+def test_huge_sizes_refused_up_front(args, match, tmp_path, capsys, _small_memory):
+    command, extra = args[0], args[1:]
+    out = tmp_path / "out"
+    assert main([command, *TINY[command], *extra, "--no-progress", "--out", str(out)]) == 2
+    line = _one_line(capsys)
+    assert match in line, line
+    assert not out.exists()
+
+
+def test_carry_estimate_grows_with_the_methods():
+    import memoa_jax as mj
+
+    enc = mj.RFNEncoder(d=1, d_x=1, p=5, sigma=0.1)
+    cost = mj.CostParams()
+    methods = mj.default_methods(cost, window=3, ridge_window=3)
+    one = mj.Simulation(4, enc, methods[:1], cost=cost)
+    five = mj.Simulation(4, enc, methods, cost=cost)
+    per_one = _common.carry_bytes_per_agent(one)
+    assert 8 * 5 * 5 < per_one < _common.carry_bytes_per_agent(five) < 10_000
+
+
+# VALUES AND NUMERICAL FAILURES
+
+
+@pytest.mark.parametrize(
+    "command, extra, match",
+    [
+        ("run", ["--ridge-window", "500"], "--ridge-window 500 needs more than 500 prediction"),
+        ("run", ["--sync-every", "50"], "--sync-every 50: the series has only 19"),
+        ("sweep", ["--ridge-window", "19"], "--ridge-window 19 needs more than 19"),
+        ("tune", ["--ridge-window", "30"], "--ridge-window 30 needs more than 30"),
+        ("run", ["--kappa", "inf"], "--kappa must be a finite number, got inf"),
+        ("run", ["--eta", "inf"], "--eta must be a finite number, got inf"),
+        ("run", ["--server", "hedge", "--hedge-rate", "0"], "--hedge-rate must be a finite"),
+        ("tune", ["--lr", "inf"], "--lr must be a finite number, got inf"),
+        ("verify", ["--sigma", "inf"], "--sigma must be a finite number, got inf"),
+        ("verify", ["--q-T", "nan"], "--q-T must be a finite number, got nan"),
+        ("run", ["--window", "1e3"], "invalid int value: '1e3'"),
+    ],
+)
+def test_out_of_range_values_one_line(command, extra, match, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([command, *TINY[command], *extra, "--no-progress", "--out", str(out)]) == 2
+    line = _one_line(capsys)
+    assert match in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_g1_ridge_window_of_its_preset_checked(tmp_path, capsys):
+    """G1 at FedMOE's settings has its own ridge window (boc's: 5), checked as well."""
+    csv = tmp_path / "s.csv"
+    csv.write_text("a,y\n" + "\n".join(f"{i},{i % 3}" for i in range(6)))
+    cmd = ["run", "--csv", str(csv), "--preset", "boc", "--window", "1", "--ridge-window", "1"]
+    assert main([*cmd, "--methods", "g1_ridge", "--out", str(tmp_path / "o")]) == 2
+    assert "g1_ridge at FedMOE's settings (--g1-params fedmoe) has ridge window 5" in _one_line(
+        capsys
+    )
+
+
+class EquinoxRuntimeError(RuntimeError):
+    """Stands for equinox's error of a failed runtime check."""
+
+
+def test_numerical_failure_is_exit_1_in_tune(tmp_path, capsys, monkeypatch):
+    """The same exit status as `run` (test_cmd_run) and `verify` (test_cmd_verify)."""
+
+    def singular(*args, **kwargs):
+        raise EquinoxRuntimeError(
+            "Above is the stack outside of JIT.\n\nequinox.EquinoxRuntimeError: R̃ is singular "
+            "at window step s=2 (of T=3)\n\n---\n3) See `https://docs.kidger.site/` ..."
+        )
+
+    monkeypatch.setattr(memoa_jax, "tune", singular)
+    out = tmp_path / "t"
+    assert main(["tune", *TINY["tune"], "--no-progress", "--out", str(out)]) == 1
+    line = _one_line(capsys)
+    assert line == "memoa: error: ogd_sgd: R̃ is singular at window step s=2 (of T=3)", line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unexpected_error_one_line_and_debug_shows_it(monkeypatch, capsys):
+    from memoa_jax.cli import run as cmd_run
+
+    def broken(args):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(cmd_run, "main", broken)
+    assert main(["run", "--no-progress"]) == 1
+    assert "unexpected RuntimeError: boom (a bug" in _one_line(capsys)
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["run", "--no-progress", "--debug"])
+
+
+# NON-FINITE RESULTS
+
+
+def test_strict_json_lines_and_sweep_figures_with_a_diverged_method():
+    from memoa_jax._sweep_plots import plot_sweep
+
+    nan, inf = float("nan"), float("inf")
+    records = [
+        dict(
+            n_agents=n,
+            device="cpu",
+            agent_steps_per_s=1e3 * n,
+            summary=dict(
+                memoa=dict(worst_rmse=0.3, avg_rmse=0.2, server_rmse=0.1),
+                g1_ridge=dict(worst_rmse=inf if n > 3 else 0.5, avg_rmse=nan, server_rmse=nan),
+            ),
+        )
+        for n in (3, 5)
+    ]
+    lines = [_common.strict_json(r, indent=None) for r in records]
+    assert all("NaN" not in t and "Infinity" not in t and "\n" not in t for t in lines)
+    back = [json.loads(t) for t in lines]
+    assert back[1]["summary"]["g1_ridge"]["worst_rmse"] is None
+    assert "diverged" in back[1]["summary"]["g1_ridge"]["worst_rmse_null_reason"]
+    assert cmd_sweep._diverged(back[1]) == ["g1_ridge"] and cmd_sweep._diverged(back[0]) == [
+        "g1_ridge"
+    ]
+    figs = plot_sweep(back, title="t")  # nulls (and NaN) left out of the log axes
+    labels = [t.get_text() for t in figs["metrics"].axes[0].get_legend().get_texts()]
+    assert "g1_ridge (diverged at N=5)" in labels
+    import matplotlib.pyplot as plt
+
+    for fig in figs.values():
+        fig.canvas.draw()
+        plt.close(fig)
+
+
+# RESUME INTEGRITY
+
+
+def _fake_points(monkeypatch):
+    """`sweep` without its compiled work: each point is a fixed record."""
+
+    def run_points(args, built, todo, records, path, bar, progress, compiled, mesh, guard):
+        for n, seed in todo:
+            summary = {m: dict(worst_rmse=0.5, avg_rmse=0.4, server_rmse=0.3) for m in built.names}
+            record = dict(n_agents=n, seed=seed, slots=n, steps=1, compile_s=0.0, run_s=1.0)
+            record.update(agent_steps_per_s=1.0, peak_rss_bytes=0, xla_bytes=None)
+            record.update(device="cpu", n_devices=1, summary=summary, config=args.sweep_config)
+            text = "".join(_common.strict_json(r, indent=None) + "\n" for r in [*records, record])
+            _common.write_text(path, text)
+            records.append(record)
+        return 0
+
+    monkeypatch.setattr(cmd_sweep, "_run_points", run_points)
+    monkeypatch.setattr("memoa_jax._sweep_plots.plot_sweep", lambda records, title: {})
+
+
+def test_sweep_resume_compares_the_csv_content(tmp_path, capsys, monkeypatch):
+    _fake_points(monkeypatch)
+    csv = tmp_path / "s.csv"
+    csv.write_text("a,y\n" + "\n".join(f"{i},{i % 7}" for i in range(30)))
+    out = tmp_path / "sw"
+    args = ["sweep", "--csv", str(csv), "--sizes", "2", "--methods", "memoa", "--no-progress"]
+    args += ["--out", str(out)]
+    assert main(args) == 0
+    assert main(args) == 0 and "1 point(s) already" in capsys.readouterr().out
+    before = (out / "sweep.jsonl").read_bytes()
+    csv.write_text(csv.read_text().replace("\n5,5\n", "\n5,6\n"))  # one value changed
+    assert main(args) == 2
+    assert "another configuration (differs in: data)" in _one_line(capsys)
+    assert (out / "sweep.jsonl").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda good: good[:-30], "line 2: not a complete sweep record"),
+        (lambda good: good.replace(b'"seed"', b'"s\xffed"', 1), "line 1, byte 19: not UTF-8"),
+    ],
+)
+def test_damaged_sweep_file_named_and_left_as_it_is(damage, match, tmp_path, capsys, monkeypatch):
+    _fake_points(monkeypatch)
+    out = tmp_path / "sw"
+    args = ["sweep", *TINY["sweep"], "--sizes", "2,3", "--no-progress", "--out", str(out)]
+    assert main(args) == 0
+    path = out / "sweep.jsonl"
+    damaged = damage(path.read_bytes())
+    path.write_bytes(damaged)
+    capsys.readouterr()
+    assert main(args) == 2
+    line = _one_line(capsys)
+    assert match in line and f"mv {path} {path}.damaged" in line, line
+    assert path.read_bytes() == damaged
+
+
+# INTERRUPTION
+
+
+def test_ctrl_c_in_sweep_says_what_was_kept_and_how_to_resume(tmp_path, capsys, monkeypatch):
+    def interrupted(args, built, todo, records, path, *rest):
+        records.append(dict(n_agents=2, seed=0))  # one point written, then Ctrl-C
+        raise RuntimeError("INTERNAL: CpuCallback error: KeyboardInterrupt")  # (from a callback)
+
+    monkeypatch.setattr(cmd_sweep, "_run_points", interrupted)
+    out = tmp_path / "sw"
+    args = ["sweep", *TINY["sweep"], "--sizes", "2,3", "--no-progress", "--out", str(out)]
+    assert main(args) == 130
+    line = _one_line(capsys)
+    assert line.startswith("memoa: interrupted (Ctrl-C): 1 point(s) kept in"), line
+    assert line.endswith("the same command resumes: memoa " + " ".join(args)), line
+
+
+def _stand_in_experiments(tmp_path, body):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "_common.py").write_text("def dataset_names(only):\n    return ['logistic']\n")
+    (exp / "main_table.py").write_text(
+        "import os, signal\nimport _common\n"
+        "def units(**kw):\n    return 2\n"
+        "def outputs(out, datasets):\n    return [out / 'main_table.md']\n"
+        "def run(out, *, progress, quick, datasets, rows):\n" + body
+    )
+    return exp
+
+
+@pytest.fixture
+def _fresh_common(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    saved = sys.modules.pop("_common", None)
+    yield
+    sys.modules.pop("_common", None)
+    if saved is not None:
+        sys.modules["_common"] = saved
+
+
+def test_swallowed_ctrl_c_in_reproduce_still_stops_it(tmp_path, capsys, _fresh_common):
+    """A Ctrl-C that a host callback swallowed ("Exception ignored ...") is raised at the
+    next progress update: one line, what was kept, the command that resumes."""
+    body = (
+        "    (out / 'main_table_cells').mkdir()\n"
+        "    (out / 'main_table_cells' / 'a.json').write_text('{}')\n"
+        "    try:\n        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    except KeyboardInterrupt:\n        pass  # swallowed, as in a callback\n"
+        "    progress.update(1)\n"
+        "    raise AssertionError('not stopped')\n"
+    )
+    exp = _stand_in_experiments(tmp_path, body)
+    handler = signal.getsignal(signal.SIGINT)
+    out = tmp_path / "r"
+    args = ["reproduce", "--only", "main_table", "--experiments-dir", str(exp), "--out", str(out)]
+    assert main([*args, "--no-progress"]) == 130
+    line = _one_line(capsys)
+    assert "0 complete output(s) and 1 table cell(s) kept in" in line, line
+    assert "the same command resumes: memoa reproduce" in line
+    assert signal.getsignal(signal.SIGINT) is handler  # restored
+
+
+def test_reproduce_experiments_dir_without_common_module(tmp_path, capsys, _fresh_common):
+    exp = _stand_in_experiments(tmp_path, "    return []\n")
+    (exp / "_common.py").unlink()
+    (exp / "main_table.py").write_text(
+        (exp / "main_table.py").read_text().replace("import _common\n", "")
+    )
+    out = tmp_path / "r"
+    args = ["reproduce", "--only", "main_table", "--experiments-dir", str(exp), "--out", str(out)]
+    assert main([*args, "--no-progress"]) == 2
+    assert "no _common.py with dataset_names() there" in _one_line(capsys)
+    assert not out.exists()
+
+
+# FUZZ: the numeric options of every command, with a seeded table of bad values
+
+
+BAD = ["nan", "inf", "-inf", "0", "-1", "-0.0", "1e30", "1e309", "2.5", "1e-400", "", "abc"]
+NUMERIC = {
+    "run": ["-n", "--seeds", "--rows", "--window", "--ridge-window", "--sync-every", "--q"]
+    + ["--lam", "--gamma", "--alpha", "--sigma", "--features", "--kappa", "--eta"]
+    + ["--hedge-rate", "--ogd-lr", "--batch-size", "--mc-samples", "--seed"],
+    "sweep": ["--sizes", "--seeds", "--pad-below", "--rows", "--lam", "--sigma", "--kappa"],
+    "tune": ["-n", "--steps", "--lr", "--train-frac", "--temperature", "--eval-seeds", "--gamma"],
+    "verify": ["--sizes", "--dense-max", "--mc-sizes", "--mc-reps", "--window", "--d", "--p"]
+    + ["--d-x", "--sigma", "--q", "--lam", "--gamma", "--alpha", "--q-T", "--lam-T"],
+    "bench": ["--sizes", "--steps", "--repeat", "--numpy-max", "--python-max", "--loop-max"]
+    + ["--copy-mib", "--dense-sizes"],
+}
+CASES = sorted((c, o, v) for c, opts in NUMERIC.items() for o in opts for v in BAD)
+FUZZ = random.Random(17).sample(CASES, 80)
+
+
+@pytest.mark.parametrize("command, option, value", FUZZ)
+def test_fuzz_numeric_options(command, option, value, tmp_path, capsys, _stop_at_work):
+    """Exit 0 (here: the command got to its work), 1 or 2; no traceback; a refusal is one
+    line; a refused value leaves nothing behind."""
+    extra = ["--server", "hedge"] if option == "--hedge-rate" else []
+    extra += ["--encoder", "esn"] if option == "--mc-samples" else []
+    out = tmp_path / "out"
+    option = "--n-agents" if option == "-n" else option  # (`-n=x` would give "=x")
+    argv = [command, *TINY[command], *extra, f"{option}={value}", "--no-progress"]
+    try:
+        code = main([*argv, "--out", str(out)])
+    except _Reached:
+        code = 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    assert code in (0, 1, 2)
+    if code:
+        err = captured.err.strip().splitlines()
+        assert len(err) == 1 and "error:" in err[0], err
+        assert not out.exists()
