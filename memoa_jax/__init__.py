@@ -23,6 +23,8 @@ from ._fedmoe_game import replay_fedmoe_game as replay_fedmoe_game
 from ._fedmoe_game import simulate_fedmoe_game as simulate_fedmoe_game
 from ._fedmoe_game import solve_fedmoe_game as solve_fedmoe_game
 from ._kernels import Kernels as Kernels
+from ._loop import agent_draws as agent_draws
+from ._loop import carry_bytes_per_agent as carry_bytes_per_agent
 from ._loop import init_agents as init_agents
 from ._loop import simulate as simulate
 from ._mean_field import CostParams as CostParams

@@ -11,6 +11,7 @@ State holds only per-agent arrays (predictions, a ring of the last `H` feature d
 error and cost accumulators) plus N-independent ring buffers of the population moments.
 """
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -488,16 +489,20 @@ def _results(sim: Simulation, final: _State, steps, y, pop: Population) -> SimRe
     return SimResult(steps=steps, summary=summary, agent_rmse=agent_rmse, names=names)
 
 
-def carry_bytes_per_agent(sim: Simulation) -> float:
-    """Bytes of the loop's carry per agent: every leaf of the state with an agent axis
-    (after the lean warm-up, `_warm_up_steps`), from its shape alone (`jax.eval_shape`;
-    nothing is run). The N-independent rings of window moments are left out."""
+def carry_bytes_per_agent(sim: Simulation) -> int:
+    """Bytes per agent of the loop's carry (`simulate`'s state between steps; after the
+    lean warm-up, `_warm_up_steps`), from its shapes alone (`jax.eval_shape`; nothing runs):
+    the difference between the whole state at N + 1 and at N agents, so the N-independent
+    rings of window moments drop out. A lower bound of a run's memory per agent."""
     x = jax.ShapeDtypeStruct((4, sim.encoder.d_x), sim.dtype)
     y = jax.ShapeDtypeStruct((4, sim.encoder.d), sim.dtype)
     key = jax.eval_shape(lambda: jr.key(0))
-    state = jax.eval_shape(lambda *a: _initial_state(sim, *a, lambda b: b), x, y, key)
-    if _warm_up_steps(sim):  # the carry of the main scan, after the warm-up
-        state = state._replace(methods=_drop_rings(sim, state.methods))
-    N = sim.n_agents
-    per_agent = [leaf for leaf in jax.tree.leaves(state) if leaf.ndim and leaf.shape[-1] == N]
-    return sum(leaf.size * leaf.dtype.itemsize for leaf in per_agent) / N
+
+    def size(n: int) -> int:
+        one = dataclasses.replace(sim, n_agents=n)
+        state = jax.eval_shape(lambda *a: _initial_state(one, *a, lambda b: b), x, y, key)
+        if _warm_up_steps(one):  # the carry of the main scan, after the warm-up
+            state = state._replace(methods=_drop_rings(one, state.methods))
+        return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state))
+
+    return size(1010) - size(1009)

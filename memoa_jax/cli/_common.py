@@ -373,33 +373,11 @@ def check_fits(what: str, per_item: int, n: int, unit: str = "agent", n_devices:
 
 
 def carry_bytes_per_agent(sim) -> int:
-    """The bytes per agent of the online loop's carry (`simulate`'s state between steps), a
-    lower bound of a run's memory: the encoder parameters and noise keys (`jax.eval_shape`
-    of `init_agents`), the feature ring and next draw, and per method its prediction, its
-    ring of predictions, its own state (`init_extra`) and two accumulators."""
-    import dataclasses
+    """The bytes per agent of the online loop's carry (`memoa_jax.carry_bytes_per_agent`),
+    a lower bound of a run's memory."""
+    import memoa_jax as mj
 
-    import jax
-    import jax.numpy as jnp
-
-    from .._loop import init_agents
-
-    def size(tree) -> int:
-        return sum(
-            math.prod(leaf.shape) * jnp.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree)
-        )
-
-    def agents(n: int) -> int:
-        one = dataclasses.replace(sim, n_agents=n)
-        return size(jax.eval_shape(lambda k: init_agents(one, key=k), jax.random.key(0)))
-
-    enc, item = sim.encoder, jnp.dtype(sim.dtype).itemsize
-    d, p, ring = enc.d, enc.p, sim.history + 1
-    total = agents(2) - agents(1) + (ring + 1) * d * p * item + 1  # + the `moving` flag
-    for m in sim.methods:
-        extra = [size(jax.eval_shape(lambda n=n: m.init_extra(n, p, sim.dtype))) for n in (1, 2)]
-        total += extra[1] - extra[0] + (d + ring * d + 2) * item
-    return total
+    return mj.carry_bytes_per_agent(sim)
 
 
 def dense_bytes(n: int, d: int, p: int) -> int:
@@ -899,6 +877,7 @@ def build(args, *, comparators: bool = False) -> Built:
                 homogeneity=args.homogeneity,
                 batch_size=args.batch_size,
                 dtype=dtype,
+                state=getattr(args, "state", "stored"),
             )
 
         main_names = [

@@ -94,6 +94,13 @@ def add_parser(sub, formatter):
         "--kernels-n agents, the plain path and the tuned one with each trick off in turn",
     )
     b.add_argument(
+        "--state",
+        choices=("stored", "lean", "both"),
+        default="stored",
+        help="what the loop carries per agent (Simulation(state=...)); 'both' times each and "
+        "prints both modes' carried bytes per agent",
+    )
+    b.add_argument(
         "--kernels-n", type=float, default=1e6, help="population of the --kernels both comparison"
     )
     b.add_argument(
@@ -144,15 +151,24 @@ def copy_bandwidth(mib: int, repeat: int = 5) -> dict:
     )
 
 
-def make_simulation(n_agents, n_steps, dtype, kernels: "str | Kernels" = "tuned"):
-    """The bench's simulation; `kernels`: "tuned", "plain" or a `Kernels`."""
+def make_simulation(n_agents, n_steps, dtype, kernels: "str | Kernels" = "tuned", state="stored"):
+    """The bench's simulation; `kernels`: "tuned", "plain" or a `Kernels`; `state`: "stored"
+    or "lean"."""
     import memoa_jax as mj
 
     cost = mj.CostParams(**COST)
     enc = mj.RFNEncoder(d=D, d_x=D_X, p=P, sigma=SIGMA)
     methods = mj.default_methods(cost, window=WINDOW, ridge_window=RIDGE_WINDOW)
     return mj.Simulation(
-        n_agents, enc, methods, mj.RidgeMixture(), cost, "h2", dtype=dtype, kernels=kernels
+        n_agents,
+        enc,
+        methods,
+        mj.RidgeMixture(),
+        cost,
+        "h2",
+        dtype=dtype,
+        kernels=kernels,
+        state=state,
     )
 
 
@@ -166,13 +182,13 @@ def carry_bytes_per_agent(sim, itemsize) -> int:
     return (read + written) * itemsize + 8  # + the agent's noise key (2 × uint32), read
 
 
-def time_loop(n, x, y, dtype, repeat, kernels="tuned"):
+def time_loop(n, x, y, dtype, repeat, kernels="tuned", state="stored"):
     import jax
     import jax.random as jr
 
     import memoa_jax as mj
 
-    sim = make_simulation(n, x.shape[0] - 1, dtype, kernels)
+    sim = make_simulation(n, x.shape[0] - 1, dtype, kernels, state)
     fn = jax.jit(lambda x_, y_, k: mj.simulate(sim, x_, y_, key=k))
     t0 = time.perf_counter()
     compiled = fn.lower(x, y, jr.key(0)).compile()
@@ -186,6 +202,7 @@ def time_loop(n, x, y, dtype, repeat, kernels="tuned"):
         compile_s=compile_s,
         run_s=run_s,
         xla_bytes_accessed_per_agent=float(cost.get("bytes accessed", float("nan"))) / n,
+        carried_bytes_per_agent=mj.carry_bytes_per_agent(sim),
         memoa_worst_rmse=float(res.summary["memoa"].worst_rmse),
         carry_bytes_per_agent_step=carry_bytes_per_agent(sim, jax.numpy.dtype(dtype).itemsize),
     )
@@ -493,17 +510,21 @@ def main(args) -> int:
             point["policy"] = pol
             if n <= loop_max:
                 kernels = "plain" if args.kernels == "plain" else "tuned"
-                loop = time_loop(n, x, y, dtype, args.repeat, kernels)
-                loop["agent_steps_per_s"] = n * args.steps / loop["run_s"]
-                floor = loop["carry_bytes_per_agent_step"] * n * args.steps / bw["bytes_per_s"]
-                loop["roofline_fraction"] = floor / loop["run_s"]
+                states = ("stored", "lean") if args.state == "both" else (args.state,)
+                for state in states:
+                    loop = time_loop(n, x, y, dtype, args.repeat, kernels, state)
+                    loop["state"] = state
+                    loop["agent_steps_per_s"] = n * args.steps / loop["run_s"]
+                    per_step = loop["carry_bytes_per_agent_step"] * n * args.steps
+                    loop["roofline_fraction"] = per_step / bw["bytes_per_s"] / loop["run_s"]
+                    point["loop" if state == states[0] else f"loop_{state}"] = loop
+                loop = point["loop"]
                 if n <= args.numpy_max:
                     loop["numpy_run_s"] = time_numpy_loop(
                         n, xn, yn, 1 if n >= 1e6 else args.repeat
                     )["run_s"]
                     loop["numpy_agent_steps_per_s"] = n * args.steps / loop["numpy_run_s"]
                     loop["speedup_vs_numpy"] = loop["numpy_run_s"] / loop["run_s"]
-                point["loop"] = loop
         except Exception as e:  # out of memory at the largest sizes: record it, go on
             if "RESOURCE_EXHAUSTED" not in str(e) and "Out of memory" not in str(e):
                 raise
@@ -534,21 +555,27 @@ def _print_tables(record):
     rows = [
         [
             f"{p['n_agents']:.0e}",
-            _g(p["loop"], "compile_s", "{:.1f}"),
-            _g(p["loop"], "run_s"),
-            _g(p["loop"], "agent_steps_per_s"),
-            _g(p["loop"], "numpy_agent_steps_per_s"),
-            _g(p["loop"], "speedup_vs_numpy", "{:.1f}x"),
-            _g(p["loop"], "roofline_fraction", "{:.1%}"),
-            _g(p["loop"], "xla_bytes_accessed_per_agent", "{:.0f}"),
+            lp.get("state", "stored"),
+            _g(lp, "carried_bytes_per_agent", "{:.0f}"),
+            _g(lp, "compile_s", "{:.1f}"),
+            _g(lp, "run_s"),
+            _g(lp, "agent_steps_per_s"),
+            _g(lp, "numpy_agent_steps_per_s"),
+            _g(lp, "speedup_vs_numpy", "{:.1f}x"),
+            _g(lp, "roofline_fraction", "{:.1%}"),
+            _g(lp, "xla_bytes_accessed_per_agent", "{:.0f}"),
         ]
         for p in pts
-        if "loop" in p
+        for key in ("loop", "loop_lean")
+        if key in p
+        for lp in (p[key],)
     ]
     if rows:
         print_table(
             [
                 "N",
+                "state",
+                "carried B/agent",
                 "compile s",
                 "run s",
                 "JAX",

@@ -72,6 +72,14 @@ def add_parser(sub, formatter):
     s.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     s.add_argument("--batch-size", type=int, help="process agents in chunks of this size")
     s.add_argument(
+        "--state",
+        choices=("stored", "lean"),
+        default="stored",
+        help="what the loop carries per agent: 'lean' recomputes the encoder parameters, "
+        "noise keys and feature draws from the agent index, key and step (far less memory, "
+        "more arithmetic; see README, lean agents)",
+    )
+    s.add_argument(
         "--pad-below",
         type=float,
         default=1e5,
