@@ -247,6 +247,10 @@ def _simulate(sim, x, y, key, progress_slot, has_progress, mesh, n_active, remat
     return _results(sim, final, steps, y, pop)
 
 
+def _same(a):
+    return a
+
+
 def _warm_up_steps(sim: Simulation) -> int:
     """With `state="lean"`, the steps after which some methods never read their ring of
     past states again (`AbstractMethod.ring_until`); the loop runs them as a scan of their
@@ -385,14 +389,14 @@ def _make_step(
         if lean_z:
             z_ring = z_next = prev = None
 
-            def features(a, offset, slot_=None):
+            def lean_features(a, offset, slot_=None):
                 tau = t + offset
                 q, k = agents.draws(a)
                 z = enc.features(q, x[jnp.maximum(tau, 0)], enc.noise(k, tau, kernels))
                 return jnp.where(tau >= 0, z, jnp.zeros((), z.dtype))
 
-            source = agents.src
-            now_moving = lambda a: jnp.any(features(a, 0) != 0, axis=(0, 1))
+            source, features = agents.src, lean_features
+            now_moving = lambda a: jnp.any(lean_features(a, 0) != 0, axis=(0, 1))
             moved = map_chunks(now_moving, source, batch_size=bs)
         else:
             assert state.z_next is not None and state.z_ring is not None
@@ -401,10 +405,10 @@ def _make_step(
             z_ring = _ring_set(state.z_ring, slot, z_now)
             prev = z_ring[jnp.mod(t - 1, R)]  # Z_{t−1} (zeros at t = 0: Z_{−1} = 0)
 
-            def features(ring, offset, slot_=None):
+            def ring_features(ring, offset, slot_=None):
                 return ring[jnp.mod(t + offset, R) if slot_ is None else slot_]
 
-            source = z_ring
+            source, features = z_ring, ring_features
             moved = jnp.any(z_now != 0, axis=(0, 1))
         # POPULATION MOMENTS AT x_t
         if need_moments:
@@ -500,7 +504,7 @@ def carry_bytes_per_agent(sim: Simulation) -> int:
 
     def size(n: int) -> int:
         one = dataclasses.replace(sim, n_agents=n)
-        state = jax.eval_shape(lambda *a: _initial_state(one, *a, lambda b: b), x, y, key)
+        state = jax.eval_shape(lambda x_, y_, k: _initial_state(one, x_, y_, k, _same), x, y, key)
         if _warm_up_steps(one):  # the carry of the main scan, after the warm-up
             state = state._replace(methods=_drop_rings(one, state.methods))
         return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(state))

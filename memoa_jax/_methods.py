@@ -352,7 +352,9 @@ class MeanFieldGame(AbstractMethod):
             ybar = mean(yh, s)
             z_of = lambda a: ctx.features(a, s - T)
             rows_fn = lambda G, y_, a: mean_field_update(G[0], G[1], G[2], y_, ybar, z_of(a))
-            one_fn = lambda G, y_, a: advance(y_, z_of(a), mean_field_control(*G[:3], y_, ybar))
+            one_fn = lambda G, y_, a: advance(
+                y_, z_of(a), mean_field_control(G[0], G[1], G[2], y_, ybar)
+            )
             return run(s, rows_fn, one_fn, yh, ctx.agents)
 
         s = T - 1

@@ -93,6 +93,7 @@ class OnlineGradient(AbstractMethod):
             return beta, opt_state, advance(yhat, z_now, beta)
 
         beta, opt_state = state.extra
+        assert state.yhat_ring is not None, "the online gradient reads its previous base state"
         beta, opt_state, y_next = map_agents(
             agent,
             beta,

@@ -31,7 +31,7 @@ def test_bom_quoted_header_spaces_and_a_date_column(tmp_path):
     assert ds.d_x == 3
     np.testing.assert_allclose(ds.x[3], [6.5, 1.7, 33.0])
     np.testing.assert_allclose(ds.y[:, 0], 30 + np.arange(12))
-    assert s.index_column == "date" and s.index[0] == "2016-07-01 00:00:00"
+    assert s.index_column == "date" and s.dates[0] == "2016-07-01 00:00:00"
     assert s.columns == (("OT",), ("HUFL", "LUFL"))
     assert any("'date' (dates) indexes the series" in n for n in s.notes)
 

@@ -708,7 +708,7 @@ def load_data(args) -> tuple[Dataset, list[str], tuple[str, ...] | None]:
             + ("" if args.rows is None else f" (--rows {args.rows})"),
             *series.notes,
         ]
-        return series.dataset, notes, series.index
+        return series.dataset, notes, series.dates
     check(
         args.dataset in DATASETS,
         f"unknown dataset {args.dataset!r}; choose one of: {', '.join(sorted(DATASETS))}",

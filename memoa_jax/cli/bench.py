@@ -512,7 +512,7 @@ def main(args) -> int:
                 kernels = "plain" if args.kernels == "plain" else "tuned"
                 states = ("stored", "lean") if args.state == "both" else (args.state,)
                 for state in states:
-                    loop = time_loop(n, x, y, dtype, args.repeat, kernels, state)
+                    loop: dict = time_loop(n, x, y, dtype, args.repeat, kernels, state)
                     loop["state"] = state
                     loop["agent_steps_per_s"] = n * args.steps / loop["run_s"]
                     per_step = loop["carry_bytes_per_agent_step"] * n * args.steps

@@ -13,7 +13,7 @@ Columns: the target(s) (default: the last numeric column) and the inputs (defaul
 numeric column). A column is numeric when its first data cell is a number; a column that is
 not chosen and not numeric is dropped, with one note saying so. A column of dates (ISO 8601,
 e.g. ETT's `2016-07-01 00:00:00`, or `2016/07/01`) is recognised: the first one indexes the
-series (`CsvSeries.index`).
+series (`CsvSeries.dates`).
 
 Rows follow `Dataset`'s convention: `x[t]` is public at time `t`, agents predict `y[t + 1]`.
 `x[t]` holds, in this order (FedMOE's), every input at each lag of `lags`, then the target at
@@ -47,14 +47,14 @@ class CsvSeries(NamedTuple):
 
     Attributes:
         dataset: the `Dataset` (name: the file's stem).
-        index: the date column's text of every row read, or None without a date column.
+        dates: the date column's text of every row read, or None without a date column.
         index_column: the date column's header name, or None.
         columns: `(targets, inputs)`: the header names used for `y` and (before lags) `x`.
         notes: lines to show the user (columns dropped, the index), one per fact.
     """
 
     dataset: Dataset
-    index: tuple[str, ...] | None
+    dates: tuple[str, ...] | None
     index_column: str | None
     columns: tuple[tuple[str, ...], tuple[str, ...]]
     notes: tuple[str, ...]
