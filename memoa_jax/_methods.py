@@ -87,6 +87,13 @@ class MethodState(NamedTuple):
     extra: Any = None  # per-agent state of a learning method (agent axis last), e.g. optax's
 
 
+LAPACK_CHUNK = 16384
+"""Agents per batched LAPACK solve of the plain ridge (`Kernels(small_solve=False)`): on
+XLA:CPU (jaxlib 0.10, 2 cores) unchunked batched solves of several methods running
+concurrently deadlocked the intra-op thread pool (jaxlib's `ParallelBatchMap` waits for
+tasks queued behind its own callers); one chunk at a time they run."""
+
+
 class AbstractMethod(eqx.Module):
     """A client update rule. `name` labels its results; `ridge_window` is its greedy `T_c`."""
 
@@ -149,7 +156,10 @@ class AbstractMethod(eqx.Module):
 
             if not rows_fit:
                 yw = jnp.stack(yhat_win)
-                return map_agents(one_of, ctx.agents, yw, base, batch_size=ctx.batch_size)
+                bs = ctx.batch_size
+                if not k.small_solve and bs is None:  # batched LAPACK: see LAPACK_CHUNK
+                    bs = LAPACK_CHUNK
+                return map_agents(one_of, ctx.agents, yw, base, batch_size=bs)
             return map_chunks(update_of, ctx.agents, yhat_win, base, batch_size=ctx.batch_size)
 
         out = by_phase(ctx.t, ctx.ring_size, play, k.phases)

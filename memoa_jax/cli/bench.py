@@ -428,12 +428,6 @@ def main(args) -> int:
             value is None or (math.isfinite(value) and value >= 0),
             f"--{name.replace('_', '-')} must be a number >= 0 (0: never), got {value}",
         )
-    if args.kernels != "tuned" and "concurrency_optimized" not in os.environ.get("XLA_FLAGS", ""):
-        # the plain ridge is a batched LAPACK solve per method; on XLA:CPU (jaxlib 0.10) two
-        # of them run concurrently deadlock the intra-op pool (jaxlib's ParallelBatchMap
-        # waits on the threads that run it): read when the backend starts, below
-        flag = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     none = args.dense_sizes.strip().lower() == "none"
     dense = None if none else parse_sizes(args.dense_sizes, "--dense-sizes", limit=MAX_AGENTS)
     if dense:
