@@ -82,6 +82,8 @@ class StepContext(NamedTuple):
 
 
 class MethodState(NamedTuple):
+    """One method's per-agent state (agent axis last), carried by the loop between steps."""
+
     yhat: Float[Array, "d n"]  # each agent's prediction of y_t
     yhat_ring: Float[Array, "R d n"] | None  # its base states at t−R..t−1 (ring, R = H+1)
     extra: Any = None  # per-agent state of a learning method (agent axis last), e.g. optax's
