@@ -4,7 +4,12 @@ Everything per agent is written once for ONE agent (`_agents.py`, `_encoders.py`
 over a population with `vmap`: that is the plain path (`Simulation(kernels="plain")`), which
 any backend compiles. The tricks below were measured on XLA:CPU, where they pay; each is one
 switch of `Kernels`, so `memoa bench --kernels both` can time the whole loop with each of them
-off, in one run (figures/bench_kernels.md), and a trick that stops paying can go.
+off, in one run, and a trick that stops paying can go: packing two rows that share work into
+one complex array, and a `lax.cond` as a fusion barrier before the reductions over agents,
+gained 9.9 % and 7.4 % of the full loop at N = 10⁶ (figures/bench_kernels/bench.json) and
+went (complex128 does not exist on TPUs either). Gains of the ones kept, same run: `rows`
++253 %, `small_solve` +899 %, `threefry` +23.5 %, `cephes` +48.7 %, `phases` +45.5 %; the plain
+path is 11× slower on XLA:CPU.
 
 Layout: the loop stores every per-agent array with the agent axis LAST (`(d, N)`,
 `(H, d, p, N)`). The row forms (`*_rows`) index their tiny per-agent arrays entry by entry,
@@ -49,12 +54,6 @@ class Kernels(eqx.Module):
             one `exp`, instead of `jax.scipy.special.ndtr` and a separate `exp`.
         phases: the ridge reads its ring at static slots, one `lax.switch` branch per phase
             `t mod R` (rings up to `STATIC_SLOTS_UP_TO` slots), instead of traced slots.
-        pack: two row outputs that share their expensive part (the next prediction and
-            `‖β‖²`; the RFN moments `M` and `C`) packed as the real and imaginary parts of one
-            complex array, so that XLA:CPU computes them in one loop (`complex_rows`).
-        apart: the population moments and the agents' parameter draw evaluated inside a
-            `lax.cond` (a fusion barrier XLA:CPU keeps) before the reductions that read them
-            (`evaluate_apart`).
     """
 
     rows: bool = eqx.field(static=True, default=True)
@@ -62,8 +61,6 @@ class Kernels(eqx.Module):
     threefry: bool = eqx.field(static=True, default=True)
     cephes: bool = eqx.field(static=True, default=True)
     phases: bool = eqx.field(static=True, default=True)
-    pack: bool = eqx.field(static=True, default=True)
-    apart: bool = eqx.field(static=True, default=True)
 
     @classmethod
     def plain(cls) -> "Kernels":
@@ -76,7 +73,7 @@ class Kernels(eqx.Module):
         return dataclasses.replace(self, **{trick: False})
 
 
-TRICKS = ("rows", "small_solve", "threefry", "cephes", "phases", "pack", "apart")
+TRICKS = ("rows", "small_solve", "threefry", "cephes", "phases")
 
 
 def as_kernels(spec: "str | Kernels") -> Kernels:
@@ -241,29 +238,6 @@ def _row_sum(terms: list[Float[Array, "1 n"]]) -> Float[Array, " n"]:
     for term in terms[1:]:
         total = total + term
     return total[0]
-
-
-def complex_rows(re: list[Float[Array, "1 n"]], im: list[Float[Array, "1 n"]]) -> Array:
-    """The rows `re[a] + i im[a]` as one `(m, n)` complex array (the `pack` trick): two
-    outputs that share their expensive part, as one expression that XLA:CPU computes in one
-    loop; consumers take its `real` and `imag`."""
-    return jnp.concatenate([lax.complex(r, i) for r, i in zip(re, im, strict=True)])
-
-
-def evaluate_apart(fn: Callable, *args, live: Array, apart: bool = True):
-    """`fn(*args)`, computed into memory by loops of its own before any consumer reads it
-    (the `apart` trick; `apart=False`: just `fn(*args)`).
-
-    XLA:CPU fuses an elementwise producer into the reduction over agents that consumes it,
-    and runs that reduction on one thread; where the producer has expensive shared parts
-    (`exp`, divisions) it also splits them into passes of their own. A conditional is a
-    fusion boundary XLA:CPU keeps (it deletes `optimization_barrier`), so `fn` runs inside
-    one, alone. Both branches are `fn`, so the value of `live` does not matter, but it must be
-    traced: XLA folds a conditional on a constant away, and the boundary with it.
-    """
-    if not apart:
-        return fn(*args)
-    return lax.cond(live, fn, fn, *args)
 
 
 # ------------------------------------------------------------------------------------------

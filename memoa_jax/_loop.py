@@ -25,7 +25,7 @@ from jax import lax
 from ._agents import Population, map_agents, map_chunks, stage_cost
 from ._custom_types import Array, Bool, Float, PRNGKeyArray, UInt32
 from ._encoders import AbstractEncoder
-from ._kernels import Kernels, evaluate_apart, stage_cost_rows
+from ._kernels import Kernels, stage_cost_rows
 from ._methods import MeanFieldGame, MethodState, StepContext
 from ._metrics import SimResult, StepStats, persistence_rmse, summarize
 from ._moments import assemble_second_moment
@@ -99,31 +99,15 @@ def _population_moments(
     `C` (exact for the RFN, Monte Carlo for the ESN, given each agent's `Z_{t−1}` = `prev`),
     and of `M ⊗ M` as one GEMM over the agents (no per-agent `(d p)²` tensor). `draws(src)`:
     the parameters and noise keys of the agents of `src` (`_Agents`).
-
-    With the `pack` and `apart` tricks each agent's `C[a, b, k]` and `M[a, k]` are packed as
-    one complex array `C + i M` and evaluated apart from the reductions: `M` and `C` share
-    every `exp` and division, and as two outputs XLA:CPU computed them in five passes, the
-    last fused into a one-thread reduction (H2 moments at N = 10⁶, p = 5, float64, 2 cores:
-    43 → 30 ms per step).
     """
 
     def parts(a, z):
         q, k = draws(a)
         M, C = enc.moment_parts(q, x_t, prev=z, key=k, t=t, kernels=kernels)
-        M, C = M.astype(dtype), C.astype(dtype)
-        if kernels.pack:
-            return lax.complex(C, jnp.broadcast_to(M[:, None], C.shape))
-        return M, C
+        return M.astype(dtype), C.astype(dtype)
 
-    def all_parts(src, prev):
-        return map_chunks(parts, src, prev, batch_size=bs)
-
-    out = evaluate_apart(all_parts, src, prev, live=t >= 0, apart=kernels.apart)
-    if kernels.pack:
-        M, mean = jnp.imag(out[:, 0]), pop.mean(out)
-        mean_M, mean_C = jnp.imag(mean[:, 0]), jnp.real(mean)
-    else:
-        M, mean_M, mean_C = out[0], pop.mean(out[0]), pop.mean(out[1])
+    M, C = map_chunks(parts, src, prev, batch_size=bs)
+    mean_M, mean_C = pop.mean(M), pop.mean(C)
     outer = jnp.einsum("akn,bln->akbl", M, pop.zero_padding(M)) / pop.n
     return mean_M, assemble_second_moment(outer, mean_C)
 
@@ -329,11 +313,7 @@ def _initial_state(sim: Simulation, x, y, key, shard) -> _State:
         moving=jnp.zeros((N,), bool),
     )
     if sim.state == "stored":
-        # apart: fused into the first feature draw, the parameters' draw was computed twice
-        draw_agents = lambda k: init_agents(sim, key=k)
-        params, noise_keys = evaluate_apart(
-            draw_agents, key, live=x[0, 0] > 0, apart=sim.kernels.apart
-        )
+        params, noise_keys = init_agents(sim, key=key)
         state = state._replace(params=params, noise_keys=noise_keys)
     if not _lean_features(sim):
         zeros = jnp.zeros((d, p, N), dt)

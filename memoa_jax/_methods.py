@@ -38,7 +38,6 @@ from ._kernels import (
     Kernels,
     advance_rows,
     by_phase,
-    complex_rows,
     control_rows,
     energy_rows,
     mean_field_update,
@@ -135,8 +134,6 @@ class AbstractMethod(eqx.Module):
         def update(zw, yw, b, z):  # the population as rows (see `_kernels`)
             beta = ridge_rows(zw, yw, y_next, weights, gamma)
             nxt = advance_rows(rows(b), z, beta)
-            if k.pack:  # one output array: ŷ' + i‖β‖²
-                return complex_rows(nxt, [energy_rows(beta)[None]] * len(nxt))
             return jnp.concatenate(nxt), energy_rows(beta)
 
         def play(slot):
@@ -164,10 +161,7 @@ class AbstractMethod(eqx.Module):
                 return map_agents(one_of, ctx.agents, yw, base, batch_size=bs)
             return map_chunks(update_of, ctx.agents, yhat_win, base, batch_size=ctx.batch_size)
 
-        out = by_phase(ctx.t, ctx.ring_size, play, k.phases)
-        if rows_fit and k.pack:
-            return jnp.imag(out[0]), jnp.real(out)
-        nxt, energy = out
+        nxt, energy = by_phase(ctx.t, ctx.ring_size, play, k.phases)
         return energy, nxt
 
     @abc.abstractmethod
@@ -382,8 +376,6 @@ class MeanFieldGame(AbstractMethod):
                 beta = control_rows(G[0], G[1], G[2], rows(y_), ybar)
                 base = advance_rows(rows(y_), z_, beta)
                 nxt = advance_rows(base, z_now, beta)
-                if k.pack:  # ŷ_T + i ŷ_{T+1} (see `_kernels`)
-                    return complex_rows(base, nxt), energy_rows(beta)
                 return (jnp.concatenate(base), jnp.concatenate(nxt)), energy_rows(beta)
 
             def last_one(G, y_, a):
@@ -392,10 +384,8 @@ class MeanFieldGame(AbstractMethod):
                 base = advance(y_, z_, beta)
                 return (base, advance(base, z_now, beta)), beta @ beta
 
-            out, energy = run(s, last_rows, last_one, yh, ctx.agents)
-            if k.rows and k.pack:
-                return jnp.real(out), energy, jnp.imag(out)
-            return out[0], energy, out[1]
+            (base, nxt), energy = run(s, last_rows, last_one, yh, ctx.agents)
+            return base, energy, nxt
 
         if self.replay_base == "replay_end":  # with the gains: replay the whole window
             base = lax.fori_loop(0, T, policy_step, y0)

@@ -257,16 +257,3 @@ def test_population_ridge_is_the_vmapped_one_agent_ridge(getkey, H, d, p):
         np.testing.assert_allclose(
             expected[:, i], np.linalg.solve(X.T @ X + 0.2 * np.eye(p), X.T @ r), rtol=1e-10
         )
-
-
-@pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_evaluate_apart_is_the_function_behind_a_kept_conditional(sign):
-    """`evaluate_apart(fn, …)` returns `fn(…)` whatever the (traced) predicate, and the
-    compiled program keeps the conditional that separates `fn` from its consumers."""
-    from memoa_jax._kernels import evaluate_apart
-
-    fn = lambda a: (jnp.exp(a) * 2.0, jnp.sin(a))
-    x = sign * jnp.linspace(0.1, 1.0, 7)
-    run = jax.jit(lambda a: sum(jnp.sum(o) for o in evaluate_apart(fn, a, live=a[0] > 0)))
-    assert np.isclose(float(run(x)), float(np.sum(2 * np.exp(x) + np.sin(x))), rtol=1e-12)
-    assert "conditional" in run.lower(x).compile().as_text()
