@@ -7,9 +7,10 @@ switch of `Kernels`, so `memoa bench --kernels both` can time the whole loop wit
 off, in one run, and a trick that stops paying can go: packing two rows that share work into
 one complex array, and a `lax.cond` as a fusion barrier before the reductions over agents,
 gained 9.9 % and 7.4 % of the full loop at N = 10⁶ (figures/bench_kernels/bench.json) and
-went (complex128 does not exist on TPUs either). Gains of the ones kept, same run: `rows`
-+253 %, `small_solve` +899 %, `threefry` +23.5 %, `cephes` +48.7 %, `phases` +45.5 %; the plain
-path is 11× slower on XLA:CPU.
+went (complex128 does not exist on TPUs either). Gains of the ones kept, measured again
+without those two (`memoa bench --kernels both --out figures/bench_kernels`): `rows` +209 %,
+`small_solve` +776 %, `threefry` +16.5 %, `cephes` +26.3 %, `phases` +29.8 %; the plain path
+is 9.6× slower on XLA:CPU.
 
 Layout: the loop stores every per-agent array with the agent axis LAST (`(d, N)`,
 `(H, d, p, N)`). The row forms (`*_rows`) index their tiny per-agent arrays entry by entry,
