@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+import pytest
 
 import memoa_jax as mj
 
@@ -74,19 +75,19 @@ def _data(n=16):
     return jnp.asarray(x), jnp.asarray(y)
 
 
-def test_a_user_method_runs_beside_memoa_on_a_user_encoder():
+@pytest.mark.parametrize("homogeneity", ["h2", pytest.param("h1", marks=pytest.mark.slow)])
+def test_a_user_method_runs_beside_memoa_on_a_user_encoder(homogeneity):
     x, y = _data()
     cost = mj.CostParams(q=1.0, lam=0.4, gamma=1.0, alpha=0.0)
     enc = LinearGaussian(d=2, d_x=2, p=3)
     methods = (mj.MeanFieldGame(cost, window=2, name="memoa"), Persistence(cost))
-    for homogeneity in ("h2", "h1"):
-        sim = mj.Simulation(9, enc, methods, cost=cost, homogeneity=homogeneity)
-        res = mj.simulate(sim, x, y, key=jr.key(0))
-        # the user's method is the lag-1 persistence forecast, for every agent
-        np.testing.assert_allclose(res.summary["persistence"].avg_rmse, mj.persistence_rmse(y, 1))
-        np.testing.assert_allclose(res.summary["persistence"].worst_rmse, mj.persistence_rmse(y, 1))
-        assert np.isfinite(res.summary["memoa"].worst_rmse)
-        assert res.names == ("memoa", "persistence")
+    sim = mj.Simulation(9, enc, methods, cost=cost, homogeneity=homogeneity)
+    res = mj.simulate(sim, x, y, key=jr.key(0))
+    # the user's method is the lag-1 persistence forecast, for every agent
+    np.testing.assert_allclose(res.summary["persistence"].avg_rmse, mj.persistence_rmse(y, 1))
+    np.testing.assert_allclose(res.summary["persistence"].worst_rmse, mj.persistence_rmse(y, 1))
+    assert np.isfinite(res.summary["memoa"].worst_rmse)
+    assert res.names == ("memoa", "persistence")
 
 
 def test_the_user_encoders_moments_are_those_of_its_features():

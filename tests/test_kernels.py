@@ -13,10 +13,16 @@ from memoa_jax.data import load_dataset
 RTOL, ATOL = 1e-10, 1e-13
 
 
-def _every_method(cost):
+def _every_method(cost, every=True):
     """The five default methods and every other path of the methods' step: the readings of
     the window, own moments, G4 without increment, the deterministic flow."""
     game = lambda name, **kw: mj.MeanFieldGame(cost, window=3, name=name, **kw)
+    if not every:  # the replay, the greedy ridge on the ring, G4's mean, own moments
+        return (
+            *mj.default_methods(cost)[:2],
+            mj.FollowTheMean(cost),
+            game("own_moments", moments="own", replay_base="observed"),
+        )
     return (
         *mj.default_methods(cost),
         game("observed_gains", replay_base="observed", replay_control="gains"),
@@ -44,15 +50,23 @@ def _assert_same(a: mj.SimResult, b: mj.SimResult):
             )
 
 
-@pytest.mark.parametrize("homogeneity", ["h2", pytest.param("h1", marks=pytest.mark.slow)])
-def test_plain_path_equals_tuned_on_every_method(homogeneity):
+@pytest.mark.parametrize(
+    "homogeneity,every",
+    [
+        ("h2", False),
+        pytest.param("h2", True, marks=pytest.mark.slow),
+        pytest.param("h1", True, marks=pytest.mark.slow),
+    ],
+)
+def test_plain_path_equals_tuned(homogeneity, every):
+    """Four method paths in the default run, every one of them under -m slow."""
     ds = load_dataset("logistic", n_rows=14)
     cost = mj.CostParams(q=1.0, lam=0.5, gamma=2.0, alpha=0.01)
     enc = mj.RFNEncoder(d=1, d_x=1, p=4, sigma=0.3)
     runs = {}
     for kernels in ("tuned", "plain"):
         sim = mj.Simulation(
-            13, enc, _every_method(cost), cost=cost, homogeneity=homogeneity, kernels=kernels
+            13, enc, _every_method(cost, every), cost=cost, homogeneity=homogeneity, kernels=kernels
         )
         runs[kernels] = mj.simulate(sim, jnp.asarray(ds.x), jnp.asarray(ds.y), key=jr.key(3))
     _assert_same(runs["tuned"], runs["plain"])
