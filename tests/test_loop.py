@@ -30,8 +30,12 @@ def logistic():
     return jnp.asarray(data.x), jnp.asarray(data.y)
 
 
-def test_jit_equals_no_jit(logistic, getkey):
+@pytest.mark.parametrize("every", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_jit_equals_no_jit(logistic, getkey, every):
+    """jit = eager; MEMOA and G1 by default (eager runs op by op: slow), every method under -m slow."""
     sim, key = _sim(n_agents=3), getkey()
+    if not every:
+        sim = eqx.tree_at(lambda s: s.methods, sim, sim.methods[:2])
     x, y = (a[:6] for a in logistic)  # two sync steps after the warm-up: eager is slow
     jitted = eqx.filter_jit(mj.simulate)(sim, x, y, key=key)
     with jax.disable_jit():  # scan runs as a Python loop over time, op by op
@@ -44,17 +48,20 @@ def test_chunked_equals_unchunked(logistic, getkey, homogeneity):
     key = getkey()
     run = eqx.filter_jit(mj.simulate)
     full = run(_sim(n_agents=10, homogeneity=homogeneity), *logistic, key=key)
-    for bs in (3, 10):  # 3 leaves a remainder chunk
+    # 3 leaves a remainder chunk; 10 (one chunk, = N) under -m slow
+    for bs in (3, 10) if homogeneity == "h1" else (3,):
         chunked = run(_sim(n_agents=10, homogeneity=homogeneity, batch_size=bs), *logistic, key=key)
         assert tree_allclose(full, chunked, rtol=1e-11)
 
 
-def test_joint_run_equals_separate_runs(logistic, getkey):
-    """All methods in one call see the same draws as each method run alone."""
+@pytest.mark.parametrize("every", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_joint_run_equals_separate_runs(logistic, getkey, every):
+    """All methods in one call see the same draws as each method run alone (MEMOA and G1
+    alone by default, every method under -m slow)."""
     key, sim = getkey(), _sim()
     run = eqx.filter_jit(mj.simulate)
     joint = run(sim, *logistic, key=key)
-    for m in sim.methods:
+    for m in sim.methods if every else sim.methods[:2]:
         alone = run(eqx.tree_at(lambda s: s.methods, sim, (m,)), *logistic, key=key)
         assert tree_allclose(alone.summary[m.name], joint.summary[m.name], rtol=1e-12)
 
@@ -95,8 +102,10 @@ def test_padded_population_equals_exact_size(logistic, getkey, homogeneity, serv
         )
 
     for n in (5, 16):
-        exact = eqx.filter_jit(mj.simulate)(_sim(n, homogeneity, server=server), *logistic, key=key)
         got = padded(jnp.asarray(n))
+        if n == 16 and homogeneity == "h2":  # no padding: the exact run under -m slow (h1)
+            continue
+        exact = eqx.filter_jit(mj.simulate)(_sim(n, homogeneity, server=server), *logistic, key=key)
         assert tree_allclose(got.summary, exact.summary, rtol=1e-11)
         assert tree_allclose(got.steps, exact.steps, rtol=1e-11)
         for name, rmse in got.agent_rmse.items():
