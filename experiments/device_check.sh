@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The device check (README, "Lean agents"): one NVIDIA H100/H200, at most 8 minutes, every
-# output under one folder. Run from the repository root, with a CUDA jaxlib installed:
+# The device check (docs/performance.md, "GPU" and "Lean agents"): one NVIDIA H100/H200, at
+# most 8 minutes, every output under one folder. Run from the repository root, with a CUDA
+# jaxlib installed:
 #
 #     OUT=runs/device-check bash experiments/device_check.sh
 #

@@ -61,7 +61,7 @@ def add_parser(sub, formatter):
         default="stored",
         help="what the loop carries per agent: 'lean' recomputes the encoder parameters, "
         "noise keys and feature draws from the agent index, key and step (far less memory, "
-        "more arithmetic; see README, lean agents)",
+        "more arithmetic; see docs/performance.md, Lean agents)",
     )
     add_device_options(r)
     r.add_argument(

@@ -77,7 +77,7 @@ def add_parser(sub, formatter):
         default="stored",
         help="what the loop carries per agent: 'lean' recomputes the encoder parameters, "
         "noise keys and feature draws from the agent index, key and step (far less memory, "
-        "more arithmetic; see README, lean agents)",
+        "more arithmetic; see docs/performance.md, Lean agents)",
     )
     s.add_argument(
         "--pad-below",
