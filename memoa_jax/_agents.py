@@ -109,6 +109,39 @@ def map_chunks(fn: Callable, *args, batch_size: int | None = None):
     return lax.fori_loop(0, -(-n // batch_size), body, out)
 
 
+def sum_chunks(fn: Callable, *args, batch_size: int | None, pop: "Population"):
+    """Sums over the population of per-agent terms, chunk by chunk (`map_chunks`'s chunks),
+    never holding a whole-population intermediate: for reductions whose terms are large per
+    agent (the population moments, `d p + d² p` numbers per agent).
+
+    `fn(w, *chunk)` returns sums over the agents of its chunk (e.g. `jnp.sum(masked(a, w), -1)`
+    or a GEMM over them); `w` is a bool per agent of the chunk, False for padding slots and for
+    the agents a shifted last chunk shares with the chunk before (counted there). The chunks'
+    sums are added in order.
+    """
+    n = jax.tree.leaves(args)[0].shape[-1]
+    if batch_size is None or batch_size >= n:
+        return fn(pop.valid(jnp.arange(n)), *args)
+    take = lambda a, start: lax.dynamic_slice_in_dim(a, start, batch_size, axis=a.ndim - 1)
+    w0 = jnp.ones((batch_size,), bool)
+    shapes = jax.eval_shape(fn, w0, *jax.tree.map(lambda a: take(a, 0), args))
+    zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def body(i, total):
+        start = jnp.minimum(i * batch_size, n - batch_size)
+        index = start + jnp.arange(batch_size)
+        w = (index >= i * batch_size) & pop.valid(index)
+        part = fn(w, *jax.tree.map(lambda a: take(a, start), args))
+        return jax.tree.map(jnp.add, total, part)
+
+    return lax.fori_loop(0, -(-n // batch_size), body, zero)
+
+
+def masked(a: Array, w: Array) -> Array:
+    """`a` (agent axis last) with the agents where `w` is False set to 0."""
+    return jnp.where(w.reshape((1,) * (a.ndim - 1) + w.shape), a, jnp.zeros((), a.dtype))
+
+
 class Population(NamedTuple):
     """Which agent slots hold real agents: the first `n_active` of the `n_slots` (the rest
     is padding, so that one compiled loop serves every N up to `n_slots`).
@@ -125,7 +158,13 @@ class Population(NamedTuple):
         return self.n_slots if self.n_active is None else self.n_active
 
     def mask(self) -> Array | None:
-        return None if self.n_active is None else jnp.arange(self.n_slots) < self.n_active
+        return None if self.n_active is None else self.valid(jnp.arange(self.n_slots))
+
+    def valid(self, index: Array) -> Array:
+        """Whether the slots `index` hold real agents (bool, the shape of `index`)."""
+        if self.n_active is None:
+            return jnp.ones(index.shape, bool)
+        return index < self.n_active
 
     def fill_padding(self, a: Array, fill) -> Array:
         """`a` with the padding slots set to `fill`."""

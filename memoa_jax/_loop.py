@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jax import lax
 
-from ._agents import Population, map_agents, map_chunks, stage_cost
+from ._agents import Population, map_agents, map_chunks, masked, stage_cost, sum_chunks
 from ._custom_types import Array, Bool, Float, PRNGKeyArray, UInt32
 from ._encoders import AbstractEncoder
 from ._kernels import Kernels, stage_cost_rows
@@ -101,15 +101,17 @@ def _population_moments(
     the parameters and noise keys of the agents of `src` (`_Agents`).
     """
 
-    def parts(a, z):
+    def sums(w, a, z):
         q, k = draws(a)
         M, C = enc.moment_parts(q, x_t, prev=z, key=k, t=t, kernels=kernels)
-        return M.astype(dtype), C.astype(dtype)
+        M, C = M.astype(dtype), C.astype(dtype)
+        Mw = masked(M, w)
+        return jnp.sum(Mw, -1), jnp.sum(masked(C, w), -1), jnp.einsum("akn,bln->akbl", Mw, M)
 
-    M, C = map_chunks(parts, src, prev, batch_size=bs)
-    mean_M, mean_C = pop.mean(M), pop.mean(C)
-    outer = jnp.einsum("akn,bln->akbl", M, pop.zero_padding(M)) / pop.n
-    return mean_M, assemble_second_moment(outer, mean_C)
+    # summed chunk by chunk: whole-population M and C would cost (d p + d² p) numbers per agent
+    sum_M, sum_C, sum_MM = sum_chunks(sums, src, prev, batch_size=bs, pop=pop)
+    mean_C = sum_C / pop.n
+    return sum_M / pop.n, assemble_second_moment(sum_MM / pop.n, mean_C)
 
 
 def _vmapped_stage_cost(cost, y_next, ybar_next, yhat_next, energy):
