@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+from types import SimpleNamespace
 
 import pytest
 
@@ -180,8 +181,8 @@ def test_carry_estimate_grows_with_the_methods():
     methods = mj.default_methods(cost, window=3, ridge_window=3)
     one = mj.Simulation(4, enc, methods[:1], cost=cost)
     five = mj.Simulation(4, enc, methods, cost=cost)
-    per_one = _common.carry_bytes_per_agent(one)
-    assert 8 * 5 * 5 < per_one < _common.carry_bytes_per_agent(five) < 10_000
+    per_one = mj.carry_bytes_per_agent(one)
+    assert 8 * 5 * 5 < per_one < mj.carry_bytes_per_agent(five) < 10_000
 
 
 # VALUES AND NUMERICAL FAILURES
@@ -468,3 +469,14 @@ def test_fuzz_numeric_options(command, option, value, tmp_path, capsys, _stop_at
         err = captured.err.strip().splitlines()
         assert len(err) == 1 and "error:" in err[0], err
         assert not out.exists()
+
+
+def test_lean_runs_chunk_large_populations_by_default():
+    """--state lean chunks above LEAN_CHUNK agents unless --batch-size says otherwise;
+    --state stored never chunks by default."""
+    big, chunk = _common.LEAN_CHUNK + 1, _common.LEAN_CHUNK
+    lean, stored = SimpleNamespace(batch_size=None, state="lean"), SimpleNamespace(batch_size=None)
+    assert _common.batch_size_for(lean, big) == chunk
+    assert _common.batch_size_for(lean, chunk) is None
+    assert _common.batch_size_for(stored, big) is None
+    assert _common.batch_size_for(SimpleNamespace(batch_size=7, state="lean"), big) == 7

@@ -372,14 +372,6 @@ def check_fits(what: str, per_item: int, n: int, unit: str = "agent", n_devices:
         )
 
 
-def carry_bytes_per_agent(sim) -> int:
-    """The bytes per agent of the online loop's carry (`memoa_jax.carry_bytes_per_agent`),
-    a lower bound of a run's memory."""
-    import memoa_jax as mj
-
-    return mj.carry_bytes_per_agent(sim)
-
-
 def dense_bytes(n: int, d: int, p: int) -> int:
     """The dense solver's memory at N = n, a lower bound (its O(N³)): the value matrices of
     every agent before and after a step and their weights (three float64 arrays of
@@ -389,14 +381,17 @@ def dense_bytes(n: int, d: int, p: int) -> int:
 
 def check_population_fits(sims, n_agents: int, option: str, n_devices: int = 1):
     """Refuses (exit 2), before anything is compiled, a population the loop's state
-    (`carry_bytes_per_agent`, summed over the simulations run side by side) cannot hold in
+    (`memoa_jax.carry_bytes_per_agent`, the largest of the simulations run one after the
+    other) cannot hold in
     the devices' memory, or one above `MAX_AGENTS`."""
     check(
         n_agents <= MAX_AGENTS,
         f"{option} {format_count(n_agents)}: at most {MAX_AGENTS:,} agents (the loop "
         "indexes agents with 32-bit integers)",
     )
-    per_agent = max(carry_bytes_per_agent(s) for s in sims)
+    import memoa_jax as mj
+
+    per_agent = max(mj.carry_bytes_per_agent(s) for s in sims)
     check_fits(f"{option} {format_count(n_agents)}", per_agent, n_agents, n_devices=n_devices)
 
 
@@ -589,6 +584,36 @@ def add_model_options(r, *, dataset: str = "ecb"):
     r.add_argument(
         "--params", type=Path, help="JSON of hyper-parameters (`memoa tune`'s output) to use"
     )
+
+
+LEAN_CHUNK = 2**20
+
+
+def add_state_options(parser):
+    """`--batch-size` and `--state` (memoa run and memoa sweep)."""
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="process agents in chunks of this size (default: none with --state stored; "
+        f"chunks of {LEAN_CHUNK:,} with --state lean above that many agents, so that a step's "
+        "intermediates do not scale with N)",
+    )
+    parser.add_argument(
+        "--state",
+        choices=("stored", "lean"),
+        default="stored",
+        help="what the loop carries per agent: 'lean' recomputes the encoder parameters, "
+        "noise keys and feature draws from the agent index, key and step (far less memory, "
+        "more arithmetic; see docs/performance.md, Lean agents)",
+    )
+
+
+def batch_size_for(args, n_agents: int) -> int | None:
+    """`--batch-size`, or its default for `n_agents` (`add_state_options`)."""
+    if args.batch_size is not None:
+        return args.batch_size
+    lean = getattr(args, "state", "stored") == "lean"
+    return LEAN_CHUNK if lean and n_agents > LEAN_CHUNK else None
 
 
 def add_device_options(parser):
@@ -875,7 +900,7 @@ def build(args, *, comparators: bool = False) -> Built:
                 server=server,
                 cost=cost,
                 homogeneity=args.homogeneity,
-                batch_size=args.batch_size,
+                batch_size=batch_size_for(args, args.n_agents),
                 dtype=dtype,
                 state=getattr(args, "state", "stored"),
             )

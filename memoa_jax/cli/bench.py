@@ -17,8 +17,8 @@ constrained-ridge server; all five methods (MEMOA, G1–G4) in one loop.
   agent; its floor is those bytes over the copy bandwidth measured here (`a + 1` on a
   `--copy-mib` array: one read, one write; a step that mostly reads can exceed it, since a
   copy also reads each cache line it writes). For the full loop the floor is the loop carry
-  read once and its changed part written once per step (the per-agent state of all methods);
-  XLA's own estimate of bytes accessed is printed beside it.
+  (`memoa_jax.carry_bytes_per_agent`, measured from its shapes, stored or lean) read once
+  per step; XLA's own estimate of bytes accessed is printed beside it.
 """
 
 import math
@@ -45,9 +45,6 @@ from ._common import (
     save_figure,
     stamp,
     write_json,
-)
-from ._common import (
-    carry_bytes_per_agent as loop_carry_bytes,
 )
 
 if TYPE_CHECKING:
@@ -172,16 +169,6 @@ def make_simulation(n_agents, n_steps, dtype, kernels: "str | Kernels" = "tuned"
     )
 
 
-def carry_bytes_per_agent(sim, itemsize) -> int:
-    """Floor of the loop's memory traffic per agent-step: every per-agent array of the carry
-    read once, and the parts a step changes written once (see the module docstring)."""
-    H, d, p, n_methods = sim.history, sim.encoder.d, sim.encoder.p, len(sim.methods)
-    params = d * sim.encoder.d_x + d * p
-    read = H * d * p + d * p + params + n_methods * (d + H * d + 2)
-    written = 2 * d * p + n_methods * (2 * d + 2)  # z_next, one ring slot; per method ŷ, slot, acc
-    return (read + written) * itemsize + 8  # + the agent's noise key (2 × uint32), read
-
-
 def time_loop(n, x, y, dtype, repeat, kernels="tuned", state="stored"):
     import jax
     import jax.random as jr
@@ -204,7 +191,7 @@ def time_loop(n, x, y, dtype, repeat, kernels="tuned", state="stored"):
         xla_bytes_accessed_per_agent=float(cost.get("bytes accessed", float("nan"))) / n,
         carried_bytes_per_agent=mj.carry_bytes_per_agent(sim),
         memoa_worst_rmse=float(res.summary["memoa"].worst_rmse),
-        carry_bytes_per_agent_step=carry_bytes_per_agent(sim, jax.numpy.dtype(dtype).itemsize),
+        carry_bytes_per_agent_step=mj.carry_bytes_per_agent(sim),  # the floor: read once
     )
 
 
@@ -396,7 +383,7 @@ def _sizes(args, platform_name):
 def _check_sizes_fit(sizes, loop_max, args, dtype):
     """Refuses (exit 2) a size whose arrays cannot fit, before anything runs: per agent
     the policy step's inputs and output and their NumPy copies, and up to `--loop-max`
-    the loop's carry (`carry_bytes_per_agent`)."""
+    the loop's carry (`memoa_jax.carry_bytes_per_agent`)."""
     import numpy as np
 
     item = np.dtype(args.dtype).itemsize
@@ -404,7 +391,9 @@ def _check_sizes_fit(sizes, loop_max, args, dtype):
     n = max(sizes)
     per_agent = policy
     if n <= loop_max:
-        per_agent += loop_carry_bytes(make_simulation(1, args.steps, dtype))
+        import memoa_jax as mj
+
+        per_agent += mj.carry_bytes_per_agent(make_simulation(1, args.steps, dtype))
     check_fits(f"--sizes {format_count(n)}", per_agent, n)
 
 

@@ -12,6 +12,7 @@ from ._common import (
     UsageError,
     add_device_options,
     add_model_options,
+    add_state_options,
     agent_mesh,
     build,
     check_out_dir,
@@ -54,15 +55,7 @@ def add_parser(sub, formatter):
     r.add_argument("--seeds", type=int, default=3, help="number of seeds (results: mean ± std)")
     r.add_argument("--seed", type=int, default=0, help="first seed")
     r.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    r.add_argument("--batch-size", type=int, help="process agents in chunks of this size")
-    r.add_argument(
-        "--state",
-        choices=("stored", "lean"),
-        default="stored",
-        help="what the loop carries per agent: 'lean' recomputes the encoder parameters, "
-        "noise keys and feature draws from the agent index, key and step (far less memory, "
-        "more arithmetic; see docs/performance.md, Lean agents)",
-    )
+    add_state_options(r)
     add_device_options(r)
     r.add_argument(
         "--out", type=Path, help="output folder (default runs/run-<dataset>-N<n>-<time>)"

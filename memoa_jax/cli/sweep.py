@@ -25,7 +25,9 @@ from ._common import (
     UsageError,
     add_device_options,
     add_model_options,
+    add_state_options,
     agent_mesh,
+    batch_size_for,
     build,
     check,
     check_out_dir,
@@ -70,15 +72,7 @@ def add_parser(sub, formatter):
     s.add_argument("--seeds", type=int, default=1, help="seeds per size")
     s.add_argument("--seed", type=int, default=0, help="first seed")
     s.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    s.add_argument("--batch-size", type=int, help="process agents in chunks of this size")
-    s.add_argument(
-        "--state",
-        choices=("stored", "lean"),
-        default="stored",
-        help="what the loop carries per agent: 'lean' recomputes the encoder parameters, "
-        "noise keys and feature draws from the agent index, key and step (far less memory, "
-        "more arithmetic; see docs/performance.md, Lean agents)",
-    )
+    add_state_options(s)
     s.add_argument(
         "--pad-below",
         type=float,
@@ -326,7 +320,7 @@ def _run_points(args, built, todo, records, path, bar, progress, compiled, mesh,
         bar.set_description(f"N={n:,} seed {seed}")
         compile_s, run_s, xla_bytes, summary = 0.0, 0.0, 0, {}
         for i, sim in enumerate(sims):  # the main simulation, and G1's own (--g1-params)
-            one = dataclasses.replace(sim, n_agents=slots)
+            one = dataclasses.replace(sim, n_agents=slots, batch_size=batch_size_for(args, slots))
             if (i, slots) not in compiled:
                 bar.set_description(f"N={n:,}: compiling")
                 t0 = time.perf_counter()
