@@ -336,6 +336,13 @@ def format_bytes(n: int | float) -> str:
     raise AssertionError
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def format_count(n: int) -> str:
     return f"{n:,}" if n < 10**12 else f"{n:.3g}"
 

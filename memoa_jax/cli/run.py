@@ -19,8 +19,10 @@ from ._common import (
     command_line,
     count_type,
     default_out,
+    format_bytes,
     is_runtime_failure,
     make_out_dir,
+    peak_rss_bytes,
     preset_name,
     print_table,
     runtime_failure,
@@ -415,7 +417,10 @@ def _print_summary(summary, n_agents, n_steps, seeds, timing, wall_s):
             + f"; run {runs} s per seed ({t['agent_steps_per_s']:.3g} agent-steps/s)"
         )
     compile_total = sum(t["compile_s"] for t in timing)
-    print(f"wall time {wall_s:.1f} s, of which compilation {compile_total:.1f} s")
+    print(
+        f"wall time {wall_s:.1f} s, of which compilation {compile_total:.1f} s; "
+        f"peak memory (RSS) {format_bytes(peak_rss_bytes())}"
+    )
 
 
 def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persistence):
@@ -468,7 +473,7 @@ def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persi
         n_devices=jax.device_count() if (args.shard or args.distributed) else 1,
         jax_version=jax.__version__,
         compilation_cache=getattr(args, "compile_cache_dir", None),
-        timing=dict(simulations=timing, wall_s=wall_s),
+        timing=dict(simulations=timing, wall_s=wall_s, peak_rss_bytes=peak_rss_bytes()),
         summary=summary,
         steps={m: {k: v.tolist() for k, v in s.items()} for m, s in steps.items()},
     )

@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import resource
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from ._common import (
     is_runtime_failure,
     make_out_dir,
     parse_sizes,
+    peak_rss_bytes,
     print_table,
     runtime_failure,
     save_figure,
@@ -176,10 +176,6 @@ def _diverged(record) -> list[str]:
         for m, s in record["summary"].items()
         if any(v is None or not math.isfinite(v) for k, v in s.items() if k.endswith("rmse"))
     ]
-
-
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 class _Progress:
@@ -362,7 +358,7 @@ def _run_points(args, built, todo, records, path, bar, progress, compiled, mesh,
             compile_s=compile_s,
             run_s=run_s,
             agent_steps_per_s=n * n_steps / run_s,
-            peak_rss_bytes=_peak_rss_bytes(),
+            peak_rss_bytes=peak_rss_bytes(),
             xla_bytes=xla_bytes,
             device=str(jax.devices()[0]),
             n_devices=mesh.size if mesh else 1,
