@@ -8,3 +8,23 @@ def tree_allclose(x, y, *, rtol=1e-10, atol=1e-12):
     if tree_x != tree_y:
         return False
     return all(np.allclose(a, b, rtol=rtol, atol=atol) for a, b in zip(leaves_x, leaves_y))
+
+
+STEP_STATS = ("mse", "worst_se", "server_se", "mean_field_se", "agent_pred")
+
+
+def assert_same_result(a, b, *, rtol: float, atol: float):
+    """Two `SimResult`s agree on every summary field and every per-step statistic."""
+    for name in a.names:
+        for key, x in a.summary[name]._asdict().items():
+            np.testing.assert_allclose(
+                x, b.summary[name]._asdict()[key], rtol=rtol, atol=atol, err_msg=f"{name} {key}"
+            )
+        for key in STEP_STATS:
+            np.testing.assert_allclose(
+                getattr(a.steps[name], key),
+                getattr(b.steps[name], key),
+                rtol=rtol,
+                atol=atol,
+                err_msg=f"{name} {key}",
+            )

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from helpers import assert_same_result
 
 import memoa_jax as mj
 from memoa_jax._kernels import TRICKS, Kernels, counter_bits, ndtr_and_pdf
@@ -34,20 +35,8 @@ def _every_method(cost, every=True):
     )
 
 
-def _assert_same(a: mj.SimResult, b: mj.SimResult):
-    for name in a.names:
-        for key, x in a.summary[name]._asdict().items():
-            np.testing.assert_allclose(
-                x, b.summary[name]._asdict()[key], rtol=RTOL, atol=ATOL, err_msg=f"{name} {key}"
-            )
-        for key in ("mse", "worst_se", "server_se", "mean_field_se", "agent_pred"):
-            np.testing.assert_allclose(
-                getattr(a.steps[name], key),
-                getattr(b.steps[name], key),
-                rtol=RTOL,
-                atol=ATOL,
-                err_msg=f"{name} {key}",
-            )
+def _assert_same(a: mj.SimResult, b: mj.SimResult, rtol=RTOL, atol=ATOL):
+    assert_same_result(a, b, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize(

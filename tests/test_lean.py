@@ -2,10 +2,13 @@
 is carried — against the stored state: the same run, every method, H1 and H2, RFN and ESN,
 in chunks, padded and on a mesh."""
 
+import dataclasses
+
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
+from helpers import assert_same_result
 
 import memoa_jax as mj
 from memoa_jax._loop import carry_bytes_per_agent
@@ -26,33 +29,15 @@ def _every_method(cost):
 
 
 def _assert_same(a: mj.SimResult, b: mj.SimResult, rtol=RTOL, atol=ATOL):
-    for name in a.names:
-        for key, x in a.summary[name]._asdict().items():
-            np.testing.assert_allclose(
-                x, b.summary[name]._asdict()[key], rtol=rtol, atol=atol, err_msg=f"{name} {key}"
-            )
-        for key in ("mse", "worst_se", "server_se", "agent_pred"):
-            np.testing.assert_allclose(
-                getattr(a.steps[name], key),
-                getattr(b.steps[name], key),
-                rtol=rtol,
-                atol=atol,
-                err_msg=f"{name} {key}",
-            )
+    assert_same_result(a, b, rtol=rtol, atol=atol)
 
 
 def _runs(sim, x, y, **kw):
     out = {}
     for state in ("stored", "lean"):
-        s = eqx_replace(sim, state)
+        s = dataclasses.replace(sim, state=state)
         out[state] = mj.simulate(s, jnp.asarray(x), jnp.asarray(y), key=jr.key(4), **kw)
     return out
-
-
-def eqx_replace(sim, state):
-    import dataclasses
-
-    return dataclasses.replace(sim, state=state)
 
 
 @pytest.mark.parametrize(
@@ -122,12 +107,14 @@ def test_lean_carries_what_cannot_be_recomputed():
         (mj.default_methods(cost), 5 * own + 1 + 2 * ring, 2),
     ):
         sim = mj.Simulation(100, enc, methods, cost=cost, dtype=jnp.float32)
-        assert carry_bytes_per_agent(eqx_replace(sim, "lean")) == lean
+        assert carry_bytes_per_agent(dataclasses.replace(sim, state="lean")) == lean
         stored = lean + (len(methods) - n_rings) * ring + 4 * (2 + 6 + (R + 1) * 5)
         assert carry_bytes_per_agent(sim) == stored
     assert (
         carry_bytes_per_agent(
-            eqx_replace(mj.Simulation(9, enc, memoa, cost=cost, dtype=jnp.float32), "lean")
+            dataclasses.replace(
+                mj.Simulation(9, enc, memoa, cost=cost, dtype=jnp.float32), state="lean"
+            )
         )
         <= 16
     )

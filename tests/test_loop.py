@@ -32,7 +32,8 @@ def logistic():
 
 @pytest.mark.parametrize("every", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_jit_equals_no_jit(logistic, getkey, every):
-    """jit = eager; MEMOA and G1 by default (eager runs op by op: slow), every method under -m slow."""
+    """jit = eager: MEMOA and G1 by default (eager runs op by op, slowly), every method
+    under -m slow."""
     sim, key = _sim(n_agents=3), getkey()
     if not every:
         sim = eqx.tree_at(lambda s: s.methods, sim, sim.methods[:2])
