@@ -78,7 +78,8 @@ def _parser():
         command.add_argument(
             "--no-compile-cache",
             action="store_true",
-            help="do not use JAX's persistent compilation cache (default: on, in "
+            help="do not use JAX's persistent compilation cache, nor the compiled "
+            "programs `memoa run` keeps beside it (default: on, in $MEMOA_JAX_CACHE, else "
             "$XDG_CACHE_HOME/memoa-jax/jax or ~/.cache/memoa-jax/jax; a second identical "
             "run then skips most of its compilation)",
         )

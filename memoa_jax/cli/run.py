@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import _programs
 from ._common import (
     UsageError,
     add_device_options,
@@ -67,7 +68,6 @@ def add_parser(sub, formatter):
 
 
 def main(args) -> int:
-    import equinox as eqx
     import jax
     import numpy as np
     from tqdm.auto import tqdm
@@ -130,34 +130,37 @@ def main(args) -> int:
     total = n_steps * (len(sims) + (game is not None)) * args.seeds
     bar = tqdm(total=total, unit="step", disable=args.no_progress, leave=False, file=sys.stderr)
     # The bar advances by whole runs: a per-step host callback inside the compiled loop
-    # would keep JAX from writing the program to the persistent compilation cache.
-    progress = None
+    # would keep the program out of the persistent compilation cache.
 
     # COMPILE: every simulation once, all its methods jointly. With the persistent cache on,
-    # runtime checks compile as NaN (see `_runtime_checks`) so that a second run reads the
-    # programs from disk; the tracing of the Python loop is redone every time.
+    # runtime checks compile as NaN (see `_runtime_checks`) so that the program has no host
+    # callback: JAX keeps it in its cache, and `_programs` keeps the executable itself, so
+    # that a second identical run neither traces nor lowers the Python loop again.
     fast = cache is not None and "EQX_ON_ERROR" not in os.environ
     mode = "nan" if fast else None
 
     def lower_and_compile(sim, mode):
-        """The compiled simulation, and the seconds spent tracing (Python, never cached)."""
-        t0 = time.perf_counter()
-        with _runtime_checks(mode):
-            # (equinox's filter_jit is typed as the plain function; it has .lower)
-            lowered = eqx.filter_jit(mj.simulate).lower(  # pyright: ignore[reportFunctionMemberAccess]
-                sim, x, y, key=jax.random.key(0), progress=progress, mesh=mesh
-            )
-        traced = time.perf_counter() - t0
-        return lowered.compile(), traced
+        """The compiled simulation (`_programs.Program`)."""
 
-    compiled, compile_s, trace_s = [], [], []
+        def lower(fn, *args):
+            with _runtime_checks(mode):
+                return jax.jit(fn).lower(*args)
+
+        folder = cache if mode == "nan" else None  # (no host callback: checks as NaN)
+        return _programs.compile_simulation(
+            sim, x, y, mesh=mesh, folder=folder, checks=mode, lower=lower
+        )
+
+    compiled, compile_s, trace_s, from_disk, write_s = [], [], [], [], []
     for sim in sims:
         bar.set_description(f"compiling {'+'.join(m.name for m in sim.methods)}")
         t0 = time.perf_counter()
-        exe, traced = lower_and_compile(sim, mode)
-        compiled.append(exe)
-        compile_s.append(time.perf_counter() - t0)
-        trace_s.append(traced)
+        program = lower_and_compile(sim, mode)
+        compiled.append(program.run)
+        compile_s.append(time.perf_counter() - t0 - program.write_s)
+        trace_s.append(program.trace_s)
+        from_disk.append(program.from_disk)
+        write_s.append(program.write_s)
     bar.reset(total=total)  # the rate and ETA count from here, not from the compilation
     bar.set_description("running")
 
@@ -173,9 +176,7 @@ def main(args) -> int:
             try:
                 t0 = time.perf_counter()
                 with _quiet_callbacks():
-                    res = jax.block_until_ready(
-                        compiled[i](sim, x, y, key=jax.random.key(s), progress=progress, mesh=mesh)
-                    )
+                    res = jax.block_until_ready(compiled[i](sim, x, y, jax.random.key(s)))
                 run_s[i].append(time.perf_counter() - t0)
                 if not checked[i] and _has_checks(mj, sim) and not _finite(res):
                     # a failed runtime check, or a divergence: find out which, with checks on
@@ -184,15 +185,11 @@ def main(args) -> int:
                         "runtime checks on, to tell a failed check from a divergence"
                     )
                     t1 = time.perf_counter()
-                    compiled[i] = lower_and_compile(sim, None)[0]
+                    compiled[i] = lower_and_compile(sim, None).run
                     compile_s[i] += time.perf_counter() - t1
                     checked[i] = True
                     with _quiet_callbacks():
-                        res = jax.block_until_ready(
-                            compiled[i](
-                                sim, x, y, key=jax.random.key(s), progress=progress, mesh=mesh
-                            )
-                        )
+                        res = jax.block_until_ready(compiled[i](sim, x, y, jax.random.key(s)))
             except Exception as e:  # runtime checks inside the compiled loop, out of memory
                 bar.close()
                 if not is_runtime_failure(e):
@@ -228,11 +225,15 @@ def main(args) -> int:
             methods=[m.name for m in sim.methods],
             compile_s=c,
             trace_s=tr,
+            read_from_disk=d,
+            cache_write_s=w,
             compiled_again_with_checks=ch and fast,
             run_s_per_seed=r,
             agent_steps_per_s=n_agents * n_steps * len(sim.methods) / float(np.mean(r)),
         )
-        for sim, c, tr, r, ch in zip(sims, compile_s, trace_s, run_s, checked)
+        for sim, c, tr, d, w, r, ch in zip(
+            sims, compile_s, trace_s, from_disk, write_s, run_s, checked
+        )
     ]
     if game is not None:
         timing.append(
@@ -240,6 +241,8 @@ def main(args) -> int:
                 methods=["fedmoe_game"],
                 compile_s=game_s[0] - (min(game_s[1:]) if len(game_s) > 1 else 0.0),
                 trace_s=None,
+                read_from_disk=False,
+                cache_write_s=0.0,
                 compiled_again_with_checks=False,
                 run_s_per_seed=game_s,
                 agent_steps_per_s=n_agents * n_steps / float(np.min(game_s)),
@@ -413,7 +416,13 @@ def _print_summary(summary, n_agents, n_steps, seeds, timing, wall_s):
             f"{' + '.join(t['methods'])}: compiled "
             + ("twice (again with checks on)" if t["compiled_again_with_checks"] else "once")
             + f" in {t['compile_s']:.1f} s"
-            + (f" (tracing {t['trace_s']:.1f} s)" if t["trace_s"] is not None else " (estimated)")
+            + (
+                " (estimated)"
+                if t["trace_s"] is None
+                else " (read from the cache, not traced)"
+                if t["read_from_disk"]
+                else f" (tracing {t['trace_s']:.1f} s)"
+            )
             + f"; run {runs} s per seed ({t['agent_steps_per_s']:.3g} agent-steps/s)"
         )
     compile_total = sum(t["compile_s"] for t in timing)
