@@ -125,7 +125,9 @@ class Population(NamedTuple):
         return self.n_slots if self.n_active is None else self.n_active
 
     def mask(self) -> Array | None:
-        return None if self.n_active is None else jnp.arange(self.n_slots) < self.n_active
+        if self.n_active is None:
+            return None
+        return jnp.arange(self.n_slots) < self.n_active.astype(int)
 
     def fill_padding(self, a: Array, fill) -> Array:
         """`a` with the padding slots set to `fill`."""
@@ -140,7 +142,10 @@ class Population(NamedTuple):
         return jnp.sum(self.zero_padding(a), axis=-1)
 
     def mean(self, a: Array) -> Array:
-        return jnp.mean(a, axis=-1) if self.n_active is None else self.sum(a) / self.n_active
+        if self.n_active is None:
+            return jnp.mean(a, axis=-1)
+        total = self.sum(a)
+        return total / self.n_active.astype(total.dtype)
 
     def max(self, a: Array) -> Array:
         return jnp.max(self.fill_padding(a, -jnp.inf), -1)
@@ -152,8 +157,9 @@ class Population(NamedTuple):
         """The `q`-quantile of `a` over the agents, interpolated linearly between order
         statistics (NumPy's default); one sort of the population."""
         s = jnp.sort(self.fill_padding(a, jnp.inf))
-        pos = q * (jnp.asarray(self.n, jnp.int32) - 1)
-        lo = jnp.floor(pos).astype(jnp.int32)
+        pos = q * (jnp.asarray(self.n, jnp.int32) - 1).astype(float)
+        below = jnp.floor(pos)
+        lo = below.astype(jnp.int32)
         hi = jnp.minimum(lo + 1, jnp.asarray(self.n, jnp.int32) - 1)
-        frac = (pos - lo).astype(s.dtype)
+        frac = (pos - below).astype(s.dtype)
         return jnp.where(frac == 0, s[lo], s[lo] + frac * (s[hi] - s[lo]))

@@ -108,7 +108,7 @@ def _population_moments(
 
     M, C = map_chunks(parts, src, prev, batch_size=bs)
     mean_M, mean_C = pop.mean(M), pop.mean(C)
-    outer = jnp.einsum("akn,bln->akbl", M, pop.zero_padding(M)) / pop.n
+    outer = jnp.einsum("akn,bln->akbl", M, pop.zero_padding(M)) / jnp.asarray(pop.n, M.dtype)
     return mean_M, assemble_second_moment(outer, mean_C)
 
 
@@ -341,7 +341,7 @@ def _make_step(
         masked sum (an all-reduce of d numbers, where an index would gather the whole row)."""
         if not sharded:
             return a[:, track_agent]
-        return jnp.sum(jnp.where(jnp.arange(N) == track_agent, a, 0.0), axis=-1)
+        return jnp.sum(jnp.where(jnp.arange(N) == track_agent.astype(int), a, 0.0), axis=-1)
 
     def step(state: _State, t):
         x_t, y_t, y_next = x[t], y[t], y[t + 1]
