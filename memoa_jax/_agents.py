@@ -130,7 +130,7 @@ def sum_chunks(fn: Callable, *args, batch_size: int | None, pop: "Population"):
 
     def body(i, carry):
         start = jnp.minimum(i * batch_size, n - batch_size)
-        index = start + jnp.arange(batch_size)
+        index = start + jnp.arange(batch_size, dtype=start.dtype)
         w = (index >= i * batch_size) & pop.valid(index)
         total, lost = carry  # Kahan: `lost` is what rounding took from `total` so far
         term = jax.tree.map(
@@ -170,7 +170,7 @@ class Population(NamedTuple):
         """Whether the slots `index` hold real agents (bool, the shape of `index`)."""
         if self.n_active is None:
             return jnp.ones(index.shape, bool)
-        return index < self.n_active
+        return index < self.n_active.astype(index.dtype)
 
     def fill_padding(self, a: Array, fill) -> Array:
         """`a` with the padding slots set to `fill`."""
@@ -185,7 +185,10 @@ class Population(NamedTuple):
         return jnp.sum(self.zero_padding(a), axis=-1)
 
     def mean(self, a: Array) -> Array:
-        return jnp.mean(a, axis=-1) if self.n_active is None else self.sum(a) / self.n_active
+        if self.n_active is None:
+            return jnp.mean(a, axis=-1)
+        total = self.sum(a)
+        return total / self.n_active.astype(total.dtype)
 
     def max(self, a: Array) -> Array:
         return jnp.max(self.fill_padding(a, -jnp.inf), -1)
@@ -197,8 +200,9 @@ class Population(NamedTuple):
         """The `q`-quantile of `a` over the agents, interpolated linearly between order
         statistics (NumPy's default); one sort of the population."""
         s = jnp.sort(self.fill_padding(a, jnp.inf))
-        pos = q * (jnp.asarray(self.n, jnp.int32) - 1)
-        lo = jnp.floor(pos).astype(jnp.int32)
+        pos = q * (jnp.asarray(self.n, jnp.int32) - 1).astype(float)
+        below = jnp.floor(pos)
+        lo = below.astype(jnp.int32)
         hi = jnp.minimum(lo + 1, jnp.asarray(self.n, jnp.int32) - 1)
-        frac = (pos - lo).astype(s.dtype)
+        frac = (pos - below).astype(s.dtype)
         return jnp.where(frac == 0, s[lo], s[lo] + frac * (s[hi] - s[lo]))

@@ -349,7 +349,7 @@ def _greedy(Z_hist, yhat_hist, y_next, z_now, yhat, weights, gamma):
     """FedMOE's local ridge client (spec §7.2 G1) for every client: rows `τ` of the history
     with weights `e^{−α(t−1−τ)}` (0 for `τ < 0`); returns `Ŷ_{t+1} = Ŷ_t + Z_t β`."""
     p = Z_hist.shape[-1]
-    gram = jnp.einsum("h,hiak,hial->ikl", weights, Z_hist, Z_hist) + gamma * jnp.eye(p)
+    gram = jnp.einsum("h,hiak,hial->ikl", weights, Z_hist, Z_hist) + gamma * jnp.eye(p)[None]
     resid = y_next[:, None, :] - yhat_hist  # (H, N, d)
     rhs = jnp.einsum("h,hiak,hia->ik", weights, Z_hist, resid)
     beta = jnp.linalg.solve(gram, rhs[..., None])[..., 0]

@@ -313,7 +313,8 @@ def counter_bits(key: UInt32[Array, " 2 *agents"], t, j, threefry: bool = True):
     t = jnp.asarray(t).astype(jnp.uint32)
     if not threefry:
         return _threefry_plain(key, t, j)
-    bits, _ = threefry2x32(key[0], key[1], t, j.reshape((-1,) + (1,) * (key.ndim - 1)))
+    k = key[:, None]  # (2, 1, *agents): the counters j run along the new axis
+    bits, _ = threefry2x32(k[0], k[1], t, j.reshape((-1,) + (1,) * (key.ndim - 1)))
     return bits
 
 

@@ -110,8 +110,8 @@ def _population_moments(
 
     # summed chunk by chunk: whole-population M and C would cost (d p + d² p) numbers per agent
     sum_M, sum_C, sum_MM = sum_chunks(sums, src, prev, batch_size=bs, pop=pop)
-    mean_C = sum_C / pop.n
-    return sum_M / pop.n, assemble_second_moment(sum_MM / pop.n, mean_C)
+    n = jnp.asarray(pop.n, dtype)
+    return sum_M / n, assemble_second_moment(sum_MM / n, sum_C / n)
 
 
 def _vmapped_stage_cost(cost, y_next, ybar_next, yhat_next, energy):
@@ -343,7 +343,7 @@ def _make_step(
         masked sum (an all-reduce of d numbers, where an index would gather the whole row)."""
         if not sharded:
             return a[:, track_agent]
-        return jnp.sum(jnp.where(jnp.arange(N) == track_agent, a, 0.0), axis=-1)
+        return jnp.sum(jnp.where(jnp.arange(N) == track_agent.astype(int), a, 0.0), axis=-1)
 
     def step(state: _State, t):
         x_t, y_t, y_next = x[t], y[t], y[t + 1]

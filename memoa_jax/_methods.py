@@ -120,7 +120,8 @@ class AbstractMethod(eqx.Module):
         returns `(‖β‖², base + Z_t β)`."""
         dt, k, Tc = ctx.y.dtype, ctx.kernels, self.ridge_window
         tau = ctx.t - Tc + jnp.arange(Tc)
-        weights = jnp.where(tau >= 0, jnp.exp(-self.cost.alpha * (ctx.t - 1 - tau)), 0.0)
+        lag = (ctx.t - 1 - tau).astype(jnp.result_type(self.cost.alpha, float))
+        weights = jnp.where(tau >= 0, jnp.exp(-self.cost.alpha * lag), 0.0)
         weights = weights.astype(dt)
         y_next = ctx.y[jnp.clip(tau + 1, 0, ctx.y.shape[0] - 1)]
         gamma = jnp.asarray(self.cost.gamma, dt)

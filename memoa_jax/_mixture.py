@@ -36,7 +36,7 @@ def _push_through(Y: Float[Array, "d n"], kappa, pop: Population | None = None):
     `log10(n‖ŷ‖²/κ)` digits when the clients agree, as they do in a large population.
     """
     pop = Population(Y.shape[1]) if pop is None else pop
-    d, n = Y.shape[0], pop.n
+    d, n = Y.shape[0], jnp.asarray(pop.n, Y.dtype)
     Y = pop.zero_padding(Y)
     ybar = pop.mean(Y)
     Yc = pop.zero_padding(Y - ybar[:, None])

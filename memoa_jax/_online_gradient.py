@@ -88,7 +88,11 @@ class OnlineGradient(AbstractMethod):
                 r = y_t - advance(base_prev, z_prev, b)
                 return jnp.sum(r**2) + self.weight_decay * jnp.sum(b**2)
 
-            updates, opt_state = opt.update(jax.grad(loss)(beta), opt_state, beta)
+            # optax's Adam raises its float decay to its int32 step count (bias correction):
+            # an implicit promotion, so optax traces under standard promotion even when the
+            # caller's is strict (the same numbers either way)
+            with jax.numpy_dtype_promotion("standard"):
+                updates, opt_state = opt.update(jax.grad(loss)(beta), opt_state, beta)
             beta = cast(Array, optax.apply_updates(beta, updates))  # stub: any pytree
             return beta, opt_state, advance(yhat, z_now, beta)
 

@@ -184,7 +184,8 @@ def make_update(
     @eqx.filter_jit
     def update(u, opt_state, sim, x, y, key):
         value, grad = jax.value_and_grad(loss)(u, sim, x, y, key)
-        updates, opt_state = opt.update(grad, opt_state, u)
+        with jax.numpy_dtype_promotion("standard"):  # optax's Adam: float decay ** int32 count
+            updates, opt_state = opt.update(grad, opt_state, u)
         return value, optax.apply_updates(u, updates), opt_state
 
     return update

@@ -135,7 +135,7 @@ def test_translation_equivariance(getkey):
     M, S, y = _random_instance(4)
     cost = mj.CostParams(q=1.0, lam=0.8, gamma=0.4, alpha=0.05, q_T=1.0, lam_T=0.5)
     c = jnp.array([2.5, -0.3])
-    sol, sol_c = mj.solve_mean_field(M, S, y, cost), mj.solve_mean_field(M, S, y + c, cost)
+    sol, sol_c = mj.solve_mean_field(M, S, y, cost), mj.solve_mean_field(M, S, y + c[None, :], cost)
     yhat, ybar = jax.random.normal(getkey(), (2, 2))
     for s in range(M.shape[0]):
         b = mj.mean_field_control(sol.K[s], sol.L[s], sol.g[s], yhat, ybar)

@@ -69,7 +69,7 @@ def _noise_weight(Q, i, M_s, S_s, rho_gamma, n: int, d: int):
     p = M_s.shape[1]
     cov = jax.vmap(lambda Qjj: covariance_operator(Qjj, M_s, S_s))(_diag_blocks(Q, n, d))
     own = (jnp.arange(n) == i).astype(Q.dtype)[:, None, None]
-    return cov + own * rho_gamma * jnp.eye(p, dtype=Q.dtype)
+    return cov + own * rho_gamma * jnp.eye(p, dtype=Q.dtype)[None]
 
 
 def _value_step(c, Q, ell, G, H, Dblk, M_s, const, n: int):
@@ -163,7 +163,7 @@ def solve_fne_dense(
         rows = jnp.einsum("ijakb,ij->iakb", Q.reshape(n, n, d, n, d), eye_n)
         A = jnp.einsum("ak,iajb,bl->ijkl", M_s, rows, M_s)
         own = jax.vmap(lambda Qii: second_moment_operator(Qii, S_s))(jnp.einsum("iaib->iab", rows))
-        A = A.at[agents, agents].set(own + rho_s * cost.gamma * I_p)
+        A = A.at[agents, agents].set(own + rho_s * cost.gamma * I_p[None])
         A = A.transpose(0, 2, 1, 3).reshape(n * p, n * p)
         B = jnp.einsum("ak,iajb->ikjb", M_s, rows).reshape(n * p, n * d)
         ell_own = jnp.einsum("ija,ij->ia", ell.reshape(n, n, d), eye_n)
