@@ -307,6 +307,18 @@ def _threefry_plain(key: UInt32[Array, " 2 *agents"], t, j: UInt32[Array, " n"])
     return bits.reshape((j.shape[0],) + key.shape[1:])
 
 
+def computed_once(fn: Callable, *args, live: Array):
+    """`fn(*args)`, computed into memory before any consumer reads it: in a conditional
+    whose branches are both `fn`, a fusion boundary XLA:CPU keeps (it deletes
+    `optimization_barrier`). For per-agent keys and draws that feed many consumers: fused
+    into each, XLA:CPU would repeat their Threefry rounds once per consumer. `live`: any
+    traced boolean, replicated across devices (e.g. from the run's key or the step
+    counter); its value does not matter, it only keeps the conditional from being folded
+    away. Nested calls need predicates of their own: a branch knows its own predicate's
+    value, and XLA folds a conditional on it."""
+    return lax.cond(live, fn, fn, *args)
+
+
 def counter_bits(key: UInt32[Array, " 2 *agents"], t, j, threefry: bool = True):
     """First word of Threefry-2x32 of each agent's two-word key at the counters `(t, j)`,
     shape `(len(j), *agents)`."""

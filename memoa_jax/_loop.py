@@ -25,10 +25,11 @@ from jax import lax
 from ._agents import Population, map_agents, map_chunks, masked, stage_cost, sum_chunks
 from ._custom_types import Array, Bool, Float, PRNGKeyArray, UInt32
 from ._encoders import AbstractEncoder
-from ._kernels import Kernels, stage_cost_rows
+from ._kernels import Kernels, computed_once, stage_cost_rows
 from ._methods import MeanFieldGame, MethodState, StepContext
 from ._metrics import SimResult, StepStats, persistence_rmse, summarize
 from ._moments import assemble_second_moment
+from ._random import bits_rows, fold_in_rows, is_threefry, split_rows
 from ._scan import scan, scan_remat
 from ._sharding import agent_sharding, shard_state
 from ._simulation import Simulation, solve_dtype, validate_data
@@ -52,7 +53,9 @@ class _State(NamedTuple):
     mom_S: Float[Array, "R d p d p"]
     methods: dict[str, MethodState]
     acc: dict[str, _Acc]
-    moving: Bool[Array, " n"]  # the agent's features were nonzero at some step so far
+    # the agent's features were nonzero at some step so far (lean, stateless encoder: None,
+    # found after the loop by `_moving`)
+    moving: Bool[Array, " n"] | None
 
 
 def _ring_set(ring: Array, slot, value: Array) -> Array:
@@ -75,18 +78,30 @@ def agent_draws(sim: Simulation, key: PRNGKeyArray, index: Array) -> tuple[Any, 
     `state="lean"` recomputes where it needs them. Under H1 the parameters are the shared
     ones (no agent axis)."""
     agents_key, shared_key = jr.split(key)
-
-    def one(i):
-        param_key, noise_key = jr.split(jr.fold_in(agents_key, i))
-        words = jax.random.bits(noise_key, (2,), jnp.uint32)
-        if sim.homogeneity == "h2":
-            return sim.encoder.init(param_key, sim.dtype), words
-        return None, words
-
-    if index.ndim == 0:
-        params, words = one(index)
+    h2 = sim.homogeneity == "h2"
+    if sim.kernels.threefry and index.ndim == 1 and is_threefry(key):
+        # the same bits by `jax.random`'s derivations written on agent-last rows (`_random`)
+        # each stage computed once (`computed_once`): a key feeds many draws, and fused into
+        # each of them XLA:CPU would repeat its 20 Threefry rounds per draw
+        words = jr.key_data(agents_key)
+        live = words[0] == 0  # (any traced value of the run's key)
+        keys = lambda i: split_rows(fold_in_rows(words, i), 2)
+        param_key, noise_key = computed_once(keys, index, live=live)
+        params = sim.encoder.init_rows(param_key, sim.dtype) if h2 else None
+        params, words = computed_once(
+            lambda q, k: (q, bits_rows(k, 2)), params, noise_key, live=live
+        )
     else:
-        params, words = jax.vmap(one, out_axes=-1)(index)
+
+        def one(i):
+            param_key, noise_key = jr.split(jr.fold_in(agents_key, i))
+            words = jax.random.bits(noise_key, (2,), jnp.uint32)
+            return (sim.encoder.init(param_key, sim.dtype) if h2 else None), words
+
+        if index.ndim == 0:
+            params, words = one(index)
+        else:
+            params, words = jax.vmap(one, out_axes=-1)(index)
     if sim.homogeneity == "h1":  # one encoder for everyone, drawn from its own key
         params = sim.encoder.init(shared_key, sim.dtype)
     return params, words
@@ -230,7 +245,27 @@ def _simulate(sim, x, y, key, progress_slot, has_progress, mesh, n_active, remat
         state = state._replace(methods=_drop_rings(sim, state.methods))
         final, rest = drive(step, state, n_steps, warm_up)
         steps = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first, rest)
+    if final.moving is None:
+        final = final._replace(moving=_moving(sim, x, key, shard, n_steps))
     return _results(sim, final, steps, y, pop)
+
+
+def _moving(sim: Simulation, x, key, shard, n_steps: int) -> Bool[Array, " n"]:
+    """Whether each agent's features were nonzero at some step `t < n_steps`, for a lean
+    loop with a stateless encoder: its draws recomputed once here, chunk by chunk, rather
+    than once more at every step."""
+    enc, kernels, agents = sim.encoder, sim.kernels, _agents(sim, None, key, shard)
+
+    def of(a):
+        q, k = agents.draws(a)
+
+        def at(t, moving):
+            z = enc.features(q, x[t], enc.noise(k, t, kernels))
+            return moving | jnp.any(z != 0, axis=(0, 1))
+
+        return lax.fori_loop(0, n_steps, at, jnp.zeros(a.shape[-1:], bool))
+
+    return map_chunks(of, agents.src, batch_size=sim.batch_size)
 
 
 def _same(a):
@@ -265,10 +300,11 @@ class _Agents(NamedTuple):
     draws: Callable[[Any], tuple[Any, Array]]
 
 
-def _agents(sim: Simulation, state: "_State", key, shard) -> _Agents:
+def _agents(sim: Simulation, state: "_State | None", key, shard) -> _Agents:
     if sim.state == "lean":
         index = shard(jnp.arange(sim.n_agents, dtype=jnp.int32))
         return _Agents(index, lambda i: agent_draws(sim, key, i))
+    assert state is not None, "the stored state's draws come from the state"
     if sim.homogeneity == "h2":
         return _Agents((state.params, state.noise_keys), lambda a: a)
     return _Agents(state.noise_keys, lambda k: (state.params, k))
@@ -312,7 +348,7 @@ def _initial_state(sim: Simulation, x, y, key, shard) -> _State:
             for m in sim.methods
         },
         acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
-        moving=jnp.zeros((N,), bool),
+        moving=None if _lean_features(sim) else jnp.zeros((N,), bool),
     )
     if sim.state == "stored":
         params, noise_keys = init_agents(sim, key=key)
@@ -372,14 +408,22 @@ def _make_step(
             z_ring = z_next = prev = None
 
             def lean_features(a, offset, slot_=None):
-                tau = t + offset
-                q, k = agents.draws(a)
-                z = enc.features(q, x[jnp.maximum(tau, 0)], enc.noise(k, tau, kernels))
-                return jnp.where(tau >= 0, z, jnp.zeros((), z.dtype))
+                q, k = agents.draws(a)  # once for all the offsets read together
+
+                def draw(q_, k_):
+                    def at(offset_):
+                        tau = t + offset_
+                        z = enc.features(q_, x[jnp.maximum(tau, 0)], enc.noise(k_, tau, kernels))
+                        return jnp.where(tau >= 0, z, jnp.zeros((), z.dtype))
+
+                    return [at(o) for o in offset] if isinstance(offset, tuple) else at(offset)
+
+                # into memory before the methods' row expressions read them: fused into
+                # each, XLA:CPU would repeat the draws once per read (`computed_once`)
+                return computed_once(draw, q, k, live=t >= 0) if kernels.threefry else draw(q, k)
 
             source, features = agents.src, lean_features
-            now_moving = lambda a: jnp.any(lean_features(a, 0) != 0, axis=(0, 1))
-            moved = map_chunks(now_moving, source, batch_size=bs)
+            moved = None  # found after the loop, each agent's parameters drawn once (`_moving`)
         else:
             assert state.z_next is not None and state.z_ring is not None
             z_now = state.z_next
@@ -388,6 +432,9 @@ def _make_step(
             prev = z_ring[jnp.mod(t - 1, R)]  # Z_{t−1} (zeros at t = 0: Z_{−1} = 0)
 
             def ring_features(ring, offset, slot_=None):
+                if isinstance(offset, tuple):
+                    slots = (None,) * len(offset) if slot_ is None else slot_
+                    return [ring_features(ring, o, s) for o, s in zip(offset, slots)]
                 return ring[jnp.mod(t + offset, R) if slot_ is None else slot_]
 
             source, features = z_ring, ring_features
@@ -452,7 +499,7 @@ def _make_step(
             mom_S=mom_S,
             methods=methods,
             acc=acc,
-            moving=state.moving | moved,
+            moving=None if moved is None or state.moving is None else state.moving | moved,
         )
         if report is not None:
             report(t)
@@ -466,6 +513,7 @@ def _results(sim: Simulation, final: _State, steps, y, pop: Population) -> SimRe
     n_steps = y.shape[0] - 1
     summary, agent_rmse = {}, {}
     persistence = persistence_rmse(y, 1)
+    assert final.moving is not None
     for m in sim.methods:
         a = final.acc[m.name]
         rmse = jnp.sqrt(a.sse / n_steps)

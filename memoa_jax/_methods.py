@@ -56,8 +56,10 @@ class StepContext(NamedTuple):
     arrays, so that each chunk (or agent) reads or recomputes its own: the stored ring of the
     last `R = H + 1` draws, or, with `Simulation(state="lean")`, the agent indices from which
     the counter-based draws are recomputed. `slot`: the ring slot `(t + offset) mod R` when
-    the caller knows it statically (`_kernels.by_phase`). `z(offset)`: the same for every
-    agent at once. `mom_*`: rings of the population moments, slot `τ mod R` for time `τ`.
+    the caller knows it statically (`_kernels.by_phase`). A tuple of offsets (and of slots)
+    gives the list of their features: read together, a lean state recomputes the agents'
+    encoder parameters once for all of them. `z(offset)`: the same for every agent at once.
+    `mom_*`: rings of the population moments, slot `τ mod R` for time `τ`.
     `agent_moments(τ)`: every agent's own exact moments `(M, S)` at time `τ`, agent axis last
     (None where the encoder has no closed form, see `moments="own"`). `kernels`: the backend
     tricks to run with (`_kernels.Kernels`).
@@ -66,7 +68,7 @@ class StepContext(NamedTuple):
     t: Array
     y: Float[Array, "time d"]
     agents: Any
-    features: Callable[..., Float[Array, "d p *n"]]
+    features: Callable[..., Any]  # an array `(d, p, *n)`, or a list of them
     ring_size: int
     mom_M: Float[Array, "R d p"]
     mom_S: Float[Array, "R d p d p"]
@@ -143,8 +145,9 @@ class AbstractMethod(eqx.Module):
             yhat_win = [state.yhat_ring[j] for j in slots]
 
             def window(a):  # the agents' features at t−T_c..t−1 and at t
-                z_win = [ctx.features(a, s - Tc, slots[s]) for s in range(Tc)]
-                return z_win, ctx.features(a, 0, slot(0))
+                offsets = tuple(s - Tc for s in range(Tc)) + (0,)
+                *z_win, z = ctx.features(a, offsets, (*slots, slot(0)))
+                return z_win, z
 
             def one_of(a, yw, b):
                 z_win, z = window(a)
@@ -373,14 +376,14 @@ class MeanFieldGame(AbstractMethod):
             ybar = mean(yh, s)
 
             def last_rows(G, y_, a):
-                z_, z_now = ctx.features(a, -1), ctx.features(a, 0)
+                z_, z_now = ctx.features(a, (-1, 0))
                 beta = control_rows(G[0], G[1], G[2], rows(y_), ybar)
                 base = advance_rows(rows(y_), z_, beta)
                 nxt = advance_rows(base, z_now, beta)
                 return (jnp.concatenate(base), jnp.concatenate(nxt)), energy_rows(beta)
 
             def last_one(G, y_, a):
-                z_, z_now = ctx.features(a, -1), ctx.features(a, 0)
+                z_, z_now = ctx.features(a, (-1, 0))
                 beta = mean_field_control(G[0], G[1], G[2], y_, ybar)
                 base = advance(y_, z_, beta)
                 return (base, advance(base, z_now, beta)), beta @ beta

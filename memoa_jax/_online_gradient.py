@@ -82,7 +82,7 @@ class OnlineGradient(AbstractMethod):
         opt = self._opt()
 
         def agent(beta, opt_state, agent_src, base_prev, yhat):
-            z_prev, z_now = ctx.features(agent_src, -1), ctx.features(agent_src, 0)
+            z_prev, z_now = ctx.features(agent_src, (-1, 0))
 
             def loss(b):
                 r = y_t - advance(base_prev, z_prev, b)

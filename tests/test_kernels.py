@@ -1,6 +1,7 @@
 """The tuned kernels (`_kernels.py`) against the plain path (`vmap` of the one-agent
 functions, `jax.random`, `jax.scipy`): the same run, every method, to float rounding."""
 
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -9,6 +10,7 @@ from helpers import assert_same_result
 
 import memoa_jax as mj
 from memoa_jax._kernels import TRICKS, Kernels, counter_bits, ndtr_and_pdf
+from memoa_jax._random import bits_rows, fold_in_rows, normal_rows, split_rows
 from memoa_jax.data import load_dataset
 
 RTOL, ATOL = 1e-10, 1e-13
@@ -99,6 +101,41 @@ def test_threefry_forms_give_the_same_bits():
     np.testing.assert_array_equal(
         counter_bits(keys, 17, j, threefry=True), counter_bits(keys, 17, j, threefry=False)
     )
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_row_forms_of_jax_random_give_its_bits(dtype):
+    """`fold_in`, `split`, `bits` and `normal` on agent-last rows against `jax.random` per
+    key, and the encoders' `init_rows` against `vmap(init)` (the AbstractEncoder default)."""
+    key = jr.key(3)
+    index = jnp.arange(5, 45, dtype=jnp.int32)
+    per_agent = jax.vmap(lambda i: jr.fold_in(key, i))(index)
+    rows_ = fold_in_rows(jr.key_data(key), index)
+    np.testing.assert_array_equal(rows_, jr.key_data(per_agent).T)
+    for j, k in enumerate(split_rows(rows_, 3)):
+        np.testing.assert_array_equal(
+            k, jr.key_data(jax.vmap(lambda a: jr.split(a, 3)[j])(per_agent)).T
+        )
+    np.testing.assert_array_equal(
+        bits_rows(rows_, 7),
+        jax.vmap(lambda a: jr.bits(a, (7,), jnp.uint32), out_axes=-1)(per_agent),
+    )
+    np.testing.assert_array_equal(
+        normal_rows(rows_, (2, 3), dtype),
+        jax.vmap(lambda a: jr.normal(a, (2, 3), dtype), out_axes=-1)(per_agent),
+    )
+    for enc in (mj.RFNEncoder(d=2, d_x=3, p=4), mj.ESNEncoder(d=2, d_x=3, p=4)):
+        via_vmap = mj.AbstractEncoder.init_rows(enc, rows_, dtype)
+        assert_trees_equal(enc.init_rows(rows_, dtype), via_vmap)
+        one = enc.init(per_agent[4], dtype)
+        assert_trees_equal(jax.tree.map(lambda a: a[..., 4], via_vmap), one)
+
+
+def assert_trees_equal(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        assert u.dtype == v.dtype
+        np.testing.assert_array_equal(u, v)
 
 
 def test_normal_cdf_forms_agree():
