@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._custom_types import Array, Float
-from ._kernels import SMALL_SOLVE_UP_TO, ridge_entries
+from ._kernels import SMALL_SOLVE_UP_TO, computed_once, ridge_entries
 
 
 def ridge_control(
@@ -101,7 +101,7 @@ def map_chunks(fn: Callable, *args, batch_size: int | None = None):
 
     def body(i, out):
         start = jnp.minimum(i * batch_size, n - batch_size)
-        res = fn(*jax.tree.map(lambda a: take(a, start), args))
+        res = computed_once(fn, *jax.tree.map(lambda a: take(a, start), args), live=i >= 0)
         return jax.tree.map(
             lambda o, r: lax.dynamic_update_slice_in_dim(o, r, start, axis=o.ndim - 1), out, res
         )
