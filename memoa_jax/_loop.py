@@ -80,7 +80,7 @@ def agent_draws(sim: Simulation, key: PRNGKeyArray, index: Array) -> tuple[Any, 
     agents_key, shared_key = jr.split(key)
     h2 = sim.homogeneity == "h2"
     if sim.kernels.threefry and index.ndim == 1 and is_threefry(key):
-        # the same bits by `jax.random`'s derivations written on agent-last rows (`_random`)
+        # the same bits by `jax.random`'s derivations written on agent-last rows (`_random`),
         # each stage computed once (`computed_once`): a key feeds many draws, and fused into
         # each of them XLA:CPU would repeat its 20 Threefry rounds per draw
         words = jr.key_data(agents_key)

@@ -27,6 +27,12 @@ def _by_size(records, value):
     return np.array(n_out), np.array(mean), np.array(std)
 
 
+def _per_agent(record, field):
+    """`record[field]` (bytes) per agent, or None where it was not measured."""
+    v = record.get(field)
+    return None if v is None else v / record["n_agents"]
+
+
 def _diverged_at(records, m, field):
     """The smallest N at which method `m`'s `field` is not finite (null), or None."""
     bad = [
@@ -63,14 +69,28 @@ def plot_sweep(records, *, title: str) -> dict:
     axes[0].legend(fontsize=8)
     fig_m.suptitle(f"memoa sweep: metrics vs population size ({title})")
 
-    fig_t, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
+    fig_t, (ax, ax_mem) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
     n, mean, std = _by_size(records, lambda r: r["agent_steps_per_s"])
-    ax.errorbar(n, mean, yerr=std, marker="o", label="full online loop, all methods")
+    ax.errorbar(n, mean, yerr=std, marker="o", label="full online loop: " + ", ".join(methods))
     ax.set(xscale="log", yscale="log", xlabel="agents N", ylabel="agent-steps / s")
-    device = records[-1]["device"]
-    ax.set_title(f"memoa sweep: throughput ({title}; {device})", fontsize=9)
+    ax.set_title("throughput", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    # memory per agent: the process's peak (a running maximum, so read at the largest N so
+    # far) and the compiled loop's own buffers (XLA's arguments, outputs and temporaries)
+    for field, label in (
+        ("peak_rss_bytes", "peak RSS of the process"),
+        ("xla_bytes", "XLA buffers of the loop"),
+    ):
+        n, mean, _ = _by_size(records, lambda r: _per_agent(r, field))
+        if n.size:
+            ax_mem.plot(n, mean, marker="o", label=label)
+    ax_mem.set(xscale="log", yscale="log", xlabel="agents N", ylabel="bytes per agent")
+    ax_mem.set_title("memory per agent", fontsize=10)
+    ax_mem.grid(True, which="both", alpha=0.3)
+    if ax_mem.lines:
+        ax_mem.legend(fontsize=8)
+    fig_t.suptitle(f"memoa sweep ({title}; {records[-1]['device']})", fontsize=10)
     return {"metrics": fig_m, "throughput": fig_t}
 
 
