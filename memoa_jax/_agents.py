@@ -88,7 +88,11 @@ def map_chunks(fn: Callable, *args, batch_size: int | None = None):
     axis agent by agent, to the whole population (`batch_size=None`) or chunk by chunk.
 
     Chunks: a loop that slices and writes back along the agent axis (the last chunk is
-    shifted to end at N, recomputing a few agents, so any N works without padding).
+    shifted to end at N, recomputing a few agents, so any N works without padding). Each
+    chunk's results are computed into memory before they are written back
+    (`_kernels.computed_once`): fused into the write, XLA:CPU ran a chunk's feature draw
+    15× slower. (Not a `Kernels` trick: chunks are themselves the opt-in trade of time for
+    memory, and this is how their loop is written on every backend.)
     """
     if batch_size is None:
         return fn(*args)

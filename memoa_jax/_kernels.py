@@ -55,6 +55,10 @@ class Kernels(eqx.Module):
             one `exp`, instead of `jax.scipy.special.ndtr` and a separate `exp`.
         phases: the ridge reads its ring at static slots, one `lax.switch` branch per phase
             `t mod R` (rings up to `STATIC_SLOTS_UP_TO` slots), instead of traced slots.
+        apart: values read many times (recomputed keys, parameters and features; the
+            moment parts before their sums) computed into memory first (`computed_once`),
+            instead of leaving XLA to fuse them into each reader. On XLA:CPU it made the
+            lean loop 3-10× faster and chunked moments 3× (docs/performance.md).
     """
 
     rows: bool = eqx.field(static=True, default=True)
@@ -62,6 +66,7 @@ class Kernels(eqx.Module):
     threefry: bool = eqx.field(static=True, default=True)
     cephes: bool = eqx.field(static=True, default=True)
     phases: bool = eqx.field(static=True, default=True)
+    apart: bool = eqx.field(static=True, default=True)
 
     @classmethod
     def plain(cls) -> "Kernels":
@@ -74,7 +79,7 @@ class Kernels(eqx.Module):
         return dataclasses.replace(self, **{trick: False})
 
 
-TRICKS = ("rows", "small_solve", "threefry", "cephes", "phases")
+TRICKS = ("rows", "small_solve", "threefry", "cephes", "phases", "apart")
 
 
 def as_kernels(spec: "str | Kernels") -> Kernels:
@@ -307,7 +312,7 @@ def _threefry_plain(key: UInt32[Array, " 2 *agents"], t, j: UInt32[Array, " n"])
     return bits.reshape((j.shape[0],) + key.shape[1:])
 
 
-def computed_once(fn: Callable, *args, live: Array):
+def computed_once(fn: Callable, *args, live: Array, apart: bool = True):
     """`fn(*args)`, computed into memory before any consumer reads it: in a conditional
     whose branches are both `fn`, a fusion boundary XLA:CPU keeps (it deletes
     `optimization_barrier`). For per-agent keys and draws that feed many consumers: fused
@@ -315,7 +320,10 @@ def computed_once(fn: Callable, *args, live: Array):
     traced boolean, replicated across devices (e.g. from the run's key or the step
     counter); its value does not matter, it only keeps the conditional from being folded
     away. Nested calls need predicates of their own: a branch knows its own predicate's
-    value, and XLA folds a conditional on it."""
+    value, and XLA folds a conditional on it. `apart=False` (the `apart` trick off): just
+    `fn(*args)`."""
+    if not apart:
+        return fn(*args)
     return lax.cond(live, fn, fn, *args)
 
 

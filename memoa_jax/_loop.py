@@ -86,10 +86,11 @@ def agent_draws(sim: Simulation, key: PRNGKeyArray, index: Array) -> tuple[Any, 
         words = jr.key_data(agents_key)
         live = words[0] == 0  # (any traced value of the run's key)
         keys = lambda i: split_rows(fold_in_rows(words, i), 2)
-        param_key, noise_key = computed_once(keys, index, live=live)
+        apart = sim.kernels.apart
+        param_key, noise_key = computed_once(keys, index, live=live, apart=apart)
         params = sim.encoder.init_rows(param_key, sim.dtype) if h2 else None
         params, words = computed_once(
-            lambda q, k: (q, bits_rows(k, 2)), params, noise_key, live=live
+            lambda q, k: (q, bits_rows(k, 2)), params, noise_key, live=live, apart=apart
         )
     else:
 
@@ -124,7 +125,7 @@ def _population_moments(
         q, k = draws(a)
         # into memory before the three sums read them: inside a chunk loop XLA:CPU fused the
         # moment parts (exp, Cephes' rational functions) into each sum, computing them 7×
-        M, C = computed_once(parts, q, k, z, live=t >= 0)
+        M, C = computed_once(parts, q, k, z, live=t >= 0, apart=kernels.apart)
         Mw = masked(M, w)
         return jnp.sum(Mw, -1), jnp.sum(masked(C, w), -1), jnp.einsum("akn,bln->akbl", Mw, M)
 
@@ -268,7 +269,7 @@ def _moving(sim: Simulation, x, key, shard, n_steps: int) -> Bool[Array, " n"]:
             draw = lambda q_, k_: enc.features(q_, x[t], enc.noise(k_, t, kernels))
             # into memory first: XLA:CPU fused the draws into the reduction, on one thread
             # (a quarter of a lean MEMOA run at N = 2·10⁶)
-            z = computed_once(draw, q, k, live=t >= 0)
+            z = computed_once(draw, q, k, live=t >= 0, apart=kernels.apart)
             return moving | jnp.any(z != 0, axis=(0, 1))
 
         return lax.fori_loop(0, n_steps, at, jnp.zeros(a.shape[-1:], bool))
@@ -428,7 +429,7 @@ def _make_step(
 
                 # into memory before the methods' row expressions read them: fused into
                 # each, XLA:CPU would repeat the draws once per read (`computed_once`)
-                return computed_once(draw, q, k, live=t >= 0) if kernels.threefry else draw(q, k)
+                return computed_once(draw, q, k, live=t >= 0, apart=kernels.apart)
 
             source, features = agents.src, lean_features
             moved = None  # found after the loop, each agent's parameters drawn once (`_moving`)

@@ -195,11 +195,13 @@ def time_loop(n, x, y, dtype, repeat, kernels="tuned", state="stored"):
     )
 
 
-def time_kernels(n, x, y, dtype, repeat, progress=None) -> dict:
+def time_kernels(n, x, y, dtype, repeat, progress=None, state="stored") -> dict:
     """The full loop at `n` agents with the tuned kernels, the plain path, and the tuned
     kernels with each trick replaced by its plain form in turn, compiled first, then timed in
     interleaved rounds (the minimum of `repeat` per variant), so that every ratio comes from
-    the same minutes of the machine. A trick's gain is `run(without it) / run(tuned) − 1`."""
+    the same minutes of the machine. A trick's gain is `run(without it) / run(tuned) − 1`.
+    `state`: the loop's state, "stored" or "lean" (some tricks pay only where the draws are
+    recomputed)."""
     import jax
     import jax.random as jr
 
@@ -210,7 +212,7 @@ def time_kernels(n, x, y, dtype, repeat, progress=None) -> dict:
     variants.update({f"without {t}": Kernels().without(t) for t in TRICKS})
     compiled, out = {}, {}
     for name, kernels in variants.items():
-        sim = make_simulation(n, x.shape[0] - 1, dtype, kernels)
+        sim = make_simulation(n, x.shape[0] - 1, dtype, kernels, state)
         fn = jax.jit(lambda x_, y_, k, sim=sim: mj.simulate(sim, x_, y_, key=k))
         t0 = time.perf_counter()
         compiled[name] = fn.lower(x, y, jr.key(0)).compile()
@@ -236,7 +238,7 @@ def time_kernels(n, x, y, dtype, repeat, progress=None) -> dict:
                 vs_tuned=run_s / base - 1.0,
             )
         )
-    return dict(n_agents=n, variants=rows)
+    return dict(n_agents=n, state=state, variants=rows)
 
 
 def time_numpy_loop(n, x, y, repeat):
@@ -514,12 +516,16 @@ def main(args) -> int:
             point["error"] = str(e).splitlines()[0][:200]
         record["points"].append(point)
         write_json(out / "bench.json", record)  # after every size: partial results survive
-    if args.kernels == "both":
+    if args.kernels == "both":  # in each state of --state ("both": stored, then lean)
+        from memoa_jax._kernels import TRICKS
+
         n_k = int(args.kernels_n)
-        with tqdm(total=9, desc=f"kernels at N={n_k:.0e}", file=sys.stderr, leave=False,
-                  disable=args.no_progress) as bar:  # fmt: skip
-            record["kernels"] = time_kernels(n_k, x, y, dtype, args.repeat, bar.update)
-        write_json(out / "bench.json", record)
+        for state in ("stored", "lean") if args.state == "both" else (args.state,):
+            with tqdm(total=len(TRICKS) + 2, desc=f"kernels at N={n_k:.0e}, {state}",
+                      file=sys.stderr, leave=False, disable=args.no_progress) as bar:  # fmt: skip
+                timed = time_kernels(n_k, x, y, dtype, args.repeat, bar.update, state)
+            record["kernels" if state == "stored" else f"kernels_{state}"] = timed
+            write_json(out / "bench.json", record)
     _print_tables(record)
     from .._sweep_plots import plot_bench
 
@@ -607,11 +613,10 @@ def _print_tables(record):
                 for r in nsh["dense"]
             ],
         )
-    if "kernels" in record:
-        kr = record["kernels"]
+    for kr in (record[k] for k in ("kernels", "kernels_lean") if k in record):
         print(
-            f"\nkernels (full loop, N = {kr['n_agents']:.0e}; a trick's gain: the loop's time "
-            "without it over the tuned one's, same run):"
+            f"\nkernels (full loop, N = {kr['n_agents']:.0e}, {kr.get('state', 'stored')} "
+            "state; a trick's gain: the loop's time without it over the tuned one's, same run):"
         )
         print_table(
             ["variant", "compile s", "run s", "agent-steps/s", "vs tuned"],
