@@ -42,6 +42,9 @@ def test_bench_writes_json_and_figure(tmp_path, capsys):
         (["--numpy-max", "nan"], "--numpy-max must be a number >= 0 (0: never), got nan"),
         (["--loop-max", "-1"], "--loop-max must be a number >= 0 (0: never), got -1.0"),
         (["--dense-sizes", "2,x"], "--dense-sizes: 'x' is not a number"),
+        (["--tricks", "rows"], "--tricks rows needs --kernels both (got --kernels tuned)"),
+        (["--kernels", "both", "--tricks", "rows,fast"], "--tricks: unknown 'fast' (the tricks"),
+        (["--kernels", "both", "--tricks", ","], "--tricks: unknown empty list"),
     ],
 )
 def test_bench_bad_input(tmp_path, capsys, args, match):
@@ -74,3 +77,21 @@ def test_bench_float32_in_a_fresh_process(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     rec = json.loads((tmp_path / "bench.json").read_text())
     assert rec["dtype"] == "float32" and rec["points"][0]["loop"]["speedup_vs_numpy"] > 0
+
+
+@pytest.mark.slow  # three compilations of the full loop in each state
+def test_bench_kernels_in_both_states(tmp_path, capsys):
+    """`--kernels both --state both --tricks apart`: the tuned loop, the plain path and the
+    tuned one without `apart`, in the stored state and in the lean one, a table for each."""
+    args = ["bench", "--sizes", "64", "--steps", "5", "--repeat", "1", "--copy-mib", "4"]
+    args += ["--dense-sizes", "none", "--numpy-max", "0", "--python-max", "0"]
+    args += ["--kernels", "both", "--kernels-n", "64", "--state", "both", "--tricks", "apart"]
+    assert main([*args, "--no-progress", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "stored state; a trick's gain" in text and "lean state; a trick's gain" in text
+    rec = json.loads((tmp_path / "bench.json").read_text())
+    for key, state in (("kernels", "stored"), ("kernels_lean", "lean")):
+        timed = rec[key]
+        assert timed["state"] == state and timed["n_agents"] == 64
+        assert [v["variant"] for v in timed["variants"]] == ["tuned", "plain", "without apart"]
+        assert all(v["run_s"] > 0 and v["compile_s"] > 0 for v in timed["variants"])

@@ -101,6 +101,11 @@ def add_parser(sub, formatter):
         "--kernels-n", type=float, default=1e6, help="population of the --kernels both comparison"
     )
     b.add_argument(
+        "--tricks",
+        help="the tricks that --kernels both turns off one at a time (comma-separated; "
+        "default: all of Kernels' tricks)",
+    )
+    b.add_argument(
         "--out",
         type=Path,
         help="output folder of bench.json and bench_throughput.png "
@@ -195,13 +200,13 @@ def time_loop(n, x, y, dtype, repeat, kernels="tuned", state="stored"):
     )
 
 
-def time_kernels(n, x, y, dtype, repeat, progress=None, state="stored") -> dict:
+def time_kernels(n, x, y, dtype, repeat, progress=None, state="stored", tricks=None) -> dict:
     """The full loop at `n` agents with the tuned kernels, the plain path, and the tuned
     kernels with each trick replaced by its plain form in turn, compiled first, then timed in
     interleaved rounds (the minimum of `repeat` per variant), so that every ratio comes from
     the same minutes of the machine. A trick's gain is `run(without it) / run(tuned) − 1`.
     `state`: the loop's state, "stored" or "lean" (some tricks pay only where the draws are
-    recomputed)."""
+    recomputed). `tricks`: those to turn off in turn (default all)."""
     import jax
     import jax.random as jr
 
@@ -209,7 +214,7 @@ def time_kernels(n, x, y, dtype, repeat, progress=None, state="stored") -> dict:
     from memoa_jax._kernels import TRICKS, Kernels
 
     variants = {"tuned": Kernels(), "plain": Kernels.plain()}
-    variants.update({f"without {t}": Kernels().without(t) for t in TRICKS})
+    variants.update({f"without {t}": Kernels().without(t) for t in tricks or TRICKS})
     compiled, out = {}, {}
     for name, kernels in variants.items():
         sim = make_simulation(n, x.shape[0] - 1, dtype, kernels, state)
@@ -382,6 +387,22 @@ def _sizes(args, platform_name):
     return parse_sizes(args.sizes, limit=MAX_AGENTS)
 
 
+def _tricks(spec: str | None) -> tuple[str, ...]:
+    """The `--tricks` list, each checked against `Kernels`' tricks (exit 2 otherwise)."""
+    from memoa_jax._kernels import TRICKS
+
+    if spec is None:
+        return TRICKS
+    names = tuple(t.strip() for t in spec.split(",") if t.strip())
+    bad = [t for t in names if t not in TRICKS]
+    check(
+        bool(names) and not bad,
+        f"--tricks: unknown {', '.join(map(repr, bad)) or 'empty list'} "
+        f"(the tricks are {','.join(TRICKS)}), got {spec!r}",
+    )
+    return names
+
+
 def _check_sizes_fit(sizes, loop_max, args, dtype):
     """Refuses (exit 2) a size whose arrays cannot fit, before anything runs: per agent
     the policy step's inputs and output and their NumPy copies, and up to `--loop-max`
@@ -419,6 +440,11 @@ def main(args) -> int:
             value is None or (math.isfinite(value) and value >= 0),
             f"--{name.replace('_', '-')} must be a number >= 0 (0: never), got {value}",
         )
+    check(
+        args.tricks is None or args.kernels == "both",
+        f"--tricks {args.tricks} needs --kernels both (got --kernels {args.kernels})",
+    )
+    tricks = _tricks(args.tricks)
     none = args.dense_sizes.strip().lower() == "none"
     dense = None if none else parse_sizes(args.dense_sizes, "--dense-sizes", limit=MAX_AGENTS)
     if dense:
@@ -517,13 +543,11 @@ def main(args) -> int:
         record["points"].append(point)
         write_json(out / "bench.json", record)  # after every size: partial results survive
     if args.kernels == "both":  # in each state of --state ("both": stored, then lean)
-        from memoa_jax._kernels import TRICKS
-
         n_k = int(args.kernels_n)
         for state in ("stored", "lean") if args.state == "both" else (args.state,):
-            with tqdm(total=len(TRICKS) + 2, desc=f"kernels at N={n_k:.0e}, {state}",
+            with tqdm(total=len(tricks) + 2, desc=f"kernels at N={n_k:.0e}, {state}",
                       file=sys.stderr, leave=False, disable=args.no_progress) as bar:  # fmt: skip
-                timed = time_kernels(n_k, x, y, dtype, args.repeat, bar.update, state)
+                timed = time_kernels(n_k, x, y, dtype, args.repeat, bar.update, state, tricks)
             record["kernels" if state == "stored" else f"kernels_{state}"] = timed
             write_json(out / "bench.json", record)
     _print_tables(record)
