@@ -57,8 +57,8 @@ class Kernels(eqx.Module):
             `t mod R` (rings up to `STATIC_SLOTS_UP_TO` slots), instead of traced slots.
         apart: values read many times (recomputed keys, parameters and features; the
             moment parts before their sums) computed into memory first (`computed_once`),
-            instead of leaving XLA to fuse them into each reader. On XLA:CPU it made the
-            lean loop 3-10× faster and chunked moments 3× (docs/performance.md).
+            instead of leaving XLA to fuse them into each reader. On XLA:CPU the lean loop
+            ran 26× slower without it (figures/bench_kernels_lean, docs/performance.md).
     """
 
     rows: bool = eqx.field(static=True, default=True)

@@ -387,6 +387,10 @@ def _sizes(args, platform_name):
     return parse_sizes(args.sizes, limit=MAX_AGENTS)
 
 
+# where `--kernels both` keeps its comparison in bench.json, per state ("kernels" predates lean)
+KERNELS_KEY = {"stored": "kernels", "lean": "kernels_lean"}
+
+
 def _tricks(spec: str | None) -> tuple[str, ...]:
     """The `--tricks` list, each checked against `Kernels`' tricks (exit 2 otherwise)."""
     from memoa_jax._kernels import TRICKS
@@ -548,7 +552,7 @@ def main(args) -> int:
             with tqdm(total=len(tricks) + 2, desc=f"kernels at N={n_k:.0e}, {state}",
                       file=sys.stderr, leave=False, disable=args.no_progress) as bar:  # fmt: skip
                 timed = time_kernels(n_k, x, y, dtype, args.repeat, bar.update, state, tricks)
-            record["kernels" if state == "stored" else f"kernels_{state}"] = timed
+            record[KERNELS_KEY[state]] = timed
             write_json(out / "bench.json", record)
     _print_tables(record)
     from .._sweep_plots import plot_bench
@@ -637,7 +641,7 @@ def _print_tables(record):
                 for r in nsh["dense"]
             ],
         )
-    for kr in (record[k] for k in ("kernels", "kernels_lean") if k in record):
+    for kr in (record[k] for k in KERNELS_KEY.values() if k in record):
         print(
             f"\nkernels (full loop, N = {kr['n_agents']:.0e}, {kr.get('state', 'stored')} "
             "state; a trick's gain: the loop's time without it over the tuned one's, same run):"
