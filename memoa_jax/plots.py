@@ -22,6 +22,8 @@ def plot_run(
     title: str,
     credit: str = "",
     limit: float = np.inf,
+    persistence: np.ndarray | None = None,
+    decades: float = 3.0,
 ):
     """Per-step error of every method: average agent, worst agent at each step, server.
 
@@ -36,6 +38,12 @@ def plot_run(
         credit: data attribution printed under the plot.
         limit: the RMSE above which a method counts as diverged (e.g. 10⁶ × the lag-1
             persistence RMSE, `memoa_jax.DIVERGED_FACTOR`).
+        persistence: the lag-1 persistence forecast's squared error per step (`(y_{t+1} −
+            y_t)²`), drawn as a grey line in both panels: the yardstick a forecast must beat.
+        decades: the axes span at most this many decades below the curves' median and one
+            above their largest value (a stuck sensor's near-zero errors would otherwise
+            stretch a log axis over 16 decades); values below are drawn at the bottom edge,
+            and the panel says how many were clipped.
     """
     import matplotlib
 
@@ -58,15 +66,25 @@ def plot_run(
         diverged[name] = min(at) if at else None
     # the axes are set by the methods that did not diverge (all of them if every one did)
     sane = [n for n, a in diverged.items() if a is None] or list(steps)
+    base = None
+    if persistence is not None:
+        with np.errstate(all="ignore"):
+            base = _rolling_rms(np.asarray(persistence, dtype=float), width)
     ranges = []
     for ax_index in (0, 1):
-        vals = np.concatenate([curves[n][k] for n in sane for k, i, _ in panels if i == ax_index])
+        parts = [curves[n][k] for n in sane for k, i, _ in panels if i == ax_index]
+        vals = np.concatenate(parts + ([] if base is None else [base]))
         vals = vals[np.isfinite(vals) & (vals > 0) & (vals <= limit)]
         lo, hi = (vals.min(), vals.max()) if vals.size else (1e-3, 1.0)
+        if vals.size:  # robust: a few decades under the median, never the tiniest outlier
+            lo = max(lo, float(np.median(vals)) * 10.0**-decades)
         ranges.append((lo / 1.5, hi * 3.0))
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    if base is not None:
+        for ax in axes:
+            ax.plot(t, base, color="0.55", lw=1.4, label="persistence (lag 1)", zorder=1)
     for j, (name, cv) in enumerate(curves.items()):
         c = colours[j % len(colours)]
         lw = 2.2 if name == "memoa" else 1.2
@@ -95,6 +113,23 @@ def plot_run(
     for ax, (lo, hi) in zip(axes, ranges):
         ax.set_yscale("log")
         ax.set_ylim(lo, hi)
+        clipped = 0
+        for line in ax.get_lines():  # draw what lies below the axis at its bottom edge
+            yd = np.asarray(line.get_ydata(), dtype=float)
+            low = np.isfinite(yd) & (yd < lo)
+            if low.any():
+                clipped += int(low.sum())
+                line.set_ydata(np.where(low, lo, yd))
+        if clipped:
+            ax.text(
+                0.99,
+                0.02,
+                f"{clipped} value(s) below {lo:.1e} drawn at the bottom edge",
+                transform=ax.transAxes,
+                ha="right",
+                fontsize=7.5,
+                color="0.35",
+            )
         ax.set_xlabel("step t (target yₜ₊₁)")
         ax.set_ylabel(f"RMSE, rolling over {width} step(s)")
         ax.grid(alpha=0.3, which="both")

@@ -67,11 +67,26 @@ def test_g1_params_game_and_readings_run_in_one_simulation(tmp_path, monkeypatch
 
 
 def test_summary_columns_and_one_seed_without_plus_minus(tmp_path, capsys):
-    rec, _ = _run(tmp_path, "--seeds", "1", "--methods", "memoa")
+    rec, out = _run(tmp_path, "--seeds", "1", "--methods", "memoa", "--wide")
     text = capsys.readouterr().out
-    for col in ("p50", "p90", "p99", "worst mover", "frozen agents", "persist. lag 1"):
+    for col in ("p50", "p90", "p99", "worst mover", "frozen agents", "persist. lag T+1"):
         assert col in text, col
     assert "±" not in text
+    # the first table fits 100 columns; persistence is a row of it, with the verdict below
+    first = text.split("RMSE:\n")[1].split("verdict:")[0]
+    assert max(len(line) for line in first.splitlines()) <= 100
+    assert "persistence (lag 1)" in first and "persistence (lag 4)" in first  # periodic
+    assert "verdict: best server memoa" in text
+    # summary.csv: tidy, one row per method x seed x metric, persistence as methods
+    import csv
+
+    with open(out / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert set(rows[0]) == {"method", "seed", "metric", "value"}
+    by = {(r["method"], r["metric"]): float(r["value"]) for r in rows if r["value"]}
+    assert by[("memoa", "avg_rmse")] == rec["summary"]["memoa"]["avg_rmse"]["per_seed"][0]
+    lag1 = rec["summary"]["memoa"]["persistence"]["lag_1"]
+    assert by[("persistence_lag_1", "server_rmse")] == lag1
     s = rec["summary"]["memoa"]
     for f in ("p50_rmse", "p90_rmse", "p99_rmse", "frozen_share", "worst_moving_rmse"):
         assert len(s[f]["per_seed"]) == 1
@@ -86,7 +101,7 @@ def test_diverged_method_strict_json_and_label(tmp_path, capsys):
     rec, out = _run(tmp_path, *args, "--dtype", "float32")
     text = capsys.readouterr().out
     assert "diverged (4 of 4 agents)" in text
-    tables = text.split("N = 4 agents")[1].split("(frozen:")[0]
+    tables = text.split("N = 4 agents")[1].split("verdict:")[0]
     assert "e+" not in tables  # no raw 1e77
     assert "ogd_sgd: compiled twice (again with checks on)" in text
     raw = (out / "results.json").read_text()
@@ -122,6 +137,61 @@ def test_plot_run_clips_a_diverged_method():
     assert "g1_ridge: diverged at step 15 (clipped)" in labels
     assert any("g1_ridge diverged at step 15" in t.get_text() for t in ax.texts)
     assert "yₜ₊₁" in ax.get_xlabel()
+
+
+def test_plot_run_draws_persistence_and_clips_a_stuck_stretch():
+    """A stuck stretch (errors ~1e-17) does not stretch the log axis over 16 decades: the
+    axis stops a few decades under the median, the clipped values are counted on the panel,
+    and the lag-1 persistence is a grey line in both panels."""
+    from memoa_jax.plots import plot_run
+
+    n = 80
+    se = np.full(n, 1e-4)
+    se[30:50] = 1e-34  # RMSE 1e-17
+    good = dict(mse=se.copy(), worst_se=4 * se, server_se=se.copy())
+    fig = plot_run(dict(memoa=good), title="t", persistence=2 * se, decades=3.0)
+    for ax in fig.axes[:2]:
+        lo = ax.get_ylim()[0]
+        assert 1e-6 < lo < 1e-4  # median 1e-2 (RMSE), three decades under it, not 1e-17
+        assert "persistence (lag 1)" in [line.get_label() for line in ax.get_lines()]
+        assert any("drawn at the bottom edge" in t.get_text() for t in ax.texts)
+
+
+def test_spread_digits_follow_the_spread():
+    from memoa_jax.cli.run import spread
+
+    assert spread(0.008092, 9.4e-05) == "0.008092 ±1.2%"
+    assert spread(0.02561, 3.5e-18) == "0.02561"  # round-off between seeds: no "± 1e-18"
+    assert spread(0.0493, 0.009) == "0.0493 ±18%"  # last digit: the spread's second
+    assert spread(0.5, 0.0) == "0.5"
+
+
+def test_verdict_names_what_beats_persistence():
+    from memoa_jax.cli.run import verdict
+
+    def s(server, lag1=0.02):
+        p = dict(lag_1=lag1, seasonal=None, season=None, lag_T1=lag1, T1=3)
+        return dict(server_rmse=dict(mean=server, std=0.0, per_seed=[server]), persistence=p)
+
+    line = verdict(dict(memoa=s(0.03), g2_myopic=s(0.025)))
+    assert line == (
+        "verdict: best server g2_myopic 0.025 = 1.25 × persistence (lag 1) (0.02); "
+        "no method beats persistence on this series"
+    )
+    assert verdict(dict(memoa=s(0.01), g2_myopic=s(0.025))).endswith("; memoa beats it")
+    assert "every method diverged" in verdict(dict(g1_ridge=s(math.inf)))
+
+
+def test_frozen_warning_names_the_cause_and_the_option(capsys):
+    from memoa_jax.cli.run import _print_frozen_warning
+
+    share = lambda v: dict(frozen_share=dict(mean=v, per_seed=[v]))
+    _print_frozen_warning(dict(memoa=share(0.05)), 1)
+    assert capsys.readouterr().err == ""
+    _print_frozen_warning(dict(memoa=share(0.05), g2_myopic=share(0.306)), 1)
+    err = capsys.readouterr().err
+    assert err.startswith("warning: 30.6 % of g2_myopic's agents never moved")
+    assert "--features, now 1" in err and err.count("\n") == 1
 
 
 def _ett_like(path, n=40):

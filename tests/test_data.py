@@ -293,3 +293,31 @@ def test_dataset_head():
         ds.head(1)
     with pytest.raises(ValueError, match="n_rows=202 exceeds the 201 rows of dataset 'concept'"):
         ds.head(202)
+
+
+def test_constant_stretches_and_outliers_are_found_with_their_rows():
+    """A stuck sensor and a spike on a smooth series, against hand-placed positions; a
+    level shift is not a spike; the built-in ETT series has its stuck stretch named."""
+    from memoa_jax.data._checks import constant_stretches, describe_stretches, outlier_rows
+
+    t = np.arange(200.0)
+    y = np.sin(t / 7)[:, None]
+    y[50:80] = y[50]  # stuck for 30 rows: rows 50..79
+    y[120] += 5.0  # a spike
+    y[150:] += 3.0  # a level shift, not a spike
+    assert constant_stretches(y, min_rows=12) == [(50, 80)]
+    assert constant_stretches(y, min_rows=31) == []
+    assert outlier_rows(y) == [120]
+    lines = describe_stretches(y)
+    assert lines[0].startswith("the target is constant over rows 50-79 (30 rows)")
+    assert "outlier row(s)" in lines[1] and lines[1].endswith(": 120")
+    assert describe_stretches(np.sin(t / 7)[:, None]) == []
+    ett = load_dataset("ett")
+    assert any(a <= 720 < b for a, b in constant_stretches(ett.y))
+
+
+def test_dataset_season():
+    assert load_dataset("periodic").season == 4 and load_dataset("ett").season == 24
+    assert load_dataset("logistic").season == 0
+    with pytest.raises(ValueError, match="season must be a non-negative integer .* got -1"):
+        Dataset("s", np.zeros((3, 1)), np.zeros((3, 1)), season=-1)

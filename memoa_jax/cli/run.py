@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..data._checks import describe_stretches
 from . import _programs
 from ._common import (
     UsageError,
@@ -32,6 +33,7 @@ from ._common import (
     strict_json,
     write_text,
 )
+from ._tidy import tidy_rows, write_summary_csv
 
 SUMMARY = (
     "Compare MEMOA with the greedy baselines on one series (built-in or\n"
@@ -62,6 +64,12 @@ def add_parser(sub, formatter):
     add_device_options(r)
     r.add_argument(
         "--out", type=Path, help="output folder (default runs/run-<dataset>-N<n>-<time>)"
+    )
+    r.add_argument(
+        "--wide",
+        action="store_true",
+        help="also print the per-agent RMSE quantiles (p50, p90, p99, worst mover), the "
+        "lag-(T+1) persistence and the per-seed detail (worst agent, diverged agents)",
     )
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     r.set_defaults(func=main)
@@ -124,6 +132,8 @@ def main(args) -> int:
         )
     cache = getattr(args, "compile_cache_dir", None)
     print(f"  compilation cache: {cache if cache else 'off'}")
+    for line in describe_stretches(data.y):
+        print(f"  note: {line}")
 
     x, y = jax.numpy.asarray(data.x), jax.numpy.asarray(data.y)
     game = built.fedmoe_game
@@ -212,7 +222,7 @@ def main(args) -> int:
             )
     bar.close()
 
-    persistence = _persistence(mj, y, sims, hp, game is not None)
+    persistence = _persistence(mj, y, sims, hp, game is not None, data.season)
     summary, steps = {}, {}
     with np.errstate(all="ignore"):  # diverged methods: inf and NaN are reported, not warned
         for name in names:
@@ -251,7 +261,9 @@ def main(args) -> int:
     wall_s = time.perf_counter() - wall0
 
     if jax.process_index() == 0:  # multi-host: one process reports
-        _print_summary(summary, n_agents, n_steps, args.seeds, timing, wall_s)
+        _print_summary(summary, n_agents, n_steps, args.seeds, args.wide)
+        _print_frozen_warning(summary, hp.get("features"))
+        _print_timing(timing, wall_s)
         _write_outputs(out, args, built, summary, steps, timing, wall_s, persistence)
     return 0
 
@@ -321,15 +333,23 @@ def _finite(res) -> bool:
     )
 
 
-def _persistence(mj, y, sims, hp, fedmoe_game: bool) -> dict:
-    """Per method: the lag-1 persistence RMSE, and the lag-(T+1) one (what a frozen agent
-    predicts after a hindsight replay of T steps; T = the method's window, else the game's)."""
+def _persistence(mj, y, sims, hp, fedmoe_game: bool, season: int = 0) -> dict:
+    """Per method: the lag-1 persistence RMSE, the seasonal one (`season` > 1: the data
+    set's seasonal lag; else None), and the lag-(T+1) one (what a frozen agent predicts after
+    a hindsight replay of T steps; T = the method's window, else the game's)."""
     lag1 = float(mj.persistence_rmse(y, 1))
+    seasonal = float(mj.persistence_rmse(y, season)) if 1 < season < y.shape[0] else None
     windows = {m.name: getattr(m, "window", hp["window"]) for sim in sims for m in sim.methods}
     if fedmoe_game:
         windows["fedmoe_game"] = hp["window"]
     return {
-        name: dict(lag_1=lag1, lag_T1=float(mj.persistence_rmse(y, w + 1)), T1=w + 1)
+        name: dict(
+            lag_1=lag1,
+            lag_T1=float(mj.persistence_rmse(y, w + 1)),
+            T1=w + 1,
+            seasonal=seasonal,
+            season=season if seasonal is not None else None,
+        )
         for name, w in windows.items()
     }
 
@@ -353,43 +373,126 @@ def _aggregate(per_seed, persistence) -> dict:
     return out
 
 
+def spread(mean: float, std: float) -> str:
+    """A mean over seeds with as many significant digits as its spread allows, and the spread
+    relative to it: `0.008092 ±1.2%`; the mean alone (4 significant digits) when the spread is
+    below 0.05 % of it (one seed, or round-off between seeds).
+
+    Example:
+        >>> spread(0.008092, 9.4e-05), spread(0.02561, 3.5e-18)
+        ('0.008092 ±1.2%', '0.02561')
+    """
+    import math
+
+    if not (math.isfinite(mean) and math.isfinite(std)) or mean == 0 or std <= 5e-4 * abs(mean):
+        return f"{mean:.4g}"
+    digits = math.floor(math.log10(abs(mean))) - math.floor(math.log10(std)) + 2
+    return f"{mean:.{min(max(digits, 2), 4)}g} ±{100 * std / abs(mean):.2g}%"
+
+
+def _diverged(stat, summary) -> list[int]:
+    """The seeds (indices) in which this RMSE diverged."""
+    import memoa_jax as mj
+
+    lag1 = summary["persistence"]["lag_1"]
+    return [i for i, v in enumerate(stat["per_seed"]) if mj.is_diverged(v, lag1)]
+
+
 def _cell(stat, summary, n_agents, seeds, *, agents=True) -> str:
-    """An RMSE over seeds for the table: `0.01234 ± 0.0012` (no `± 0` for one seed), or
-    `diverged (k of N agents)` (`memoa_jax.format_rmse`) when a seed diverged."""
+    """An RMSE over seeds for the wide table: `spread`, or `diverged (k of N agents)`
+    (`memoa_jax.format_rmse`) when a seed diverged."""
     import memoa_jax as mj
 
     lag1 = summary["persistence"]["lag_1"]
     values = stat["per_seed"]
-    bad = [i for i, v in enumerate(values) if mj.is_diverged(v, lag1)]
+    bad = _diverged(stat, summary)
     if bad:
         k = max(summary["n_diverged"]["per_seed"][i] for i in bad)
         text = mj.format_rmse(values[bad[0]], lag1, k if agents else 0, n_agents if agents else 0)
         return text if seeds == 1 else f"{text} in {len(bad)} of {seeds} seeds"
-    if seeds == 1:
-        return f"{stat['mean']:.4g}"
-    return f"{stat['mean']:.4g} ± {stat['std']:.2g}"
+    return spread(stat["mean"], stat["std"])
 
 
-def _print_summary(summary, n_agents, n_steps, seeds, timing, wall_s):
-    across = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"
-    cols = ["method", "avg RMSE", "p50", "p90", "p99", "worst agent", "worst mover"]
-    cols += ["server RMSE", "persist. lag 1", "persist. lag T+1"]
+def _persistence_rows(p) -> list[tuple[str, float]]:
+    """The persistence forecasts every table shows as rows: lag 1, and the seasonal lag."""
+    rows = [("persistence (lag 1)", p["lag_1"])]
+    if p.get("seasonal") is not None:
+        rows.append((f"persistence (lag {p['season']})", p["seasonal"]))
+    return rows
+
+
+def _print_summary(summary, n_agents, n_steps, seeds, wide=False):
+    """The table that fits 100 columns (avg, worst agent, server, × persistence, frozen), the
+    verdict against persistence under it, and with `wide` the quantiles and per-seed detail."""
+    across = f"mean ±spread over {seeds} seeds" if seeds > 1 else "1 seed"
+    p = next(iter(summary.values()))["persistence"]
+    lag1 = p["lag_1"]
+    cols = ["method", "avg agent", "worst agent", "server", "× persist.", "frozen"]
+    rows, notes = [], []
+    for name, s in summary.items():
+        bad = _diverged(s["avg_rmse"], s) or _diverged(s["worst_rmse"], s)
+        cells = []
+        for f in ("avg_rmse", "worst_rmse", "server_rmse"):
+            cells.append("diverged" if _diverged(s[f], s) else spread(s[f]["mean"], s[f]["std"]))
+        server = s["server_rmse"]
+        cells.append("—" if _diverged(server, s) or lag1 <= 0 else f"{server['mean'] / lag1:.2f}")
+        cells.append(f"{100 * s['frozen_share']['mean']:.1f} %")
+        rows.append([name, *cells])
+        if bad:
+            notes.append(f"{name}: {_cell(s['worst_rmse'], s, n_agents, seeds)}")
+    for label, value in _persistence_rows(p):
+        rows.append([label, f"{value:.4g}", f"{value:.4g}", f"{value:.4g}"])
+        rows[-1] += [f"{value / lag1:.2f}" if lag1 > 0 else "—", "—"]
+    title = f"\nN = {n_agents:,} agents, {n_steps} steps, {across}; RMSE:"
+    print_table(cols, rows, left=1, title=title)
+    for line in notes:
+        print(f"  {line} (diverged: RMSE not finite or > 10⁶ × lag-1 persistence)")
+    print(verdict(summary))
+    if wide:
+        _print_wide(summary, n_agents, seeds)
+
+
+def verdict(summary) -> str:
+    """One line: the best server against the best persistence forecast, and which methods'
+    servers beat it (or that none does)."""
+    p = next(iter(summary.values()))["persistence"]
+    label, best_p = min(_persistence_rows(p), key=lambda r: r[1])
+    servers = {
+        n: s["server_rmse"]["mean"]
+        for n, s in summary.items()
+        if not _diverged(s["server_rmse"], s)
+    }
+    if not servers:
+        return f"verdict: every method diverged; {label} scores {best_p:.4g}"
+    best = min(servers, key=lambda n: servers[n])
+    if best_p <= 0:
+        return f"verdict: {label} is exact on this series; best server {best} {servers[best]:.4g}"
+    beat = [n for n, v in servers.items() if v < best_p]
+    tail = (
+        f"{', '.join(beat)} beat{'s' if len(beat) == 1 else ''} it"
+        if beat
+        else "no method beats persistence on this series"
+    )
+    return (
+        f"verdict: best server {best} {servers[best]:.4g} = {servers[best] / best_p:.2f} × "
+        f"{label} ({best_p:.4g}); {tail}"
+    )
+
+
+def _print_wide(summary, n_agents, seeds):
+    """The per-agent quantiles, the lag-(T+1) persistence, and the per-seed detail."""
+    cols = ["method", "p50", "p90", "p99", "worst mover", "persist. lag T+1"]
     rows = []
     for name, s in summary.items():
-        cells = [_cell(s[f], s, n_agents, seeds) for f in ("avg_rmse", "p50_rmse", "p90_rmse")]
-        cells.append(_cell(s["p99_rmse"], s, n_agents, seeds))
-        cells.append(_cell(s["worst_rmse"], s, n_agents, seeds))
-        moving = s["worst_moving_rmse"]
+        cells = [_cell(s[f], s, n_agents, seeds) for f in ("p50_rmse", "p90_rmse", "p99_rmse")]
         if all(f == 1.0 for f in s["frozen_share"]["per_seed"]):
             cells.append("none moved")
         else:
-            cells.append(_cell(moving, s, n_agents, seeds))
-        cells.append(_cell(s["server_rmse"], s, n_agents, seeds, agents=False))
+            cells.append(_cell(s["worst_moving_rmse"], s, n_agents, seeds))
         p = s["persistence"]
-        cells += [f"{p['lag_1']:.4g}", f"{p['lag_T1']:.4g} (lag {p['T1']})"]
+        cells.append(f"{p['lag_T1']:.4g} (lag {p['T1']})")
         rows.append([name, *cells])
-    title = f"\nN = {n_agents:,} agents, {n_steps} steps, {across}; per-agent RMSE quantiles:"
-    print_table(cols, rows, left=1, title=title)
+    print_table(cols, rows, left=1, title="\nper-agent RMSE quantiles:")
 
     cols = ["method", "worst agent (per seed)", "frozen agents", "diverged agents (per seed)"]
     rows = []
@@ -409,6 +512,29 @@ def _print_summary(summary, n_agents, n_steps, seeds, timing, wall_s):
         "\n(frozen: features zero at every step, the agent never moves; worst mover: the worst "
         "agent among those that move; diverged: RMSE not finite or > 10⁶ × lag-1 persistence)"
     )
+
+
+FROZEN_WARNING = 0.10  # the frozen share above which `memoa run` warns
+
+
+def _print_frozen_warning(summary, features) -> None:
+    """One warning when more than `FROZEN_WARNING` of some method's agents never moved."""
+    frozen = {n: s["frozen_share"]["mean"] for n, s in summary.items() if n != "fedmoe_game"}
+    worst = max(frozen, key=lambda n: frozen[n], default=None)
+    if worst is None or frozen[worst] <= FROZEN_WARNING:
+        return
+    p = features
+    print(
+        f"warning: {100 * frozen[worst]:.1f} % of {worst}'s agents never moved (their features "
+        "were zero at every step, so they predict y_0 or a replay's observed value, and the "
+        "worst-agent figures are persistence's error): a ReLU random feature is zero while its "
+        "input stays below its threshold; more features per agent lower the share "
+        f"(--features{f', now {p}' if p else ''})",
+        file=sys.stderr,
+    )
+
+
+def _print_timing(timing, wall_s):
     print()
     for t in timing:
         runs = ", ".join(f"{r:.2f}" for r in t["run_s_per_seed"])
@@ -433,8 +559,10 @@ def _print_summary(summary, n_agents, n_steps, seeds, timing, wall_s):
 
 
 def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persistence):
-    """results.json (strict JSON) and run.png, each written atomically (never half-written)."""
+    """results.json (strict JSON), summary.csv (tidy) and run.png, each written atomically
+    (never half-written)."""
     import jax
+    import numpy as np
 
     import memoa_jax as mj
 
@@ -491,11 +619,20 @@ def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persi
         f"{sim.homogeneity}, mean of {args.seeds} seed(s)"
     )
     lag1 = next(iter(persistence.values()))["lag_1"]
-    fig = plot_run(steps, title=title, credit=data.credit, limit=mj.DIVERGED_FACTOR * lag1)
+    y = np.asarray(data.y)
+    fig = plot_run(
+        steps,
+        title=title,
+        credit=data.credit,
+        limit=mj.DIVERGED_FACTOR * lag1,
+        persistence=np.sum((y[1:] - y[:-1]) ** 2, axis=-1),
+    )
     text = strict_json(record)
+    rows = tidy_rows(summary, list(range(args.seed, args.seed + args.seeds)))
     make_out_dir(out)
     save_figure(out / "run.png", fig)
     write_text(out / "results.json", text)
-    print(f"\nwrote {out / 'results.json'} and {out / 'run.png'}")
+    write_summary_csv(out / "summary.csv", rows)
+    print(f"\nwrote {out / 'results.json'}, {out / 'summary.csv'} and {out / 'run.png'}")
     if data.credit:
         print(data.credit)

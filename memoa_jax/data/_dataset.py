@@ -52,6 +52,9 @@ class Dataset:
         x: public inputs, shape `(n_rows, d_x)`; `x[t]` is known at time `t`.
         y: targets, shape `(n_rows, d)`; at time `t` agents predict `y[t + 1]`.
         credit: attribution line to print under figures and tables (`""` for synthetic data).
+        season: the series' seasonal lag in rows (24 for hourly data with a daily cycle, the
+            period of a periodic signal), whose persistence forecast `ŷ_{t+1} = y_{t+1−season}`
+            the tables report beside the lag-1 one; 0: none known.
 
     Raises:
         ValueError: if `x` or `y` is not 2-D, has no columns, has a non-finite entry (the
@@ -63,12 +66,18 @@ class Dataset:
     x: np.ndarray
     y: np.ndarray
     credit: str = ""
+    season: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"dataset name must be a non-empty string, got {self.name!r}")
         if not isinstance(self.credit, str):
             raise ValueError(f"dataset {self.name!r}: credit must be a string, got {self.credit!r}")
+        if isinstance(self.season, bool) or not isinstance(self.season, int) or self.season < 0:
+            raise ValueError(
+                f"dataset {self.name!r}: season must be a non-negative integer (0: none), "
+                f"got {self.season!r}"
+            )
         x = _as_float64_matrix(self.name, "x", self.x)
         y = _as_float64_matrix(self.name, "y", self.y)
         if x.shape[0] != y.shape[0]:

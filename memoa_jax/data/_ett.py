@@ -79,7 +79,7 @@ def ett(
                 f"{path}: rows {start}..{start + n_rows - 1}: the maximum of the {label} is "
                 f"{a.max()}, not positive; scalar max normalisation is impossible"
             )
-    return Dataset(name=name, x=x / x.max(), y=y / y.max(), credit=ETT_CREDIT)
+    return Dataset(name=name, x=x / x.max(), y=y / y.max(), credit=ETT_CREDIT, season=24)
 
 
 def ett_val(folder: str | os.PathLike | None = None) -> Dataset:

@@ -54,7 +54,7 @@ def periodic() -> Dataset:
     levels = 1.8 * (periods - periods.min()) / (periods.max() - periods.min()) - 0.9
     n = np.arange(_N_POINTS)
     s = levels[(n + 1) % len(_PERIODS)][:-1, None]  # drop the last point (FedMOE [:-1])
-    return Dataset(name="periodic", x=s, y=s)
+    return Dataset(name="periodic", x=s, y=s, season=len(_PERIODS))
 
 
 def logistic() -> Dataset:
