@@ -466,7 +466,10 @@ def add_model_options(r, *, dataset: str = "ecb"):
         "FedMOE's BoC recipe, e.g.: --lags 0,1 --target-lags 0,1 --scale max --preset boc.",
     )
     c.add_argument(
-        "--csv", type=Path, metavar="FILE", help="use this CSV file instead of --dataset"
+        "--csv",
+        type=Path,
+        metavar="FILE",
+        help="use this CSV file instead of --dataset (plain, or compressed: .gz, .bz2, .xz)",
     )
     c.add_argument(
         "--target",
@@ -502,7 +505,8 @@ def add_model_options(r, *, dataset: str = "ecb"):
     r.add_argument(
         "--rows",
         type=int,
-        help="use only the first ROWS rows of the series (a --csv: read only those)",
+        help="use only the first ROWS rows of the series (a --csv: read only those); more "
+        "rows than the series has are refused",
     )
     r.add_argument("--window", type=int, help="game window T (default: per data set)")
     r.add_argument(
@@ -730,7 +734,7 @@ def load_data(args) -> tuple[Dataset, list[str], tuple[str, ...] | None]:
             lags=_lags(args.lags, "--lags"),
             target_lags=_lags(args.target_lags, "--target-lags"),
             scale=args.scale,
-            n_rows=args.rows,
+            rows=args.rows,
         )
         targets, inputs = series.columns
         notes = [
