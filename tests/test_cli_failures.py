@@ -156,7 +156,7 @@ def _small_memory(monkeypatch):
         (["verify", "--sizes", "1e30"], "above the largest size accepted"),
         (["verify", "--dense-max", "inf"], "--dense-max must be a finite number >= 0"),
         (["verify", "--dense-max", "1e30"], "--dense-max 1e+30: above the largest size"),
-        (["verify", "--dense-max", "500"], "--dense-max 500 cannot fit"),
+        (["verify", "--sizes", "2,500", "--dense-max", "500"], "--dense-max 500: N = 500 cannot"),
         (["verify", "--window", "2", "--mc-sizes", "1e8"], "--mc-sizes 100000000 cannot fit"),
         (["bench", "--sizes", "1e30"], "above the largest size accepted"),
         (["bench", "--sizes", "1e8"], "--sizes 100,000,000 cannot fit"),

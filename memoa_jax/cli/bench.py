@@ -554,6 +554,8 @@ def main(args) -> int:
                 timed = time_kernels(n_k, x, y, dtype, args.repeat, bar.update, state, tricks)
             record[KERNELS_KEY[state]] = timed
             write_json(out / "bench.json", record)
+    if mark_overhead(record["points"]):
+        write_json(out / "bench.json", record)
     _print_tables(record)
     from .._sweep_plots import plot_bench
 
@@ -564,6 +566,36 @@ def main(args) -> int:
 
 def _g(d, k, fmt="{:.3g}"):
     return fmt.format(d[k]) if k in d else "-"
+
+
+OVERHEAD_NOTE = (
+    "* fixed cost, not throughput: the JAX time barely grows from this N to the next "
+    "(a fit t = c + a·N through both puts more than half of it in c: dispatch and per-step "
+    "launches); compare at larger N"
+)
+
+
+def mark_overhead(points: list) -> bool:
+    """Sets `overhead_dominated` in each point's `policy` and `loop` timings that a fixed
+    cost dominates: with the next larger N timed, `t = c + a N` through the two points gives
+    `c > a N` (the marginal time per agent is under half the average). The largest N is
+    not judged. Returns whether any point was marked."""
+    marked = False
+    for key in ("policy", "loop"):
+        timed = [(p["n_agents"], p[key]["run_s"], p[key]) for p in points if key in p]
+        for (n, t, rec), (n2, t2, _) in zip(timed, timed[1:]):
+            a = (t2 - t) / (n2 - n)
+            rec["overhead_dominated"] = bool(t - a * n > a * n)
+            marked |= rec["overhead_dominated"]
+    return marked
+
+
+def _ratio(d, k):
+    """`JAX/NumPy` and the like: two significant digits, `*` where a fixed cost dominates."""
+    if k not in d:
+        return "-"
+    v = d[k]
+    return (f"{v:.0f}x" if v >= 10 else f"{v:.2g}x") + ("*" if d.get("overhead_dominated") else "")
 
 
 def _print_tables(record):
@@ -578,7 +610,7 @@ def _print_tables(record):
             _g(lp, "run_s"),
             _g(lp, "agent_steps_per_s"),
             _g(lp, "numpy_agent_steps_per_s"),
-            _g(lp, "speedup_vs_numpy", "{:.1f}x"),
+            _ratio(lp, "speedup_vs_numpy"),
             _g(lp, "roofline_fraction", "{:.1%}"),
             _g(lp, "xla_bytes_accessed_per_agent", "{:.0f}"),
         ]
@@ -611,8 +643,8 @@ def _print_tables(record):
             _g(p["policy"], "agent_steps_per_s"),
             _g(p["policy"], "numpy_agent_steps_per_s"),
             _g(p["policy"], "python_agent_steps_per_s"),
-            _g(p["policy"], "speedup_vs_numpy", "{:.1f}x"),
-            _g(p["policy"], "speedup_vs_python", "{:.0f}x"),
+            _ratio(p["policy"], "speedup_vs_numpy"),
+            _ratio(p["policy"], "speedup_vs_python"),
             _g(p["policy"], "roofline_fraction", "{:.1%}"),
         ]
         for p in pts
@@ -623,6 +655,8 @@ def _print_tables(record):
             ["N", "run s", "JAX", "NumPy", "Python loop", "JAX/NumPy", "JAX/Python", "of roofline"],
             rows,
         )
+    if any(p[k].get("overhead_dominated") for p in pts for k in ("policy", "loop") if k in p):
+        print(OVERHEAD_NOTE)
     if "nash" in record:
         nsh = record["nash"]
         print(
