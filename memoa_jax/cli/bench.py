@@ -36,6 +36,7 @@ from ._common import (
     check_fits,
     check_out_dir,
     command_line,
+    count_type,
     default_out,
     dense_bytes,
     format_count,
@@ -69,14 +70,23 @@ def add_parser(sub, formatter):
         description=(__doc__ or "").split("\n\n")[0],
     )
     b.add_argument("--sizes", help="population sizes (default 1e3..1e7 on CPU, ..1e9 on GPU)")
-    b.add_argument("--steps", type=int, default=50, help="prediction steps of the full loop")
-    b.add_argument("--repeat", type=int, default=3, help="timed runs per point (min reported)")
+    b.add_argument(
+        "--steps", type=count_type("--steps"), default=50, help="prediction steps of the full loop"
+    )
+    b.add_argument(
+        "--repeat",
+        type=count_type("--repeat"),
+        default=3,
+        help="timed runs per point (min reported)",
+    )
     b.add_argument("--numpy-max", type=float, default=1e6, help="largest N for the NumPy loop")
     b.add_argument("--python-max", type=float, default=1e4, help="largest N for the Python loop")
     b.add_argument(
         "--loop-max", type=float, help="largest N for the full loop (default: all sizes)"
     )
-    b.add_argument("--copy-mib", type=int, default=512, help="array size of the copy test")
+    b.add_argument(
+        "--copy-mib", type=count_type("--copy-mib"), default=512, help="array size of the copy test"
+    )
     b.add_argument(
         "--dense-sizes",
         default="2,8,32,128",
@@ -98,7 +108,10 @@ def add_parser(sub, formatter):
         "prints both modes' carried bytes per agent",
     )
     b.add_argument(
-        "--kernels-n", type=float, default=1e6, help="population of the --kernels both comparison"
+        "--kernels-n",
+        type=count_type("--kernels-n", MAX_AGENTS),
+        default=10**6,
+        help="population of the --kernels both comparison (1e6 notation allowed)",
     )
     b.add_argument(
         "--tricks",
@@ -449,6 +462,7 @@ def main(args) -> int:
         f"--tricks {args.tricks} needs --kernels both (got --kernels {args.kernels})",
     )
     tricks = _tricks(args.tricks)
+    check(args.kernels_n >= 1, f"--kernels-n must be an integer >= 1, got {args.kernels_n}")
     none = args.dense_sizes.strip().lower() == "none"
     dense = None if none else parse_sizes(args.dense_sizes, "--dense-sizes", limit=MAX_AGENTS)
     if dense:
@@ -547,7 +561,7 @@ def main(args) -> int:
         record["points"].append(point)
         write_json(out / "bench.json", record)  # after every size: partial results survive
     if args.kernels == "both":  # in each state of --state ("both": stored, then lean)
-        n_k = int(args.kernels_n)
+        n_k = args.kernels_n
         for state in ("stored", "lean") if args.state == "both" else (args.state,):
             with tqdm(total=len(tricks) + 2, desc=f"kernels at N={n_k:.0e}, {state}",
                       file=sys.stderr, leave=False, disable=args.no_progress) as bar:  # fmt: skip

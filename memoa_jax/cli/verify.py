@@ -29,6 +29,7 @@ from ._common import (
     check_finite,
     check_fits,
     check_out_dir,
+    count_type,
     default_out,
     dense_bytes,
     is_runtime_failure,
@@ -115,7 +116,9 @@ def add_parser(sub, formatter):
         default=DEFAULT_MC_SIZES,
         help="sizes of the Monte Carlo check ('none' to skip)",
     )
-    v.add_argument("--mc-reps", type=int, default=10, help="Monte Carlo replications per N")
+    v.add_argument(
+        "--mc-reps", type=count_type("--mc-reps"), default=10, help="Monte Carlo replications per N"
+    )
     v.add_argument("--fit", default="10,1e6", help="N range LO,HI of the slope fits")
     g = v.add_argument_group("instance")
     g.add_argument(
@@ -125,10 +128,10 @@ def add_parser(sub, formatter):
         help="rfn: shared random-feature encoder with exact moments; "
         "fixture: the deterministic moments of spec §6.11 (no Monte Carlo)",
     )
-    g.add_argument("--window", type=int, default=5, help="window length T (rfn)")
-    g.add_argument("--d", type=int, default=1, help="target dimension d (rfn)")
-    g.add_argument("--p", type=int, default=3, help="features p (rfn)")
-    g.add_argument("--d-x", type=int, default=2, help="input dimension (rfn)")
+    g.add_argument("--window", type=count_type("--window"), default=5, help="window length T (rfn)")
+    g.add_argument("--d", type=count_type("--d"), default=1, help="target dimension d (rfn)")
+    g.add_argument("--p", type=count_type("--p"), default=3, help="features p (rfn)")
+    g.add_argument("--d-x", type=count_type("--d-x"), default=2, help="input dimension (rfn)")
     g.add_argument("--sigma", type=float, default=1.0, help="RFN noise scale σ > 0 (rfn)")
     g.add_argument("--seed", type=int, default=0, help="seed of the encoder, inputs, targets")
     for name, help_ in [
