@@ -190,6 +190,32 @@ def simulate(
     Raises:
         ValueError: data shapes that do not match the encoder, a window not shorter than the
             series, `n_active` outside `[1, N]`.
+
+    Examples:
+        100 agents play MEMOA's game on the first 60 rows of the synthetic logistic series,
+        and the server's mixture is compared with "tomorrow = today" (lag-1 persistence):
+
+        >>> import jax
+        >>> jax.config.update("jax_enable_x64", True)
+        >>> import jax.numpy as jnp
+        >>> import memoa_jax as mj
+        >>> from memoa_jax.data import load_dataset
+        >>> data = load_dataset("logistic", n_rows=60)
+        >>> x, y = jnp.asarray(data.x), jnp.asarray(data.y)
+        >>> cost = mj.CostParams(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
+        >>> sim = mj.Simulation(
+        ...     n_agents=100,
+        ...     encoder=mj.RFNEncoder(d=1, d_x=data.d_x, p=5, sigma=0.1),
+        ...     methods=mj.default_methods(cost, window=3, ridge_window=3)[:1],  # memoa
+        ...     cost=cost,
+        ... )
+        >>> import equinox as eqx
+        >>> res = eqx.filter_jit(mj.simulate)(sim, x, y, key=jax.random.key(0))
+        >>> s = res.summary["memoa"]
+        >>> print(f"server {s.server_rmse:.3f}; agents {s.avg_rmse:.3f} on average")
+        server 0.209; agents 0.231 on average
+        >>> print(f"persistence {mj.persistence_rmse(y, 1):.3f}")
+        persistence 0.431
     """
     validate_data(sim, x, y)
     if n_active is not None and not isinstance(n_active, jax.core.Tracer):

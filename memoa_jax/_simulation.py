@@ -42,6 +42,22 @@ class Simulation(eqx.Module):
             on XLA:CPU, `memoa bench --kernels both`), "plain" (`vmap` of the one-agent
             functions, `jax.random`, `jax.scipy`), or a `Kernels` choosing trick by trick.
             Same results up to rounding (tested).
+
+    Examples:
+        100 agents, each with its own random-feature encoder (`homogeneity="h2"`, the
+        default), playing MEMOA's mean-field game (the first of `default_methods`); run it
+        with `simulate`:
+
+        >>> import memoa_jax as mj
+        >>> cost = mj.CostParams(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
+        >>> sim = mj.Simulation(
+        ...     n_agents=100,
+        ...     encoder=mj.RFNEncoder(d=1, d_x=1, p=5, sigma=0.1),
+        ...     methods=mj.default_methods(cost, window=3, ridge_window=3)[:1],
+        ...     cost=cost,
+        ... )
+        >>> sim.n_agents, sim.homogeneity, [m.name for m in sim.methods]
+        (100, 'h2', ['memoa'])
     """
 
     n_agents: int = eqx.field(static=True)

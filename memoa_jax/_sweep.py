@@ -62,6 +62,30 @@ def sweep(
 
     Returns:
         One `SweepPoint` per size, in increasing order of size.
+
+    Examples:
+        The population of `simulate`'s example at N = 10 and 100, both in one padded
+        compilation of 1024 slots (`bucket_slots`); agent `i` is the same at every size:
+
+        >>> import jax
+        >>> jax.config.update("jax_enable_x64", True)
+        >>> import jax.numpy as jnp
+        >>> import memoa_jax as mj
+        >>> from memoa_jax.data import load_dataset
+        >>> data = load_dataset("logistic", n_rows=60)
+        >>> x, y = jnp.asarray(data.x), jnp.asarray(data.y)
+        >>> cost = mj.CostParams(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
+        >>> sim = mj.Simulation(
+        ...     n_agents=100,
+        ...     encoder=mj.RFNEncoder(d=1, d_x=data.d_x, p=5, sigma=0.1),
+        ...     methods=mj.default_methods(cost, window=3, ridge_window=3)[:1],  # memoa
+        ...     cost=cost,
+        ... )
+        >>> points = mj.sweep(sim, x, y, [10, 100], key=jax.random.key(0))
+        >>> [(p.n_agents, p.slots) for p in points]
+        [(10, 1024), (100, 1024)]
+        >>> print(f"{points[1].summary['memoa'].avg_rmse:.3f}")  # simulate's run at N = 100
+        0.231
     """
     points = []
     for n in sorted({int(s) for s in sizes}):

@@ -275,6 +275,30 @@ def tune(
 
     Raises:
         ValueError: more than one method, a name that is not tunable, a bad objective.
+
+    Examples:
+        Two Adam steps on MEMOA's λ, γ and α (`tunable`), the worst agent's RMSE (softened)
+        as the objective, on `simulate`'s example:
+
+        >>> import jax
+        >>> jax.config.update("jax_enable_x64", True)
+        >>> import jax.numpy as jnp
+        >>> import memoa_jax as mj
+        >>> from memoa_jax.data import load_dataset
+        >>> data = load_dataset("logistic", n_rows=60)
+        >>> x, y = jnp.asarray(data.x), jnp.asarray(data.y)
+        >>> cost = mj.CostParams(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
+        >>> sim = mj.Simulation(
+        ...     n_agents=100,
+        ...     encoder=mj.RFNEncoder(d=1, d_x=data.d_x, p=5, sigma=0.1),
+        ...     methods=mj.default_methods(cost, window=3, ridge_window=3)[:1],  # memoa
+        ...     cost=cost,
+        ... )
+        >>> result = mj.tune(sim, x, y, key=jax.random.key(0), steps=2)
+        >>> sorted(result.values), len(result.losses)
+        (['alpha', 'gamma', 'lam'], 3)
+        >>> result.losses[-1] < result.losses[0]
+        True
     """
     names = tuple(tunable(sim, kind) if names is None else names)
     if not isinstance(steps, int) or steps < 0:

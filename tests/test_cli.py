@@ -161,7 +161,7 @@ def test_help_shows_defaults(command, capsys):
         ("run", "population size N (1e6 notation allowed) (default: 1000)"),
         ("run", "own-error weight q (default: 1.0)"),
         ("sweep", "(default: logistic)"),
-        ("verify", "largest N for the dense solver (default: 256)"),
+        ("verify", "larger ones are skipped, and the run says which (default: 256)"),
         ("tune", "optimiser steps (default: 40)"),
     ],
 )

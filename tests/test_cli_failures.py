@@ -156,7 +156,7 @@ def _small_memory(monkeypatch):
         (["verify", "--sizes", "1e30"], "above the largest size accepted"),
         (["verify", "--dense-max", "inf"], "--dense-max must be a finite number >= 0"),
         (["verify", "--dense-max", "1e30"], "--dense-max 1e+30: above the largest size"),
-        (["verify", "--dense-max", "500"], "--dense-max 500 cannot fit"),
+        (["verify", "--sizes", "2,500", "--dense-max", "500"], "--dense-max 500: N = 500 cannot"),
         (["verify", "--window", "2", "--mc-sizes", "1e8"], "--mc-sizes 100000000 cannot fit"),
         (["bench", "--sizes", "1e30"], "above the largest size accepted"),
         (["bench", "--sizes", "1e8"], "--sizes 100,000,000 cannot fit"),
@@ -201,7 +201,8 @@ def test_carry_estimate_grows_with_the_methods():
         ("tune", ["--lr", "inf"], "--lr must be a finite number, got inf"),
         ("verify", ["--sigma", "inf"], "--sigma must be a finite number, got inf"),
         ("verify", ["--q-T", "nan"], "--q-T must be a finite number, got nan"),
-        ("run", ["--window", "1e3"], "invalid int value: '1e3'"),
+        ("run", ["--window", "1e3"], "--window 1000 needs more than 1000 prediction"),
+        ("run", ["--window", "2.5"], "need an integer, got '2.5'"),
     ],
 )
 def test_out_of_range_values_one_line(command, extra, match, tmp_path, capsys):
@@ -480,3 +481,257 @@ def test_lean_runs_chunk_large_populations_by_default():
     assert _common.batch_size_for(lean, chunk) is None
     assert _common.batch_size_for(stored, big) is None
     assert _common.batch_size_for(SimpleNamespace(batch_size=7, state="lean"), big) == 7
+
+
+# ISSUE 28: THE REMAINING FAILURE CASES
+
+
+def _csv40(tmp_path):
+    csv = tmp_path / "s.csv"
+    csv.write_text("a,y\n" + "\n".join(f"{i},{i % 5}" for i in range(40)) + "\n")
+    return csv
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--lags", "1000000"], "lags: lag 1000000 is not below the 40 rows read"),
+        (["--target-lags", "0,40"], "target lags: lag 40 is not below the 40 rows read"),
+        (["--rows", "100"], "only 40 data rows, fewer than the 100 asked for"),
+    ],
+)
+def test_lags_and_rows_against_the_series(extra, match, tmp_path, capsys):
+    out = tmp_path / "out"
+    cmd = ["run", "--csv", str(_csv40(tmp_path)), "-n", "2", "--methods", "memoa", *extra]
+    assert main([*cmd, "--no-progress", "--out", str(out)]) == 2
+    assert match in _one_line(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["0", "inf", "-3", "1e30", "2.5"])
+def test_kernels_n_is_validated_like_sizes(value, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["bench", *TINY["bench"], "--kernels", "both", f"--kernels-n={value}"]
+    assert main([*args, "--no-progress", "--out", str(out)]) == 2
+    assert "--kernels-n" in _one_line(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "command, option, value",
+    [
+        ("run", "--batch-size", "1e6"),
+        ("run", "--seeds", "1e0"),
+        ("run", "--rows", "2e1"),
+        ("sweep", "--seeds", "1e0"),
+        ("tune", "--eval-seeds", "1e0"),
+        ("verify", "--mc-reps", "2e1"),
+        ("bench", "--repeat", "1e0"),
+    ],
+)
+def test_1e6_notation_for_every_count(command, option, value, tmp_path, _stop_at_work):
+    """Counts take `1e6` notation like `-n` (the command gets to its work)."""
+    with pytest.raises(_Reached):
+        main(
+            [
+                command,
+                *TINY[command],
+                f"{option}={value}",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+
+
+def test_preset_only_with_csv(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", *TINY["run"], "--preset", "ett", "--no-progress", "--out", str(out)]) == 2
+    line = _one_line(capsys)
+    assert "--preset ett is an option of --csv; --dataset logistic runs with its own" in line
+    assert not out.exists()
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    from memoa_jax.data import write_atomic
+
+    old = os.umask(0o077)
+    try:
+        private = write_atomic(tmp_path / "private.txt", lambda f: f.write(b"x"))
+        os.umask(0o022)
+        shared = write_atomic(tmp_path / "shared.txt", lambda f: f.write(b"x"))
+    finally:
+        os.umask(old)
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert shared.stat().st_mode & 0o777 == 0o644
+
+
+def test_read_only_cache_is_said_once_and_turned_off(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setenv("MEMOA_JAX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    args = SimpleNamespace(no_compile_cache=False)
+    _common.enable_compile_cache(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert args.compile_cache_dir is None
+    assert len(err) == 1 and "compilation cache off" in err[0] and "Read-only" in err[0], err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_dangling_out_symlink_refused_before_any_work(command, tmp_path, capsys):
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "gone")
+    out = link / "x" if command == "tune" else link  # (tune's --out is a prefix)
+    assert main([command, *TINY[command], "--no-progress", "--out", str(out)]) == 2
+    line = _one_line(capsys)
+    assert "is a symbolic link to" in line and "which does not exist" in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and link.is_symlink()
+
+
+def test_empty_out_folder_removed_on_failure(tmp_path, capsys, monkeypatch):
+    """A full disk at the first write: the folder the run made is taken away again; a
+    folder that was there before stays."""
+    _disk_full(monkeypatch)
+    out = tmp_path / "new" / "b"
+    args = ["bench", *TINY["bench"], "--no-progress", "--no-compile-cache"]
+    assert main([*args, "--out", str(out)]) == 1
+    assert "No space left on device" in _one_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    assert main([*args, "--out", str(tmp_path / "kept")]) == 1
+    assert (tmp_path / "kept").is_dir()
+
+
+def test_reproduce_full_disk_names_where(tmp_path, capsys, _fresh_common):
+    body = "    raise OSError(28, 'No space left on device')\n"
+    exp = _stand_in_experiments(tmp_path, body)
+    out = tmp_path / "r"
+    args = ["reproduce", "--only", "main_table", "--experiments-dir", str(exp), "--out", str(out)]
+    assert main([*args, "--no-progress"]) == 1
+    line = _one_line(capsys)
+    assert f"cannot write an output of main_table in {out}/: No space left on device" in line
+    assert not out.exists()
+
+
+def test_help_does_not_import_jax():
+    """Issue 28 item 4: `memoa --help` and `memoa COMMAND --help` parse without JAX (in a
+    fresh process: this one has imported it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "from memoa_jax.cli import _parser\n"
+        "for argv in [['--help'], *[[c, '--help'] for c in "
+        "('run', 'sweep', 'tune', 'verify', 'bench', 'reproduce')]]:\n"
+        "    try:\n"
+        "        _parser().parse_args(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('JAX IMPORTED' if 'jax' in sys.modules else 'NO JAX', file=sys.stderr)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "NO JAX", done.stderr
+    assert "memoa tune" in done.stdout or "usage: memoa tune" in done.stdout
+
+
+# CTRL-C AT ANY MOMENT (issue 28 item 11)
+
+
+def _interrupt(command: str, delay: float, tmp_path):
+    """`python -m memoa_jax COMMAND` (tiny sizes) sent SIGINT after `delay` seconds: its exit
+    status, its stderr lines and what is left in `tmp_path`."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "o" / ("x" if command == "tune" else "")
+    root = Path(__file__).resolve().parents[1]
+    argv = [sys.executable, "-m", "memoa_jax", command, *TINY[command], "--no-progress"]
+    proc = subprocess.Popen(
+        [*argv, "--out", str(out)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    return proc.returncode, err.decode().strip().splitlines(), sorted(tmp_path.iterdir())
+
+
+def _check_interrupted(code, err, left):
+    """Exit 130 with one line (the folder it made removed if empty), or done (exit 0)
+    before the signal came; never a traceback, a crash (a negative status) or exit 1."""
+    if code == 0:
+        assert err == [] and left
+        return
+    assert code == 130 and len(err) == 1 and "interrupted (Ctrl-C)" in err[0], (code, err)
+
+
+def test_ctrl_c_during_the_work_of_a_program(tmp_path):
+    """One quick instance: 2 s in, while JAX is imported or the loop compiled."""
+    code, err, left = _interrupt("sweep", 2.0, tmp_path)
+    assert code == 130, (code, err)
+    _check_interrupted(code, err, left)
+    assert left == [], left  # the empty output folder is gone
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_random_moments_of_every_command(tmp_path):
+    """Seeded random moments from 0.5 s (before that Python itself is starting, and
+    prints its own traceback) to 8 s, over every command; bounded: 12 runs."""
+    rng = random.Random(28)
+    for i in range(12):
+        command, delay = rng.choice(COMMANDS), rng.uniform(0.5, 8.0)
+        (tmp_path / str(i)).mkdir()
+        code, err, left = _interrupt(command, delay, tmp_path / str(i))
+        _check_interrupted(code, err, left)
+
+
+def test_ctrl_c_raised_where_python_ignores_it_still_stops(tmp_path, capsys, monkeypatch):
+    """A KeyboardInterrupt in a garbage-collector callback ("Exception ignored in ...", as
+    in JAX's `_xla_gc_callback`) is raised again in the main thread: exit 130, one line,
+    nothing about the ignored exception."""
+    import time
+
+    from memoa_jax.cli import run as cmd_run
+
+    class Collected:
+        def __del__(self):
+            raise KeyboardInterrupt
+
+    def work(args):
+        Collected()  # deleted at once: the interrupt is "ignored"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        return 0
+
+    monkeypatch.setattr(cmd_run, "main", work)
+    start = time.monotonic()
+    assert main(["run", "--no-progress"]) == 130
+    assert time.monotonic() - start < 5
+    assert _one_line(capsys) == "memoa: interrupted (Ctrl-C); run stopped"
+
+
+def test_swallowed_ctrl_c_is_not_exit_0(capsys, monkeypatch):
+    from memoa_jax.cli import run as cmd_run
+
+    def work(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except KeyboardInterrupt:
+            pass  # swallowed: the command runs on to its end
+        return 0
+
+    monkeypatch.setattr(cmd_run, "main", work)
+    assert main(["run", "--no-progress"]) == 130
+    assert _one_line(capsys) == "memoa: interrupted (Ctrl-C); run stopped"

@@ -77,9 +77,10 @@ def test_monte_carlo_through_the_cli(tmp_path):
     assert main(args) == 0
     rec = json.loads((out / "nash_verify.json").read_text())
     assert [r["n_agents"] for r in rec["rows"]] == [1, 10, 100, 1000]
-    assert [r["n_agents"] for r in rec["dense"]] == [1, 2]  # sweep sizes <= 2, and 2 itself
+    assert [r["n_agents"] for r in rec["dense"]] == [1]  # the sweep's sizes <= 2
+    assert rec["dense_skipped"] == [10, 100, 1000]
     assert all(r["max_diff_vs_reduced"] < 1e-12 for r in rec["dense"])
-    assert rec["timing"]["dense_largest_n"] == 2 and rec["timing"]["reduced_solve_1e9_s"] > 0
+    assert rec["timing"]["dense_largest_n"] == 1 and rec["timing"]["reduced_solve_1e9_s"] > 0
     assert -1.05 <= rec["slopes"]["gain_gap"]["slope"] <= -0.95
     assert all(r["eps"] >= -1e-10 for r in rec["rows"])
     assert [r["n_agents"] for r in rec["monte_carlo"]] == [30, 60]
@@ -106,7 +107,7 @@ def test_rfn_sweep(tmp_path, capsys):
     ]
     assert main(args) == 0
     rec = json.loads((out / "nash_verify.json").read_text())
-    assert [r["n_agents"] for r in rec["dense"]] == [2, 3]  # sweep sizes <= 3, and 3 itself
+    assert [r["n_agents"] for r in rec["dense"]] == [2]  # the sweep's sizes <= 3
     assert all(r["max_diff_vs_reduced"] < 1e-12 for r in rec["dense"])
     assert -1.05 <= rec["slopes"]["gain_gap"]["slope"] <= -0.95
     assert rec["slopes"]["eps"]["slope"] <= -0.9
@@ -207,3 +208,28 @@ def test_convergence_figure_labels_every_axis_without_raw_tex():
                 assert "^" not in t and "_{" not in t and "_s" not in t, t
     finally:
         plt.close(fig)
+
+
+def test_dense_solver_only_at_sizes_asked_for_and_says_what_it_skips(tmp_path, capsys, monkeypatch):
+    """Issue 28 item 8: `--sizes 2,10,100,1000,10000` with the default --dense-max 256 runs
+    the dense solver at 2, 10 and 100 only (no N = 256 that was not asked for), and says so
+    before any work."""
+    import tqdm.auto
+
+    assert cmd_verify.dense_plan([2, 10, 100, 1000, 10000], 256) == ([2, 10, 100], [1000, 10000])
+    assert cmd_verify.dense_plan([2, 3], 0) == ([], [2, 3])
+
+    class Reached(BaseException):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Reached
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", stop)
+    sizes = ["--sizes", "2,10,100,1000,10000", "--mc-sizes", "none"]
+    with pytest.raises(Reached):
+        main([*SMALL, *sizes, "--out", str(tmp_path / "v")])
+    out = capsys.readouterr().out
+    assert (
+        "dense solver at N = 2, 10, 100; skipped N = 1,000, 10,000 (above --dense-max 256"
+    ) in out, out

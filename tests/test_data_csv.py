@@ -125,14 +125,14 @@ def test_not_utf8_names_the_file(tmp_path):
         read_csv(path)
 
 
-def test_n_rows_reads_only_those_lines(tmp_path, monkeypatch):
-    """A large file with `n_rows=5`: the lines after them are never read (a damaged line
+def test_rows_reads_only_those_lines(tmp_path, monkeypatch):
+    """A large file with `rows=5`: the lines after them are never read (a damaged line
     further down does not matter), and the reader pulls only about that many rows."""
     lines = ["a,y"] + [f"{i},{i * 0.5}" for i in range(20_000)] + ["broken"]
     path = write(tmp_path, "\n".join(lines) + "\n")
     pulled = []
     monkeypatch.setattr(csv_module.csv, "reader", _Counting(csv_module.csv.reader, pulled))
-    s = read_csv(path, n_rows=5)
+    s = read_csv(path, rows=5)
     assert s.dataset.n_rows == 5
     assert len(pulled) == 6  # the header and five rows
     with pytest.raises(DataFileError, match="line 20002 has 1 fields"):
@@ -165,3 +165,64 @@ class _Counting:
                 return row
 
         return R()
+
+
+@pytest.mark.parametrize("kind", ["gzip", "bz2", "lzma"])
+def test_compressed_file_reads_like_the_plain_one(tmp_path, kind):
+    """gzip, bzip2 and xz, known by their first bytes: the same series as the plain file,
+    named without the suffixes; `rows` reads only the beginning."""
+    import importlib
+
+    text = ett_like(n=20)
+    plain = read_csv(write(tmp_path, text), target=("OT",), lags=(0, 1))
+    module = importlib.import_module(kind)
+    suffix = {"gzip": ".gz", "bz2": ".bz2", "lzma": ".xz"}[kind]
+    path = tmp_path / f"series.csv{suffix}"
+    path.write_bytes(module.compress(text.encode()))
+    packed = read_csv(path, target=("OT",), lags=(0, 1))
+    assert packed.dataset.name == "series"
+    np.testing.assert_array_equal(packed.dataset.x, plain.dataset.x)
+    np.testing.assert_array_equal(packed.dataset.y, plain.dataset.y)
+    assert packed.dates == plain.dates
+    assert read_csv(path, rows=4).dataset.n_rows == 4
+
+
+def test_damaged_compressed_file_names_the_file(tmp_path):
+    import gzip
+
+    data = gzip.compress(("a,y\n" + "".join(f"{i},{i % 7}\n" for i in range(5000))).encode())
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(data[: len(data) // 2])  # truncated: the stream ends early
+    with pytest.raises(DataFileError, match=r"cut.csv.gz: a damaged gzip file after line \d+"):
+        read_csv(path)
+
+
+def test_rows_beyond_the_file_and_lags_beyond_the_rows_are_refused(tmp_path):
+    path = write(tmp_path, ett_like(n=12))
+    with pytest.raises(DataFileError, match="only 12 data rows, fewer than the 100 asked for"):
+        read_csv(path, rows=100)
+    with pytest.raises(DataFileError, match="lags: lag 12 is not below the 12 rows read"):
+        read_csv(path, lags=(0, 12))
+    with pytest.raises(DataFileError, match="target lags: lag 30 is not below the 5 rows"):
+        read_csv(path, target_lags=(30,), rows=5)
+    assert read_csv(path, lags=(11,)).dataset.n_rows == 12  # one row of real values
+
+
+def test_n_rows_still_works_with_a_deprecation_warning(tmp_path):
+    path = write(tmp_path, ett_like(n=12))
+    with pytest.warns(DeprecationWarning, match="use rows="):
+        assert read_csv(path, n_rows=5).dataset.n_rows == 5
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="not both"):
+        read_csv(path, rows=5, n_rows=5)
+
+
+def test_read_csv_docstring_example_runs():
+    """The API reference's example, on ETTm1.csv.gz of the data folder (skipped without it)."""
+    import doctest
+
+    from memoa_jax.data import data_dir
+
+    if not (data_dir() / "ett" / "ETTm1.csv.gz").is_file():
+        pytest.skip("no ETTm1.csv.gz in the data folder")
+    result = doctest.testmod(csv_module, verbose=False)
+    assert result.attempted >= 3 and result.failed == 0

@@ -13,17 +13,19 @@ def _temporaries(folder):
     return [p for p in folder.iterdir() if p.name.startswith(".")]
 
 
-def test_replaces_the_target_whole_with_mode_0644(tmp_path):
+def test_replaces_the_target_whole_with_the_umask_mode(tmp_path):
+    """The mode an ordinary new file gets: 0600 under umask 077, 0644 under 022 (issue 28:
+    it was forced to 0644, readable by all, whatever the user's umask)."""
     target = tmp_path / "out.json"
     target.write_text("old")
-    os.chmod(target, 0o600)
-    before = os.umask(0o077)  # even under a strict umask the output is readable by all
-    try:
-        assert write_atomic(target, lambda f: f.write(b"new content")) == target
-    finally:
-        os.umask(before)
-    assert target.read_text() == "new content"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    for umask, mode in ((0o077, 0o600), (0o022, 0o644)):
+        before = os.umask(umask)
+        try:
+            assert write_atomic(target, lambda f: f.write(b"new content")) == target
+        finally:
+            os.umask(before)
+        assert target.read_text() == "new content"
+        assert stat.S_IMODE(target.stat().st_mode) == mode
     assert _temporaries(tmp_path) == []
 
 

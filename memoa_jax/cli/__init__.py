@@ -23,9 +23,11 @@ import sys
 
 from . import bench, reproduce, run, sweep, tune, verify
 from ._common import (
+    CREATED,
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    SIGINT_SEEN,
     Failure,
     HelpFormatter,
     Interrupted,
@@ -33,6 +35,7 @@ from ._common import (
     enable_compile_cache,
     is_interrupt,
     is_runtime_failure,
+    remove_empty_outputs,
     runtime_failure,
 )
 
@@ -96,13 +99,79 @@ def _say(message: str) -> None:
 
 
 def main(argv=None) -> int:
-    """Runs `memoa ARGS...` (`argv`: default `sys.argv[1:]`); returns the exit status."""
+    """Runs `memoa ARGS...` (`argv`: default `sys.argv[1:]`); returns the exit status.
+
+    Called as the program (`argv` None), a Ctrl-C ends the process at once after its one
+    line (`os._exit(130)`): the interpreter's shutdown could otherwise crash on the compiled
+    work still running in JAX's threads (a SIGSEGV was seen)."""
+    import signal
+    import threading
+
+    SIGINT_SEEN[0] = False
+    CREATED.clear()
+    old_handler = None
+    if threading.current_thread() is threading.main_thread():
+
+        def on_sigint(signum, frame):
+            SIGINT_SEEN[0] = True
+            raise KeyboardInterrupt
+
+        old_handler = signal.signal(signal.SIGINT, on_sigint)
+    old_hook = sys.unraisablehook
+
+    def on_unraisable(u):
+        """A KeyboardInterrupt raised where Python cannot propagate it (a garbage-collector
+        callback of JAX: "Exception ignored in ...") is raised again, silently, at the next
+        instruction of the main thread, so that one Ctrl-C still stops the command."""
+        if isinstance(u.exc_value, KeyboardInterrupt):
+            import _thread
+            import time
+
+            def again():  # (raised inside the hook, it would be ignored again)
+                time.sleep(0.05)
+                _thread.interrupt_main()
+
+            _thread.start_new_thread(again, ())
+            return
+        old_hook(u)
+
+    sys.unraisablehook = on_unraisable
+    code, command = EXIT_INTERRUPTED, "memoa"
+    try:
+        code, command = _main(argv)
+        if SIGINT_SEEN[0] and code == 0:  # an interrupt swallowed on its way up
+            print(f"memoa: interrupted (Ctrl-C); {command} stopped", file=sys.stderr)
+            code = EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # before or after the command's own error path
+        print(f"memoa: interrupted (Ctrl-C); {command} stopped", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    finally:
+        if code != 0:
+            remove_empty_outputs()
+        sys.unraisablehook = old_hook
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
+    if code == EXIT_INTERRUPTED and argv is None:
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+    return code
+
+
+def _main(argv) -> tuple[int, str]:
+    """`main`'s work: the exit status and the command's name."""
     try:
         args = _parser().parse_args(argv)
     except _ArgumentError as e:
         print(f"{e.prog}: error: {e} (see {e.prog} --help)", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_USAGE, "memoa"
     args.argv = list(sys.argv[1:] if argv is None else argv)  # to say how to resume
+    return _run(args), args.command
+
+
+def _run(args) -> int:
     debug = bool(getattr(args, "debug", False))
     # JAX logs a failed runtime check's whole traceback ("jax.pure_callback failed") before
     # raising it; the error path below reports it in one line (`--debug`: both)

@@ -90,6 +90,11 @@ def check_out_dir(out: Path, option: str = "--out") -> None:
     import os
 
     for folder in (out, *out.parents):
+        if folder.is_symlink() and not folder.exists():
+            raise UsageError(
+                f"{option} {str(out)!r}: {str(folder)!r} is a symbolic link to "
+                f"{os.readlink(folder)!r}, which does not exist; nothing was run"
+            )
         if folder.exists():
             check(
                 folder.is_dir(),
@@ -116,16 +121,35 @@ def _read_only(folder: Path) -> bool:
         return False
 
 
+# The folders `make_out_dir` created in this command, deepest first: `remove_empty_outputs`
+# takes away those a failure or an interrupt left empty.
+CREATED: list[Path] = []
+
+
 def make_out_dir(out: Path, option: str = "--out") -> Path:
     """Creates the output folder `out` (and its parents). A file in the way is bad input
     (exit 2); a folder that cannot be created (permission, read-only file system, full
-    disk) is a failure (exit 1). Either way one line naming the path and the cause."""
+    disk) is a failure (exit 1). Either way one line naming the path and the cause. The
+    folders it creates are noted in `CREATED`."""
     check_out_dir(out, option)
+    missing = [f for f in (out, *out.parents) if not f.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise Failure(f"{option} {str(out)!r}: cannot create the folder ({_cause(e)})") from None
+    CREATED.extend(missing)
     return out
+
+
+def remove_empty_outputs() -> None:
+    """After a failure or an interrupt: removes the folders `make_out_dir` created that are
+    still empty (deepest first), so that a run that wrote nothing leaves nothing."""
+    for folder in sorted(CREATED, key=lambda f: len(f.absolute().parts), reverse=True):
+        try:
+            folder.rmdir()  # only an empty folder
+        except OSError:
+            pass
+    CREATED.clear()
 
 
 def _cause(e: OSError) -> str:
@@ -245,8 +269,16 @@ def enable_compile_cache(args) -> None:
     folder = compile_cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # an unwritable home: run without the cache, and say so
-        print(f"memoa: compilation cache off ({folder}: {e.strerror})", file=sys.stderr)
+        import tempfile
+
+        with tempfile.TemporaryFile(dir=folder):  # JAX would warn at every entry it writes
+            pass
+    except OSError as e:  # an unwritable home or cache: run without the cache, and say so once
+        print(
+            f"memoa: compilation cache off ({folder}: {_cause(e)}; --no-compile-cache "
+            "silences this)",
+            file=sys.stderr,
+        )
         return
     # (a flag the type stubs of jax.config do not list: read by name)
     if getattr(jax.config, "jax_compilation_cache_dir") != str(folder):
@@ -466,7 +498,10 @@ def add_model_options(r, *, dataset: str = "ecb"):
         "FedMOE's BoC recipe, e.g.: --lags 0,1 --target-lags 0,1 --scale max --preset boc.",
     )
     c.add_argument(
-        "--csv", type=Path, metavar="FILE", help="use this CSV file instead of --dataset"
+        "--csv",
+        type=Path,
+        metavar="FILE",
+        help="use this CSV file instead of --dataset (plain, or compressed: .gz, .bz2, .xz)",
     )
     c.add_argument(
         "--target",
@@ -496,26 +531,38 @@ def add_model_options(r, *, dataset: str = "ecb"):
     c.add_argument(
         "--preset",
         metavar="DATASET",
-        help="hyper-parameters (and G1's FedMOE settings) of this data set (default: the "
-        "--dataset's; ecb for a --csv)",
+        help="with --csv: the hyper-parameters (and G1's FedMOE settings) of this data set "
+        "(default: ecb's); a --dataset always runs with its own",
     )
     r.add_argument(
         "--rows",
-        type=int,
-        help="use only the first ROWS rows of the series (a --csv: read only those)",
+        type=count_type("--rows"),
+        help="use only the first ROWS rows of the series (a --csv: read only those); more "
+        "rows than the series has are refused",
     )
-    r.add_argument("--window", type=int, help="game window T (default: per data set)")
     r.add_argument(
-        "--ridge-window", type=int, help="greedy ridge window T_c (default: per data set)"
+        "--window", type=count_type("--window"), help="game window T (default: per data set)"
     )
-    r.add_argument("--sync-every", type=int, default=1, help="play the game every K steps")
+    r.add_argument(
+        "--ridge-window",
+        type=count_type("--ridge-window"),
+        help="greedy ridge window T_c (default: per data set)",
+    )
+    r.add_argument(
+        "--sync-every",
+        type=count_type("--sync-every"),
+        default=1,
+        help="play the game every K steps",
+    )
     r.add_argument("--q", type=float, default=1.0, help="own-error weight q")
     r.add_argument("--lam", type=float, default=0.5, help="mean-field coupling λ")
     r.add_argument("--gamma", type=float, help="ridge weight γ > 0 (default: per data set)")
     r.add_argument("--alpha", type=float, help="recency discount α ≥ 0 (default: per data set)")
     r.add_argument("--sigma", type=float, help="RFN noise scale σ > 0 (default: per data set)")
     r.add_argument(
-        "--features", type=int, help="features per agent p (d_z) (default: per data set)"
+        "--features",
+        type=count_type("--features"),
+        help="features per agent p (d_z) (default: per data set)",
     )
     r.add_argument(
         "--encoder",
@@ -524,7 +571,12 @@ def add_model_options(r, *, dataset: str = "ecb"):
         help="agents' encoder: random-feature net or echo-state net (HardSigmoid "
         "reservoir, Monte-Carlo moments)",
     )
-    r.add_argument("--mc-samples", type=int, default=16, help="esn: moment draws per agent")
+    r.add_argument(
+        "--mc-samples",
+        type=count_type("--mc-samples"),
+        default=16,
+        help="esn: moment draws per agent",
+    )
     r.add_argument(
         "--homogeneity",
         choices=("h1", "h2"),
@@ -600,7 +652,7 @@ def add_state_options(parser):
     """`--batch-size` and `--state` (memoa run and memoa sweep)."""
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=count_type("--batch-size"),
         help="process agents in chunks of this size (default: none with --state stored; "
         f"chunks of {LEAN_CHUNK:,} with --state lean above that many agents, so that a step's "
         "intermediates do not scale with N)",
@@ -714,6 +766,11 @@ def load_data(args) -> tuple[Dataset, list[str], tuple[str, ...] | None]:
         f"--csv and --dataset {args.dataset} name two data sets; give one or the other",
     )
     if args.csv is None:
+        check(
+            getattr(args, "preset", None) is None,
+            f"--preset {args.preset} is an option of --csv; --dataset {args.dataset} runs with "
+            "its own hyper-parameters (give the ones to change as options, e.g. --gamma)",
+        )
         for k in CSV_ONLY:
             check(getattr(args, k, None) is None, f"--{k} is an option of --csv")
         for k, v in CSV_DEFAULTS.items():
@@ -730,7 +787,7 @@ def load_data(args) -> tuple[Dataset, list[str], tuple[str, ...] | None]:
             lags=_lags(args.lags, "--lags"),
             target_lags=_lags(args.target_lags, "--target-lags"),
             scale=args.scale,
-            n_rows=args.rows,
+            rows=args.rows,
         )
         targets, inputs = series.columns
         notes = [
@@ -1023,6 +1080,11 @@ def command_line(args=None) -> str:
 # INTERRUPTION
 
 
+# Set by every SIGINT handler of the CLI (`main`'s and `InterruptGuard`'s), so that `main`
+# reports an interrupt that something swallowed on its way up.
+SIGINT_SEEN = [False]
+
+
 class InterruptGuard:
     """Ctrl-C inside: raises KeyboardInterrupt as Python does, and remembers it, so that an
     interrupt swallowed where Python cannot raise it (a host callback called from compiled
@@ -1041,6 +1103,7 @@ class InterruptGuard:
 
             def handler(signum, frame):
                 self.hit = True
+                SIGINT_SEEN[0] = True
                 raise KeyboardInterrupt
 
             self._old = signal.signal(signal.SIGINT, handler)

@@ -36,6 +36,7 @@ from ._common import (
     check_fits,
     check_out_dir,
     command_line,
+    count_type,
     default_out,
     dense_bytes,
     format_count,
@@ -69,14 +70,23 @@ def add_parser(sub, formatter):
         description=(__doc__ or "").split("\n\n")[0],
     )
     b.add_argument("--sizes", help="population sizes (default 1e3..1e7 on CPU, ..1e9 on GPU)")
-    b.add_argument("--steps", type=int, default=50, help="prediction steps of the full loop")
-    b.add_argument("--repeat", type=int, default=3, help="timed runs per point (min reported)")
+    b.add_argument(
+        "--steps", type=count_type("--steps"), default=50, help="prediction steps of the full loop"
+    )
+    b.add_argument(
+        "--repeat",
+        type=count_type("--repeat"),
+        default=3,
+        help="timed runs per point (min reported)",
+    )
     b.add_argument("--numpy-max", type=float, default=1e6, help="largest N for the NumPy loop")
     b.add_argument("--python-max", type=float, default=1e4, help="largest N for the Python loop")
     b.add_argument(
         "--loop-max", type=float, help="largest N for the full loop (default: all sizes)"
     )
-    b.add_argument("--copy-mib", type=int, default=512, help="array size of the copy test")
+    b.add_argument(
+        "--copy-mib", type=count_type("--copy-mib"), default=512, help="array size of the copy test"
+    )
     b.add_argument(
         "--dense-sizes",
         default="2,8,32,128",
@@ -98,7 +108,10 @@ def add_parser(sub, formatter):
         "prints both modes' carried bytes per agent",
     )
     b.add_argument(
-        "--kernels-n", type=float, default=1e6, help="population of the --kernels both comparison"
+        "--kernels-n",
+        type=count_type("--kernels-n", MAX_AGENTS),
+        default=10**6,
+        help="population of the --kernels both comparison (1e6 notation allowed)",
     )
     b.add_argument(
         "--tricks",
@@ -449,6 +462,7 @@ def main(args) -> int:
         f"--tricks {args.tricks} needs --kernels both (got --kernels {args.kernels})",
     )
     tricks = _tricks(args.tricks)
+    check(args.kernels_n >= 1, f"--kernels-n must be an integer >= 1, got {args.kernels_n}")
     none = args.dense_sizes.strip().lower() == "none"
     dense = None if none else parse_sizes(args.dense_sizes, "--dense-sizes", limit=MAX_AGENTS)
     if dense:
@@ -547,13 +561,15 @@ def main(args) -> int:
         record["points"].append(point)
         write_json(out / "bench.json", record)  # after every size: partial results survive
     if args.kernels == "both":  # in each state of --state ("both": stored, then lean)
-        n_k = int(args.kernels_n)
+        n_k = args.kernels_n
         for state in ("stored", "lean") if args.state == "both" else (args.state,):
             with tqdm(total=len(tricks) + 2, desc=f"kernels at N={n_k:.0e}, {state}",
                       file=sys.stderr, leave=False, disable=args.no_progress) as bar:  # fmt: skip
                 timed = time_kernels(n_k, x, y, dtype, args.repeat, bar.update, state, tricks)
             record[KERNELS_KEY[state]] = timed
             write_json(out / "bench.json", record)
+    if mark_overhead(record["points"]):
+        write_json(out / "bench.json", record)
     _print_tables(record)
     from .._sweep_plots import plot_bench
 
@@ -564,6 +580,36 @@ def main(args) -> int:
 
 def _g(d, k, fmt="{:.3g}"):
     return fmt.format(d[k]) if k in d else "-"
+
+
+OVERHEAD_NOTE = (
+    "* fixed cost, not throughput: the JAX time barely grows from this N to the next "
+    "(a fit t = c + a·N through both puts more than half of it in c: dispatch and per-step "
+    "launches); compare at larger N"
+)
+
+
+def mark_overhead(points: list) -> bool:
+    """Sets `overhead_dominated` in each point's `policy` and `loop` timings that a fixed
+    cost dominates: with the next larger N timed, `t = c + a N` through the two points gives
+    `c > a N` (the marginal time per agent is under half the average). The largest N is
+    not judged. Returns whether any point was marked."""
+    marked = False
+    for key in ("policy", "loop"):
+        timed = [(p["n_agents"], p[key]["run_s"], p[key]) for p in points if key in p]
+        for (n, t, rec), (n2, t2, _) in zip(timed, timed[1:]):
+            a = (t2 - t) / (n2 - n)
+            rec["overhead_dominated"] = bool(t - a * n > a * n)
+            marked |= rec["overhead_dominated"]
+    return marked
+
+
+def _ratio(d, k):
+    """`JAX/NumPy` and the like: two significant digits, `*` where a fixed cost dominates."""
+    if k not in d:
+        return "-"
+    v = d[k]
+    return (f"{v:.0f}x" if v >= 10 else f"{v:.2g}x") + ("*" if d.get("overhead_dominated") else "")
 
 
 def _print_tables(record):
@@ -578,7 +624,7 @@ def _print_tables(record):
             _g(lp, "run_s"),
             _g(lp, "agent_steps_per_s"),
             _g(lp, "numpy_agent_steps_per_s"),
-            _g(lp, "speedup_vs_numpy", "{:.1f}x"),
+            _ratio(lp, "speedup_vs_numpy"),
             _g(lp, "roofline_fraction", "{:.1%}"),
             _g(lp, "xla_bytes_accessed_per_agent", "{:.0f}"),
         ]
@@ -611,8 +657,8 @@ def _print_tables(record):
             _g(p["policy"], "agent_steps_per_s"),
             _g(p["policy"], "numpy_agent_steps_per_s"),
             _g(p["policy"], "python_agent_steps_per_s"),
-            _g(p["policy"], "speedup_vs_numpy", "{:.1f}x"),
-            _g(p["policy"], "speedup_vs_python", "{:.0f}x"),
+            _ratio(p["policy"], "speedup_vs_numpy"),
+            _ratio(p["policy"], "speedup_vs_python"),
             _g(p["policy"], "roofline_fraction", "{:.1%}"),
         ]
         for p in pts
@@ -623,6 +669,8 @@ def _print_tables(record):
             ["N", "run s", "JAX", "NumPy", "Python loop", "JAX/NumPy", "JAX/Python", "of roofline"],
             rows,
         )
+    if any(p[k].get("overhead_dominated") for p in pts for k in ("policy", "loop") if k in p):
+        print(OVERHEAD_NOTE)
     if "nash" in record:
         nsh = record["nash"]
         print(

@@ -18,11 +18,13 @@ from pathlib import Path
 from types import ModuleType
 
 from ._common import (
+    Failure,
     Interrupted,
     InterruptGuard,
     UsageError,
     check,
     command_line,
+    count_type,
     default_out,
     is_interrupt,
     make_out_dir,
@@ -54,7 +56,9 @@ def add_parser(sub, formatter):
     )
     r.add_argument("--only", help=f"comma-separated subset of: {', '.join(EXPERIMENTS)}")
     r.add_argument("--datasets", help="comma-separated subset of the data sets")
-    r.add_argument("--rows", type=int, help="use only the first ROWS rows of each series")
+    r.add_argument(
+        "--rows", type=count_type("--rows"), help="use only the first ROWS rows of each series"
+    )
     r.add_argument(
         "--data-dir",
         type=Path,
@@ -178,15 +182,20 @@ def main(args) -> int:
     t0 = time.perf_counter()
     bar = tqdm(total=total, unit="run", disable=args.no_progress, file=sys.stderr)
     report = []
+    running = only[0]
     try:
         with InterruptGuard() as guard:
             progress = _CheckedProgress(bar, guard)
             for name, module in zip(only, modules):
+                running = name
                 bar.set_description(name)
                 written = module.run(out, progress=progress, **opts)
                 report.append((name, written, module.outputs(out, datasets)))
     except BaseException as e:
         bar.close()
+        if isinstance(e, OSError):  # (a full disk: the experiment's file may not be named)
+            where = e.filename or f"an output of {running} in {out}/"
+            raise Failure(f"cannot write {where}: {e.strerror or e}") from None
         if not is_interrupt(e):
             raise
         outputs = [p for m in modules for p in m.outputs(out, datasets)]

@@ -57,7 +57,12 @@ def add_parser(sub, formatter):
         help="population size N (1e6 notation allowed)",
     )
     add_model_options(r)
-    r.add_argument("--seeds", type=int, default=3, help="number of seeds (results: mean ± std)")
+    r.add_argument(
+        "--seeds",
+        type=count_type("--seeds"),
+        default=3,
+        help="number of seeds (results: mean ± std)",
+    )
     r.add_argument("--seed", type=int, default=0, help="first seed")
     r.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     add_state_options(r)

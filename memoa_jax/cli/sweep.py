@@ -31,6 +31,7 @@ from ._common import (
     check,
     check_out_dir,
     command_line,
+    count_type,
     data_fingerprint,
     default_out,
     is_interrupt,
@@ -69,7 +70,7 @@ def add_parser(sub, formatter):
         help="comma-separated population sizes, 1e6 notation allowed",
     )
     add_model_options(s, dataset="logistic")
-    s.add_argument("--seeds", type=int, default=1, help="seeds per size")
+    s.add_argument("--seeds", type=count_type("--seeds"), default=1, help="seeds per size")
     s.add_argument("--seed", type=int, default=0, help="first seed")
     s.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     add_state_options(s)

@@ -75,15 +75,24 @@ def add_parser(sub, formatter):
         help="comma-separated hyper-parameters to move (default: all of the method's: "
         "lam,gamma,alpha for MEMOA; kappa too with --objective server; learning_rate for ogd_*)",
     )
-    s.add_argument("--steps", type=int, default=40, help="optimiser steps")
+    s.add_argument("--steps", type=count_type("--steps"), default=40, help="optimiser steps")
     s.add_argument(
         "--lr", type=float, default=0.05, help="Adam step size on softplus⁻¹ of the values"
     )
     s.add_argument("--train-frac", type=float, default=0.7, help="fraction of rows to tune on")
     s.add_argument("--seed", type=int, default=0, help="training seed (shared by every step)")
-    s.add_argument("--eval-seeds", type=int, default=3, help="held-out: seeds SEED..SEED+K-1")
+    s.add_argument(
+        "--eval-seeds",
+        type=count_type("--eval-seeds"),
+        default=3,
+        help="held-out: seeds SEED..SEED+K-1",
+    )
     s.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    s.add_argument("--batch-size", type=int, help="process agents in chunks of this size")
+    s.add_argument(
+        "--batch-size",
+        type=count_type("--batch-size"),
+        help="process agents in chunks of this size",
+    )
     s.add_argument(
         "--remat",
         action="store_true",

