@@ -7,7 +7,10 @@ decided (no deadlock), only process 0 writes.
 
 Each pair of processes runs under a hard timeout (both killed: SIGKILL, since
 `jax.distributed` catches SIGTERM), so that a deadlock fails the test instead of hanging CI.
-The tested code is the checkout's (PYTHONPATH: this file's repository).
+The tested code is the checkout's (PYTHONPATH: this file's repository). Cost: a process
+start is 3 s of CPU and each compilation about 9 s, so run, sweep and API share one pair of
+processes (`DRIVER`, which calls `memoa_jax.cli.main` as `python -m memoa_jax` does): the
+file takes 86 s of CPU in all (pytest and its subprocesses), 43 s on 2 idle cores.
 """
 
 import json
@@ -24,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 240  # a pair on 2 loaded cores takes < 60 s; a deadlock would take gloo's minutes
 # one simulation for every comparison: the CLI's, built from these options
-MODEL = ["-n", "10", "--dataset", "logistic", "--rows", "12", "--methods", "memoa,g4_follow_mean"]
+MODEL = ["-n", "10", "--dataset", "logistic", "--rows", "12", "--methods", "memoa"]
 RTOL = 1e-12
 
 
@@ -119,82 +122,81 @@ def _assert_close(got: dict, want: dict):
             assert g == v or math.isclose(g, v, rel_tol=RTOL, abs_tol=0.0), (m, f, g, v)
 
 
-def test_run_two_processes_equals_one(tmp_path, reference):
-    """`memoa run --distributed`: process 0 writes results.json equal to the one-process
-    simulation; process 1 writes nothing (its --out is another folder)."""
-    outs = _pair(
-        tmp_path,
-        lambda pid: ["run", *MODEL, "--seeds", "1", "--no-progress", "--out", f"o{pid}"],
-    )
-    for rc, out, err in outs:
-        assert rc == 0, (out, err)
-    summary = json.loads((tmp_path / "o0" / "results.json").read_text())["summary"]
-    got = {m: {f: s[f]["per_seed"][0] for f in reference[0][m]} for m, s in summary.items()}
-    _assert_close(got, reference[0])
-    assert not (tmp_path / "o1").exists()
-    assert "wrote" in outs[0][1] and "wrote" not in outs[1][1]
-
-
-SWEEP = ["sweep", *MODEL[2:], "--sizes", "10", "--pad-below", "0", "--no-progress"]
-
-
-def test_sweep_two_processes_equals_one_and_resumes_where_process_0_decides(tmp_path, reference):
-    """`memoa sweep --distributed` equals the one-process simulation (2 seeds, one
-    compilation); only process 0 writes. Resumed where the processes' folders differ
-    (process 0's has every point, process 1's none): process 0 decides that nothing is left
-    to run, and both end at once (it deadlocked when each process read its own folder)."""
-    outs = _pair(tmp_path, lambda pid: [*SWEEP, "--seeds", "2", "--out", f"s{pid}"])
-    for rc, out, err in outs:
-        assert rc == 0, (out, err)
-    path = tmp_path / "s0" / "sweep.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [(r["n_agents"], r["seed"], r["n_devices"]) for r in records] == [(10, 0, 4), (10, 1, 4)]
-    for r in records:
-        _assert_close(r["summary"], reference[r["seed"]])
-    assert not (tmp_path / "s1").exists()
-
-    before = path.read_text()
-    outs = _pair(tmp_path, lambda pid: [*SWEEP, "--seeds", "2", "--out", f"s{pid}"])
-    for rc, out, err in outs:
-        assert rc == 0, (out, err)
-        assert "2 point(s) already in s0/sweep.jsonl, 0 to run" in out, out
-    assert path.read_text() == before and not (tmp_path / "s1").exists()
-
-
-API = textwrap.dedent(
+DRIVER = textwrap.dedent(
     """
-    import json, sys
+    import contextlib, io, json, sys
     import jax
-    from memoa_jax.cli import _parser
+    from memoa_jax.cli import _parser, main
+
+    argv = sys.argv[1:]  # MODEL, then the --distributed options
+    pid = int(argv[argv.index("--process-id") + 1])
+    model, dist = argv[: argv.index("--distributed")], argv[argv.index("--distributed") :]
+    report = {}
+
+    def memoa(name, args):  # `memoa ARGS --distributed ...`, as `python -m memoa_jax` runs it
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            rc = main([*args, *dist])
+        report[name] = dict(rc=rc, out=out.getvalue())
+
+    # memoa run; memoa sweep (2 seeds); the same sweep again: each process gives its own
+    # --out, so process 0's folder holds both points and process 1's none (it deadlocked)
+    memoa("run", ["run", *model, "--seeds", "1", "--no-progress", "--out", f"o{pid}"])
+    sweep = ["sweep", *model[2:], "--sizes", model[1], "--pad-below", "0", "--seeds", "2"]
+    memoa("sweep", [*sweep, "--no-progress", "--out", f"s{pid}"])
+    memoa("resume", [*sweep, "--no-progress", "--out", f"s{pid}"])
+
+    # the Python API: simulate with a mesh over every process's devices (jax.distributed
+    # initialised above by the CLI)
+    import memoa_jax as mj
     from memoa_jax.cli._common import build
 
-    argv = sys.argv[1:]
-    pid = int(argv[argv.index("--process-id") + 1])
-    jax.distributed.initialize(
-        argv[argv.index("--coordinator") + 1], num_processes=2, process_id=pid
-    )
-    import memoa_jax as mj
-
     assert jax.process_count() == 2 and len(jax.devices()) == 4, jax.devices()
-    args = _parser().parse_args(["run", *argv[: argv.index("--distributed")]])
-    built = build(args, comparators=True)
+    built = build(_parser().parse_args(["run", *model]), comparators=True)
     (sim,), data = built.sims, built.data
-    mesh = jax.make_mesh((4,), ("agents",))  # every process's devices
+    mesh = jax.make_mesh((4,), ("agents",))
     run = jax.jit(lambda x, y, k: mj.simulate(sim, x, y, key=k, mesh=mesh))
     res = run(jax.numpy.asarray(data.x), jax.numpy.asarray(data.y), jax.random.key(1))
-    out = {m: {f: float(v) for f, v in s._asdict().items()} for m, s in res.ordered()}
-    print(json.dumps(out))
+    report["api"] = {m: {f: float(v) for f, v in s._asdict().items()} for m, s in res.ordered()}
+    print(json.dumps(report))
     """
 )
 
 
-def test_api_mesh_over_two_processes_equals_one(tmp_path, reference):
-    """`simulate(..., mesh=)` with a mesh over both processes' 4 devices: the one-process
-    results, on each process (the summaries are replicated)."""
-    outs = _pair(tmp_path, lambda pid: MODEL, code=API)
+def test_run_sweep_and_api_over_two_processes_equal_one(tmp_path, reference):
+    """In each of 2 processes (one pair, to spare CI's cores 3 start-ups): `memoa run`,
+    `memoa sweep` (2 seeds, one compilation) and the same sweep again, then `simulate` with
+    a mesh over both processes' 4 devices. Each equals the one-process simulation; only
+    process 0 writes (process 1's --out is another folder, never created). The sweep
+    started again, where process 0's folder holds both points and process 1's none: process
+    0 decides that nothing is left, and both end at once (each process read its own folder
+    and process 1 ran points alone: a deadlock)."""
+    outs = _pair(tmp_path, lambda pid: MODEL, code=DRIVER)
+    reports = []
     for rc, out, err in outs:
         assert rc == 0, (out, err)
-        _assert_close(json.loads(out.strip().splitlines()[-1]), reference[1])
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    for r in reports:
+        assert r["run"]["rc"] == r["sweep"]["rc"] == r["resume"]["rc"] == 0, r
+        _assert_close(r["api"], reference[1])
+
+    summary = json.loads((tmp_path / "o0" / "results.json").read_text())["summary"]
+    got = {m: {f: s[f]["per_seed"][0] for f in reference[0][m]} for m, s in summary.items()}
+    _assert_close(got, reference[0])
+    assert "wrote" in reports[0]["run"]["out"] and "wrote" not in reports[1]["run"]["out"]
+
+    path = tmp_path / "s0" / "sweep.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["n_agents"], r["seed"], r["n_devices"]) for r in records] == [
+        (10, 0, 4),
+        (10, 1, 4),
+    ]
+    for rec in records:
+        _assert_close(rec["summary"], reference[rec["seed"]])
+    for r in reports:
+        assert "0 point(s) already in s0/sweep.jsonl, 2 to run" in r["sweep"]["out"]
+        assert "2 point(s) already in s0/sweep.jsonl, 0 to run" in r["resume"]["out"]
+    assert not any((tmp_path / f).exists() for f in ("o1", "s1"))
 
 
 def test_different_options_refused_by_every_process(tmp_path):
