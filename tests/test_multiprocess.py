@@ -232,3 +232,28 @@ def test_failed_runtime_check_reported_by_every_process(tmp_path):
         assert "memoa, seed 0: a result is not finite" in line
     assert lines[0] == lines[1]
     assert not (tmp_path / "o0").exists()
+
+
+def test_digest_leaves_out_per_process_options_and_names_the_first_difference():
+    """What the processes compare (in one process, no subprocess): the per-process options
+    (--out, --process-id, ...) are left out, another value of an option or other data is
+    the first difference, named with both values."""
+    from memoa_jax.cli import _parser
+    from memoa_jax.cli._distributed import _hashed, digest_items, first_difference
+    from memoa_jax.data import load_dataset
+
+    data = load_dataset("logistic", n_rows=12)
+
+    def items(*extra, rows=12):
+        args = _parser().parse_args(["run", *MODEL, *extra])
+        return _hashed(digest_items(args, data.head(rows)))
+
+    base = items("--out", "a", "--process-id", "0", "--coordinator", "h:1")
+    local = items("--out", "b", "--process-id", "1", "--coordinator", "h:2", "--no-progress")
+    assert first_difference(base, local, 1) is None
+    assert (
+        first_difference(base, items("--lam", "2"), 1)
+        == "--lam: 2.0 on process 1, 0.5 on process 0"
+    )
+    diff = first_difference(base, items(rows=11), 1)
+    assert diff is not None and diff.startswith("the data (SHA-256 of x and y): ")
