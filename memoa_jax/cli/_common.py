@@ -711,20 +711,13 @@ def check_device_options(args):
 
 def agent_mesh(args):
     """The device mesh for `simulate(..., mesh=)`, or None for one device (`--shard`,
-    `--distributed`). Initialises `jax.distributed` first when asked."""
+    `--distributed`). Initialises `jax.distributed` first when asked (`_distributed.start`,
+    which commands call before anything else)."""
     import jax
 
-    check_device_options(args)
-    if args.distributed:
-        given = dict(
-            coordinator_address=args.coordinator,
-            num_processes=args.num_processes,
-            process_id=args.process_id,
-        )
-        try:
-            jax.distributed.initialize(**{k: v for k, v in given.items() if v is not None})
-        except (RuntimeError, ValueError) as e:
-            raise UsageError(f"--distributed: {e}") from None
+    from ._distributed import start
+
+    start(args)  # (checks the device options; initialises once)
     if not (args.shard or args.distributed):
         return None
     return jax.make_mesh((jax.device_count(),), ("agents",))

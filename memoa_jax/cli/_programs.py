@@ -14,6 +14,7 @@ again. The entries (about 1 MB each, zlib) live in `<cache>/memoa-programs/`: de
 folder to start afresh; `--no-compile-cache` neither reads nor writes them.
 """
 
+import contextlib
 import hashlib
 import importlib.metadata
 import os
@@ -265,3 +266,41 @@ def _save(path: Path, compiled, skeleton) -> None:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+@contextlib.contextmanager
+def runtime_checks(mode):
+    """Compile equinox's runtime checks (`eqx.error_if`: "R̃ singular at step s", ...) as
+    `mode` ("nan"; None: as configured, "raise" by default).
+
+    In "raise" mode a check is a host callback, and JAX never writes a program with host
+    callbacks to its persistent compilation cache. With the cache on, `memoa run` compiles
+    the checks as "nan" (a failed check turns the result into NaN) and, only when a result
+    is not finite, compiles that simulation again in "raise" mode to report the check's own
+    message. Under `--distributed` (`memoa run`, `memoa sweep`) they always compile as
+    "nan": a check that raises stops one process inside the program, and the others wait
+    for it at the next collective. equinox reads the mode when tracing, from
+    `equinox._errors.EQX_ON_ERROR`.
+    """
+    import importlib
+
+    try:  # (a private module: imported by name, its attribute read as any other)
+        errors = importlib.import_module("equinox._errors")
+        old = errors.EQX_ON_ERROR
+    except (ImportError, AttributeError):  # another equinox: checks as configured
+        yield
+        return
+    if mode is None:
+        yield
+        return
+    import jax
+
+    # JAX caches traces by shapes, not by equinox's mode: clear them on both sides, so that
+    # no trace of the other mode is reused (here, or by a later `simulate` in this process)
+    jax.clear_caches()
+    setattr(errors, "EQX_ON_ERROR", mode)  # noqa: B010 (a module's setting, by name)
+    try:
+        yield
+    finally:
+        setattr(errors, "EQX_ON_ERROR", old)  # noqa: B010
+        jax.clear_caches()

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from ..data._checks import describe_stretches
-from . import _programs
+from . import _distributed, _programs
 from ._common import (
+    Failure,
     UsageError,
     add_device_options,
     add_model_options,
@@ -88,16 +89,21 @@ def main(args) -> int:
     import memoa_jax as mj
 
     wall0 = time.perf_counter()
-    built = build(args, comparators=True)
+    _distributed.start(args)  # --distributed: first, so that every check below is shared
+    built = _distributed.agree(args, lambda: build(args, comparators=True), lambda b: b.data)
     data, sims, hp, names = built.data, built.sims, built.hp, built.names
     n_agents = args.n_agents
     mesh = agent_mesh(args)
     out = args.out
     if out is None:
         out = default_out("run", data.name, f"N{n_agents}", stamp())
-    check_out_dir(out)
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"output folder {str(out)!r} exists and is not empty")
+
+    def check_out():  # (--distributed: process 0's folder; it alone writes)
+        check_out_dir(out)
+        if out.exists() and any(out.iterdir()):
+            raise UsageError(f"output folder {str(out)!r} exists and is not empty")
+
+    _distributed.on_process_0(args, check_out)
     n_steps = data.n_rows - 1
     homogeneity = args.homogeneity
     print(
@@ -148,17 +154,20 @@ def main(args) -> int:
     # would keep the program out of the persistent compilation cache.
 
     # COMPILE: every simulation once, all its methods jointly. With the persistent cache on,
-    # runtime checks compile as NaN (see `_runtime_checks`) so that the program has no host
-    # callback: JAX keeps it in its cache, and `_programs` keeps the executable itself, so
+    # runtime checks compile as NaN (see `_programs.runtime_checks`) so that the program has
+    # no host callback: JAX keeps it in its cache, and `_programs` keeps the executable itself, so
     # that a second identical run neither traces nor lowers the Python loop again.
-    fast = cache is not None and "EQX_ON_ERROR" not in os.environ
+    # --distributed: always as NaN. A check that raises stops one process inside the
+    # program, and the others wait for it at the next collective until gloo's deadline
+    many = bool(args.distributed) and jax.process_count() > 1
+    fast = many or (cache is not None and "EQX_ON_ERROR" not in os.environ)
     mode = "nan" if fast else None
 
     def lower_and_compile(sim, mode):
         """The compiled simulation (`_programs.Program`)."""
 
         def lower(fn, *args):
-            with _runtime_checks(mode):
+            with _programs.runtime_checks(mode):
                 return jax.jit(fn).lower(*args)
 
         folder = cache if mode == "nan" else None  # (no host callback: checks as NaN)
@@ -193,6 +202,8 @@ def main(args) -> int:
                 with _quiet_callbacks():
                     res = jax.block_until_ready(compiled[i](sim, x, y, jax.random.key(s)))
                 run_s[i].append(time.perf_counter() - t0)
+                if many and _has_checks(mj, sim) and not _finite(res):
+                    raise _not_finite_distributed(label, s)  # (on every process alike)
                 if not checked[i] and _has_checks(mj, sim) and not _finite(res):
                     # a failed runtime check, or a divergence: find out which, with checks on
                     bar.write(
@@ -205,6 +216,9 @@ def main(args) -> int:
                     checked[i] = True
                     with _quiet_callbacks():
                         res = jax.block_until_ready(compiled[i](sim, x, y, jax.random.key(s)))
+            except Failure:  # (already one line: --distributed, not finite)
+                bar.close()
+                raise
             except Exception as e:  # runtime checks inside the compiled loop, out of memory
                 bar.close()
                 if not is_runtime_failure(e):
@@ -265,47 +279,25 @@ def main(args) -> int:
         )
     wall_s = time.perf_counter() - wall0
 
-    if jax.process_index() == 0:  # multi-host: one process reports
+    def report():  # multi-host: process 0 reports and writes; a failure stops every process
         _print_summary(summary, n_agents, n_steps, args.seeds, args.wide)
         _print_frozen_warning(summary, hp.get("features"))
         _print_timing(timing, wall_s)
         _write_outputs(out, args, built, summary, steps, timing, wall_s, persistence)
+
+    _distributed.on_process_0(args, report)
     return 0
 
 
-@contextlib.contextmanager
-def _runtime_checks(mode):
-    """Compile equinox's runtime checks (`eqx.error_if`: "R̃ singular at step s", ...) as
-    `mode` ("nan"; None: as configured, "raise" by default).
-
-    In "raise" mode a check is a host callback, and JAX never writes a program with host
-    callbacks to its persistent compilation cache. With the cache on, `memoa run` compiles
-    the checks as "nan" (a failed check turns the result into NaN) and, only when a result
-    is not finite, compiles that simulation again in "raise" mode to report the check's own
-    message. equinox reads the mode when tracing, from `equinox._errors.EQX_ON_ERROR`.
-    """
-    import importlib
-
-    try:  # (a private module: imported by name, its attribute read as any other)
-        errors = importlib.import_module("equinox._errors")
-        old = errors.EQX_ON_ERROR
-    except (ImportError, AttributeError):  # another equinox: checks as configured
-        yield
-        return
-    if mode is None:
-        yield
-        return
-    import jax
-
-    # JAX caches traces by shapes, not by equinox's mode: clear them on both sides, so that
-    # no trace of the other mode is reused (here, or by a later `simulate` in this process)
-    jax.clear_caches()
-    setattr(errors, "EQX_ON_ERROR", mode)  # noqa: B010 (a module's setting, by name)
-    try:
-        yield
-    finally:
-        setattr(errors, "EQX_ON_ERROR", old)  # noqa: B010
-        jax.clear_caches()
+def _not_finite_distributed(label: str, seed: int) -> Failure:
+    """A result of a simulation with runtime checks that is not finite, under
+    `--distributed` (checks compiled as NaN): every process reports it alike."""
+    return Failure(
+        f"{label.replace('+', ', ')}, seed {seed}: a result is not finite: a failed runtime "
+        "check (a singular solve) or a divergence; with --distributed the checks compile as "
+        "NaN (a check that raised would stop one process inside the program and leave the "
+        "others waiting), so run the same command in one process to see which"
+    )
 
 
 @contextlib.contextmanager

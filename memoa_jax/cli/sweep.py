@@ -17,8 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from . import _distributed, _programs
 from ._common import (
     MAX_AGENTS,
+    Failure,
     Interrupted,
     InterruptGuard,
     UsageError,
@@ -195,16 +197,21 @@ def main(args) -> int:
     import jax
     from tqdm.auto import tqdm
 
-    sizes = parse_sizes(args.sizes, limit=MAX_AGENTS)
-    check(
-        math.isfinite(args.pad_below) and args.pad_below >= 0,
-        f"--pad-below must be a finite number >= 0, got {args.pad_below}",
-    )
-    args.n_agents = max(sizes)
-    args.size_option = "--sizes"  # the population check names this option
-    if args.out is not None:
-        check_out_dir(args.out)
-    built = build(args)
+    _distributed.start(args)  # --distributed: first, so that every check below is shared
+
+    def prepare():
+        sizes = parse_sizes(args.sizes, limit=MAX_AGENTS)
+        check(
+            math.isfinite(args.pad_below) and args.pad_below >= 0,
+            f"--pad-below must be a finite number >= 0, got {args.pad_below}",
+        )
+        args.n_agents = max(sizes)
+        args.size_option = "--sizes"  # the population check names this option
+        if args.out is not None and jax.process_index() == 0:  # (it alone writes)
+            check_out_dir(args.out)
+        return sizes, build(args)
+
+    sizes, built = _distributed.agree(args, prepare, lambda p: p[1].data)
     data, sims, hp = built.data, built.sims, built.hp
     mesh = agent_mesh(args)
     config = args.sweep_config = _config(args, hp, data)
@@ -212,17 +219,23 @@ def main(args) -> int:
         digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
         args.out = default_out("sweep", data.name, digest)
     path = args.out / RESULTS
-    records = _read_done(path, config)
-    make_out_dir(args.out)
-    done = {(r["n_agents"], r["seed"]) for r in records}
     seeds = range(args.seed, args.seed + args.seeds)
-    todo = [(n, s) for n in sizes for s in seeds if (n, s) not in done]
+    records = []  # (--distributed: process 0's; the others keep only the points they ran)
+
+    def decide():  # process 0 reads what is done and decides what to run, for all
+        records.extend(_read_done(path, config))
+        make_out_dir(args.out)
+        done = {(r["n_agents"], r["seed"]) for r in records}
+        return len(done), [(n, s) for n in sizes for s in seeds if (n, s) not in done], str(path)
+
+    n_done, todo, where = _distributed.on_process_0(args, decide)  # (where: process 0's file)
+    todo = [(int(n), int(s)) for n, s in todo]  # (JSON: lists)
     n_steps = data.n_rows - 1
     print(
         f"memoa sweep: {data.name}, N in {sizes}, {args.seeds} seed(s), "
         f"{len(built.names)} methods, {args.dtype}, {jax.devices()[0].platform}"
         + (f" x{mesh.size}" if mesh else "")
-        + f"; {len(done)} point(s) already in {path}, {len(todo)} to run"
+        + f"; {n_done} point(s) already in {where}, {len(todo)} to run"
     )
     work = sum(slots_for(n, args.pad_below) for n, _ in todo) * n_steps * len(sims)
     bar = tqdm(
@@ -236,11 +249,16 @@ def main(args) -> int:
     progress = _Progress(bar)
     compiled, compiles = {}, 0
     kept = len(records)
+    # --distributed: runtime checks as NaN (`_programs.runtime_checks`); None: as configured
+    many = bool(args.distributed) and jax.process_count() > 1
     try:
-        with InterruptGuard() as guard:
+        with InterruptGuard() as guard, _programs.runtime_checks("nan" if many else None):
             compiles = _run_points(
                 args, built, todo, records, path, bar, progress, compiled, mesh, guard
             )
+    except Failure:  # (already one line: a write of process 0, a check under --distributed)
+        bar.close()
+        raise
     except Exception as e:
         bar.close()
         if is_interrupt(e):
@@ -350,6 +368,8 @@ def _run_points(args, built, todo, records, path, bar, progress, compiled, mesh,
                 )
             for m, s in res.ordered():
                 summary[m] = {f: float(v) for f, v in s._asdict().items()}
+            if mesh is not None and jax.process_count() > 1:
+                _check_finite(mj, one, summary, n, seed)
         summary = {m: summary[m] for m in built.names}
         record = dict(
             n_agents=n,
@@ -367,11 +387,32 @@ def _run_points(args, built, todo, records, path, bar, progress, compiled, mesh,
             config=args.sweep_config,
         )
         record = strict_clean(record)  # a diverged method's RMSE: null, with the reason
-        if jax.process_index() == 0:
+
+        def write():  # process 0 alone; a failure to write stops every process
             text = "".join(strict_json(r, indent=None) + "\n" for r in [*records, record])
             write_text(path, text)
+
+        _distributed.on_process_0(args, write)
         records.append(record)  # kept once written: what an interruption reports as kept
     return compiles
+
+
+def _check_finite(mj, sim, summary, n, seed):
+    """Under `--distributed` the runtime checks compile as NaN: a game method whose RMSE is
+    not finite is a failed check (a singular solve) or a divergence, reported alike by every
+    process (`Failure`, exit 1)."""
+    games = [m.name for m in sim.methods if isinstance(m, mj.MeanFieldGame)]
+    for m in games:
+        values = [
+            v for f, v in summary[m].items() if f.endswith("rmse") and f != "worst_moving_rmse"
+        ]
+        if not all(math.isfinite(v) for v in values):
+            raise Failure(
+                f"sweep at N={n:,}, seed {seed}: {m}: a result is not finite: a failed runtime "
+                "check (a singular solve) or a divergence; with --distributed the checks "
+                "compile as NaN (a check that raised would stop one process inside the "
+                "program and leave the others waiting), so run it in one process to see which"
+            )
 
 
 def _rmse(v) -> str:
