@@ -10,7 +10,8 @@ Each pair of processes runs under a hard timeout (both killed: SIGKILL, since
 The tested code is the checkout's (PYTHONPATH: this file's repository). Cost: a process
 start is 3 s of CPU and each compilation about 9 s, so run, sweep and API share one pair of
 processes (`DRIVER`, which calls `memoa_jax.cli.main` as `python -m memoa_jax` does): the
-file takes 86 s of CPU in all (pytest and its subprocesses), 43 s on 2 idle cores.
+file's default tests take 86-96 s of CPU in all (pytest and its subprocesses, measured at a
+load average of 9-14 on 2 cores), so about 45 s on 2 idle cores.
 """
 
 import json
