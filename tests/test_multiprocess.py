@@ -10,7 +10,8 @@ Each pair of processes runs under a hard timeout (both killed: SIGKILL, since
 The tested code is the checkout's (PYTHONPATH: this file's repository). Cost: a process
 start is 3 s of CPU and each compilation about 9 s, so run, sweep and API share one pair of
 processes (`DRIVER`, which calls `memoa_jax.cli.main` as `python -m memoa_jax` does): the
-file takes 86 s of CPU in all (pytest and its subprocesses), 43 s on 2 idle cores.
+file's default tests take 86-96 s of CPU in all (pytest and its subprocesses, measured at a
+load average of 9-14 on 2 cores), so about 45 s on 2 idle cores.
 """
 
 import json
@@ -199,17 +200,37 @@ def test_run_sweep_and_api_over_two_processes_equal_one(tmp_path, reference):
     assert not any((tmp_path / f).exists() for f in ("o1", "s1"))
 
 
-def test_different_options_refused_by_every_process(tmp_path):
-    """Process 1 with another --lam: both processes say so in one line naming the option,
-    exit 2, before anything ran or was written."""
-    outs = _pair(
-        tmp_path,
-        lambda pid: ["run", *MODEL, "--out", f"o{pid}"] + (["--lam", "2"] if pid else []),
-    )
+TWO = textwrap.dedent(
+    """
+    import json, sys
+    from memoa_jax.cli import main
+
+    i = sys.argv.index("--distributed")
+    dist = sys.argv[i:]
+    print(json.dumps([main([*cmd, *dist]) for cmd in json.loads(sys.argv[1])]))
+    """
+)
+
+
+def test_different_options_or_bad_input_on_one_process_refused_by_every_process(tmp_path):
+    """Process 1 with another --lam, then with a bad input of its own (too few rows): both
+    processes say so in the same line (the first naming the option and both values), exit
+    2, before anything ran or was written."""
+
+    def commands(pid):
+        run = ["run", *MODEL, "--out", f"o{pid}"]
+        other = [[*run, "--lam", "2"], [*run, "--rows", "3"]] if pid else [run, run]
+        return [json.dumps(other)]
+
+    outs = _pair(tmp_path, commands, code=TWO)
+    lines = []
     for rc, out, err in outs:
-        assert rc == 2, (out, err)
-        (line,) = _errors(err)
-        assert "the processes differ in --lam: 2.0 on process 1, 0.5 on process 0" in line
+        assert rc == 0 and json.loads(out.strip().splitlines()[-1]) == [2, 2], (out, err)
+        first, second = _errors(err)
+        assert "the processes differ in --lam: 2.0 on process 1, 0.5 on process 0" in first
+        lines.append(second)
+    assert lines[0] == lines[1]
+    assert "--distributed: process 1: --window 3 needs more than 3 prediction steps" in lines[0]
     assert not (tmp_path / "o0").exists() and not (tmp_path / "o1").exists()
 
 

@@ -29,7 +29,10 @@ T = TypeVar("T")
 # per-process settings, allowed to differ: where this process is, where it would write,
 # how it reports; a path to data is compared by the data's content (`data_fingerprint`)
 LOCAL = {"process_id", "coordinator", "out", "no_progress", "debug", "argv", "func"}
-LOCAL |= {"data_dir", "csv", "params", "compile_cache_dir", "sweep_config", "size_option"}
+LOCAL |= {"data_dir", "csv", "params", "sweep_config", "size_option"}
+# the compilation cache: the same program either way (under --distributed the runtime checks
+# always compile as NaN, `_programs.runtime_checks`)
+LOCAL |= {"compile_cache_dir", "no_compile_cache"}
 SHOWN = 60  # characters of a value shown in a message
 
 
@@ -67,6 +70,10 @@ def _allgather(payload: bytes) -> list[bytes]:
     buf[: len(payload)] = np.frombuffer(payload, np.uint8)
     every = np.asarray(multihost_utils.process_allgather(buf)).reshape(len(sizes), width)
     return [every[p, : sizes[p]].astype(np.uint8).tobytes() for p in range(len(sizes))]
+
+
+def _first_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: " + (str(e).strip().split("\n") or [""])[0][:200]
 
 
 def _error(record) -> Exception:
@@ -136,13 +143,19 @@ def agree(args, prepare: Callable[[], T], data: Callable[[T], Any]) -> T:
     import jax
 
     value: list[T] = []  # (filled when prepare() succeeded)
+    own: Exception | None = None
     try:
         value.append(prepare())
         mine = dict(items=_hashed(digest_items(args, data(value[0]))), error=None)
-    except (UsageError, Failure) as e:
-        mine = dict(items=_hashed(digest_items(args, None)), error=[type(e).__name__, str(e)])
+    except Exception as e:  # (a bug, the file system: raised here as it is, after the others know)
+        own = e
+        known = isinstance(e, (UsageError, Failure))
+        kind, text = (type(e).__name__, str(e)) if known else ("Failure", _first_line(e))
+        mine = dict(items=_hashed(digest_items(args, None)), error=[kind, text])
     every = [json.loads(b) for b in _allgather(json.dumps(mine).encode())]
     failed = [(p, r["error"]) for p, r in enumerate(every) if r["error"] is not None]
+    if own is not None and not isinstance(own, (UsageError, Failure)):
+        raise own
     if failed:
         p, record = failed[0]
         same = all(r["error"] == record for r in every)
@@ -174,8 +187,7 @@ def on_process_0(args, fn: Callable[[], T]) -> T:
             _allgather(json.dumps(dict(error=[type(e).__name__, str(e)])).encode())
             raise
         except BaseException as e:  # a bug, Ctrl-C: the others stop too, then it is raised
-            first = (str(e).strip().split("\n") or [""])[0][:200]
-            text = f"process 0 stopped: {type(e).__name__}: {first}"
+            text = f"process 0 stopped: {_first_line(e)}"
             _allgather(json.dumps(dict(error=["Failure", text])).encode())
             raise
         _allgather(json.dumps(out).encode())
