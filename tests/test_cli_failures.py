@@ -647,7 +647,7 @@ def test_help_does_not_import_jax():
 # CTRL-C AT ANY MOMENT (issue 28 item 11)
 
 
-def _interrupt(command: str, delay: float, tmp_path):
+def _interrupt(command: str, delay: float, tmp_path, *extra: str):
     """`python -m memoa_jax COMMAND` (tiny sizes) sent SIGINT after `delay` seconds: its exit
     status, its stderr lines and what is left in `tmp_path`."""
     import subprocess
@@ -657,7 +657,7 @@ def _interrupt(command: str, delay: float, tmp_path):
 
     out = tmp_path / "o" / ("x" if command == "tune" else "")
     root = Path(__file__).resolve().parents[1]
-    argv = [sys.executable, "-m", "memoa_jax", command, *TINY[command], "--no-progress"]
+    argv = [sys.executable, "-m", "memoa_jax", command, *TINY[command], "--no-progress", *extra]
     proc = subprocess.Popen(
         [*argv, "--out", str(out)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -677,8 +677,9 @@ def _check_interrupted(code, err, left):
 
 
 def test_ctrl_c_during_the_work_of_a_program(tmp_path):
-    """One quick instance: 2 s in, while JAX is imported or the loop compiled."""
-    code, err, left = _interrupt("sweep", 2.0, tmp_path)
+    """One quick instance: 2 s in, while JAX is imported or the loop compiled (without the
+    cache, so that it cannot be done by then)."""
+    code, err, left = _interrupt("sweep", 2.0, tmp_path, "--no-compile-cache")
     assert code == 130, (code, err)
     _check_interrupted(code, err, left)
     assert left == [], left  # the empty output folder is gone
