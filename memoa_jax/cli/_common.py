@@ -709,20 +709,6 @@ def check_device_options(args):
     )
 
 
-def agent_mesh(args):
-    """The device mesh for `simulate(..., mesh=)`, or None for one device (`--shard`,
-    `--distributed`). Initialises `jax.distributed` first when asked (`_distributed.start`,
-    which commands call before anything else)."""
-    import jax
-
-    from ._distributed import start
-
-    start(args)  # (checks the device options; initialises once)
-    if not (args.shard or args.distributed):
-        return None
-    return jax.make_mesh((jax.device_count(),), ("agents",))
-
-
 def _names(text: str | None, option: str) -> tuple[str, ...] | None:
     if text is None:
         return None

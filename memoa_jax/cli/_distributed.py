@@ -55,6 +55,16 @@ def start(args) -> None:
         raise UsageError(f"--distributed: {e}") from None
 
 
+def agent_mesh(args):
+    """The device mesh for `simulate(..., mesh=)` over every process's devices, or None for
+    one device (without `--shard` or `--distributed`). Call `start` first."""
+    import jax
+
+    if not (args.shard or args.distributed):
+        return None
+    return jax.make_mesh((jax.device_count(),), ("agents",))
+
+
 def _allgather(payload: bytes) -> list[bytes]:
     """Every process's `payload`, in process order (blocks until all have given theirs)."""
     import jax

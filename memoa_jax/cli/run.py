@@ -16,7 +16,6 @@ from ._common import (
     add_device_options,
     add_model_options,
     add_state_options,
-    agent_mesh,
     build,
     check_out_dir,
     command_line,
@@ -93,7 +92,7 @@ def main(args) -> int:
     built = _distributed.agree(args, lambda: build(args, comparators=True), lambda b: b.data)
     data, sims, hp, names = built.data, built.sims, built.hp, built.names
     n_agents = args.n_agents
-    mesh = agent_mesh(args)
+    mesh = _distributed.agent_mesh(args)
     out = args.out
     if out is None:
         out = default_out("run", data.name, f"N{n_agents}", stamp())

@@ -27,7 +27,6 @@ from ._common import (
     add_device_options,
     add_model_options,
     add_state_options,
-    agent_mesh,
     batch_size_for,
     build,
     check,
@@ -213,7 +212,7 @@ def main(args) -> int:
 
     sizes, built = _distributed.agree(args, prepare, lambda p: p[1].data)
     data, sims, hp = built.data, built.sims, built.hp
-    mesh = agent_mesh(args)
+    mesh = _distributed.agent_mesh(args)
     config = args.sweep_config = _config(args, hp, data)
     if args.out is None:
         digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
