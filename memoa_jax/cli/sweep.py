@@ -178,18 +178,6 @@ def _diverged(record) -> list[str]:
     ]
 
 
-class _Progress:
-    """Host callback advancing the bar by one step of the current population. One object for
-    the whole sweep: it is a static argument of the compiled loop, so a new one would
-    recompile."""
-
-    def __init__(self, bar):
-        self.bar, self.slots = bar, 0
-
-    def __call__(self, t):
-        self.bar.update(self.slots)
-
-
 def main(args) -> int:
     import jax
     from tqdm.auto import tqdm
@@ -232,14 +220,11 @@ def main(args) -> int:
         file=sys.stderr,
         smoothing=0.0,
     )
-    progress = _Progress(bar)
     compiled, compiles = {}, 0
     kept = len(records)
     try:
         with InterruptGuard() as guard:
-            compiles = _run_points(
-                args, built, todo, records, path, bar, progress, compiled, mesh, guard
-            )
+            compiles = _run_points(args, built, todo, records, path, bar, compiled, mesh, guard)
     except Exception as e:
         bar.close()
         if is_interrupt(e):
@@ -294,7 +279,7 @@ def _interrupted(args, path: Path, records, kept: int) -> Interrupted:
     )
 
 
-def _run_points(args, built, todo, records, path, bar, progress, compiled, mesh, guard) -> int:
+def _run_points(args, built, todo, records, path, bar, compiled, mesh, guard) -> int:
     """Runs the points `todo`, appending each finished one to `records` and rewriting
     `path` after each; returns the number of compilations."""
     import equinox as eqx
@@ -312,7 +297,9 @@ def _run_points(args, built, todo, records, path, bar, progress, compiled, mesh,
         slots = slots_for(n, args.pad_below)
         padded = slots != n
         n_active = jnp.asarray(n, jnp.int32) if padded else None
-        call = dict(progress=progress, mesh=mesh, n_active=n_active)
+        # one compiled scan per population (no host callback: its runtime checks come back
+        # in the result's status, raised here); the bar advances by whole runs
+        call = dict(mesh=mesh, n_active=n_active, throw=False)
         bar.set_description(f"N={n:,} seed {seed}")
         compile_s, run_s, xla_bytes, summary = 0.0, 0.0, 0, {}
         for i, sim in enumerate(sims):  # the main simulation, and G1's own (--g1-params)
@@ -329,12 +316,13 @@ def _run_points(args, built, todo, records, path, bar, progress, compiled, mesh,
                 compile_s += time.perf_counter() - t0
                 compiles += 1
                 bar.set_description(f"N={n:,} seed {seed}")
-            progress.slots = slots
             t0 = time.perf_counter()
             res = jax.block_until_ready(
                 compiled[i, slots](one, x, y, key=jax.random.key(seed), **call)
             )
             run_s += time.perf_counter() - t0
+            res.status.raise_if_failed()
+            bar.update(slots * n_steps)
             mem = compiled[i, slots].compiled.memory_analysis()
             if mem is None:
                 xla_bytes = None
