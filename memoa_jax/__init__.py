@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from ._fedmoe_game import simulate_fedmoe_game as simulate_fedmoe_game
     from ._fedmoe_game import solve_fedmoe_game as solve_fedmoe_game
     from ._kernels import Kernels as Kernels
+    from ._loop import Run as Run
+    from ._loop import SimCarry as SimCarry
     from ._loop import agent_draws as agent_draws
     from ._loop import carry_bytes_per_agent as carry_bytes_per_agent
     from ._loop import init_agents as init_agents
@@ -64,7 +66,13 @@ if TYPE_CHECKING:
     from ._moments import rfn_moments as rfn_moments
     from ._moments import second_moment_operator as second_moment_operator
     from ._online_gradient import OnlineGradient as OnlineGradient
+    from ._progress import AbstractProgressMeter as AbstractProgressMeter
+    from ._progress import CallbackProgressMeter as CallbackProgressMeter
+    from ._progress import NoProgressMeter as NoProgressMeter
     from ._simulation import Simulation as Simulation
+    from ._status import RESULTS as RESULTS
+    from ._status import SimulationError as SimulationError
+    from ._status import Status as Status
     from ._sweep import SweepPoint as SweepPoint
     from ._sweep import bucket_slots as bucket_slots
     from ._sweep import sweep as sweep

@@ -29,10 +29,12 @@ from ._kernels import Kernels, computed_once, stage_cost_rows
 from ._methods import MeanFieldGame, MethodState, StepContext
 from ._metrics import SimResult, StepStats, persistence_rmse, summarize
 from ._moments import assemble_second_moment
+from ._progress import AbstractProgressMeter, CallbackProgressMeter, NoProgressMeter
 from ._random import bits_rows, fold_in_rows, is_threefry, split_rows
 from ._scan import scan, scan_remat
 from ._sharding import agent_sharding, shard_state
 from ._simulation import Simulation, solve_dtype, validate_data
+from ._status import Status
 
 
 class _Acc(NamedTuple):
@@ -56,6 +58,7 @@ class _State(NamedTuple):
     # the agent's features were nonzero at some step so far (lean, stateless encoder: None,
     # found after the loop by `_moving`)
     moving: Bool[Array, " n"] | None
+    status: Status  # the runtime checks so far (`_status`): raised on the host after the loop
 
 
 def _ring_set(ring: Array, slot, value: Array) -> Array:
@@ -147,26 +150,32 @@ def simulate(
     y: Float[Array, "time d"],
     *,
     key: PRNGKeyArray,
-    progress: Callable[[int], None] | None = None,
+    progress: "AbstractProgressMeter | Callable[[int], Any] | None" = None,
     mesh: jax.sharding.Mesh | None = None,
     n_active: int | Array | None = None,
     remat: bool = False,
     track_agent: int | Array = 0,
+    throw: bool = True,
 ) -> SimResult:
-    """Run the online protocol over the whole series (spec §7.1), compiled (`eqx.filter_jit`).
+    """Run the online protocol over the whole series (spec §7.1), compiled.
 
-    One compilation per `sim` structure (its static fields, e.g. N and the methods), data
-    shape, `mesh` and `remat`: the key, the data's values, the cost weights, `n_active`,
-    `track_agent` and `progress` are run-time values (a Python int is converted inside), so
-    a sweep over seeds or population sizes up to `sim.n_agents` compiles once. It may also be
-    called under an outer `jax.jit`, `jax.vmap` (e.g. over keys) or `jax.grad`.
+    Called eagerly, the loop runs as `Run`'s segments, each one call of the same compiled
+    program (the segment's bounds are run-time values), with `progress` reported on the
+    host between them; called under an outer `jax.jit`, `jax.vmap` (e.g. over keys) or
+    `jax.grad`, it is one `lax.scan` (no progress). The compiled loop holds no host
+    callback either way: its runtime checks are carried as a `Status`. Both give the same
+    bits. One compilation per `sim` structure (its static fields, e.g. N and the methods),
+    data shape, `mesh` and `remat`: the key, the data's values, the cost weights,
+    `n_active` and `track_agent` are run-time values (a Python int is converted inside),
+    so a sweep over seeds or population sizes up to `sim.n_agents` compiles once.
 
     Args:
         sim: the population, methods and server.
         x: public inputs `x_0..x_{n−1}`.
         y: targets `y_0..y_{n−1}`; all agents start at `ŷ_0 = y_0` and predict `y_1..y_{n−1}`.
         key: the run's PRNG key (encoders and all feature noise).
-        progress: optional host callback, called with `t` after each step (e.g. a progress bar).
+        progress: an `AbstractProgressMeter` (e.g. `CallbackProgressMeter`), or a callable
+            called on the host with every finished step `t` (at the end of each segment).
         mesh: shard the agent axis over this device mesh's axis named "agents" (`jax.sharding`):
             every per-agent array is split across devices, and the population reductions
             (mean field, population moments, server statistics, metrics) are the only
@@ -183,13 +192,19 @@ def simulate(
             (O(N √T) memory, not O(N T)), for about one extra forward pass. Same values.
         track_agent: the agent whose predictions `StepStats.agent_pred` records (one agent,
             never N × T; e.g. a previous run's `worst_agent`).
+        throw: raise a failed runtime check (eagerly: `SimulationError` on the host, after
+            the segment where it failed; under a trace: `eqx.error_if` on the outputs,
+            outside the scan, a host callback). False: never raise; the result's `status`
+            says what failed (what a program exported for another platform needs).
 
     Returns:
-        A `SimResult` (its `names` give the methods in the order of `sim.methods`).
+        A `SimResult` (its `names` give the methods in the order of `sim.methods`; its
+        `status` the outcome of the runtime checks).
 
     Raises:
         ValueError: data shapes that do not match the encoder, a window not shorter than the
-            series, `n_active` outside `[1, N]`.
+            series, `n_active` outside `[1, N]`, `progress` under a trace.
+        SimulationError: a failed runtime check (a singular system), with `throw=True`.
 
     Examples:
         100 agents play MEMOA's game on the first 60 rows of the synthetic logistic series,
@@ -217,57 +232,216 @@ def simulate(
         >>> print(f"persistence {mj.persistence_rmse(y, 1):.3f}")
         persistence 0.431
     """
-    validate_data(sim, x, y)
-    if n_active is not None and not isinstance(n_active, jax.core.Tracer):
-        if not 1 <= int(n_active) <= sim.n_agents:
+    run = Run(sim, x, y, key=key, mesh=mesh, n_active=n_active, track_agent=track_agent)
+    if _traced(run):
+        if progress is not None:
             raise ValueError(
-                f"n_active must be in [1, n_agents={sim.n_agents}], got n_active={n_active}"
+                "progress is reported between compiled segments of the loop: call simulate "
+                "outside jit/vmap/grad for progress, or give progress=None"
             )
-    n_active = None if n_active is None else jnp.asarray(n_active, jnp.int32)
-    slot = jnp.asarray(-1 if progress is None else _progress_slot(progress), jnp.int32)
-    track = jnp.asarray(track_agent, jnp.int32)
-    return _simulate(sim, x, y, key, slot, progress is not None, mesh, n_active, remat, track)
+        res = _simulate(sim, run.x, run.y, run.key, mesh, run.n_active, remat, run.track_agent)
+        if throw:
+            assert res.status is not None
+            res = res.status.error_if(res, _checks(sim))
+        return res
+    meter = _meter(progress)
+    state = meter.init(run.n_steps)
+    try:
+        carry = run.init()
+        for stop in _segment_ends(run.n_steps, meter.segments):
+            carry = run.segment(carry, stop)
+            if throw:  # (a failed check stops the run at the end of its segment)
+                carry.status.raise_if_failed()
+            state = meter.step(state, stop)
+        return run.finish(carry, throw=throw)
+    finally:
+        meter.close(state)
 
 
-_PROGRESS: dict[int, Callable[[int], None]] = {}
+def _meter(progress) -> AbstractProgressMeter:
+    if progress is None:
+        return NoProgressMeter()
+    if isinstance(progress, AbstractProgressMeter):
+        return progress
+    return CallbackProgressMeter(callback=progress)
 
 
-def _progress_slot(progress: Callable[[int], None]) -> int:
-    """A number standing for `progress` inside the compiled loop, so that a new callback
-    (a new progress bar) does not recompile it. The last 64 callbacks are kept."""
-    for k, v in _PROGRESS.items():
-        if v is progress:
-            return k
-    k = max(_PROGRESS, default=-1) + 1
-    _PROGRESS[k] = progress
-    for old in sorted(_PROGRESS)[:-64]:
-        del _PROGRESS[old]
-    return k
+def _segment_ends(n_steps: int, segments: int) -> list[int]:
+    """The last step (exclusive) of each of at most `segments` segments of equal length."""
+    k = max(1, -(-n_steps // max(1, segments)))
+    return list(range(k, n_steps, k)) + [n_steps]
 
 
-def _report_progress(slot, t):
-    callback = _PROGRESS.get(int(slot))
-    if callback is not None:
-        callback(int(t))
+def _traced(tree) -> bool:
+    """Whether `simulate` runs under an outer transformation (an argument is traced, or
+    constants are: under `jax.jit`, every new array is a tracer)."""
+    leaves = jax.tree.leaves(tree) + [jnp.zeros(())]
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
+
+
+def _checks(sim: Simulation):
+    """Every `(code, window)` pair the loop's `Status` can hold (`Status.error_if`)."""
+    return tuple(c for m in sim.methods for c in m.checks)
+
+
+class SimCarry(eqx.Module):
+    """The loop's state between segments (`Run`): the per-agent state, the per-step
+    statistics so far (`(n_steps, ...)` buffers, filled up to step `t`; never N × T), and
+    the next step to run, `t`. Its `status` is the outcome of the runtime checks so far."""
+
+    state: _State
+    steps: dict[str, StepStats]
+    t: Array
+
+    @property
+    def status(self) -> Status:
+        return self.state.status
+
+
+class Run(eqx.Module):
+    """One run of the loop in segments, with the carry in and out (for progress between
+    segments, or to save a long run's carry and continue it later):
+
+        run = mj.Run(sim, x, y, key=key)
+        carry = run.init()
+        for stop in (100, 200, run.n_steps):
+            carry = run.segment(carry, stop)  # steps carry.t .. stop − 1
+        result = run.finish(carry)
+
+    Every segment is a call of one compiled program (two for a lean loop with a warm-up:
+    before and after the methods drop their rings), whatever its bounds, and a run in
+    segments gives the same bits as `simulate`. `segment` consumes (donates) the carry it
+    is given: keep the one it returns. The arguments are `simulate`'s.
+
+    Raises:
+        ValueError: as `simulate`; a `stop` outside `[1, n_steps]` (`segment`).
+        SimulationError: a failed runtime check (`finish`, with `throw=True`).
+    """
+
+    sim: Simulation
+    x: Array
+    y: Array
+    key: PRNGKeyArray
+    n_active: Array | None
+    track_agent: Array
+    mesh: jax.sharding.Mesh | None = eqx.field(static=True)
+
+    def __init__(
+        self,
+        sim: Simulation,
+        x,
+        y,
+        *,
+        key: PRNGKeyArray,
+        mesh: jax.sharding.Mesh | None = None,
+        n_active: int | Array | None = None,
+        track_agent: int | Array = 0,
+    ):
+        validate_data(sim, x, y)
+        if mesh is not None and sim.batch_size is not None:
+            raise ValueError(
+                f"batch_size={sim.batch_size} with a mesh: chunks of the global agent axis would "
+                "be gathered across devices at every step; shard (each device then holds "
+                "N/devices agents) or chunk, not both"
+            )
+        if n_active is not None and not isinstance(n_active, jax.core.Tracer):
+            if not 1 <= int(n_active) <= sim.n_agents:
+                raise ValueError(
+                    f"n_active must be in [1, n_agents={sim.n_agents}], got n_active={n_active}"
+                )
+        self.sim, self.x, self.y, self.key, self.mesh = sim, x, y, key, mesh
+        self.n_active = None if n_active is None else jnp.asarray(n_active, jnp.int32)
+        self.track_agent = jnp.asarray(track_agent, jnp.int32)
+
+    @property
+    def n_steps(self) -> int:
+        return self.x.shape[0] - 1
+
+    def init(self) -> SimCarry:
+        """The carry before step 0."""
+        return _init_carry(self.sim, self.x, self.y, self.key, self.mesh, self.track_agent)
+
+    def segment(self, carry: SimCarry, stop: int) -> SimCarry:
+        """Runs steps `carry.t .. stop − 1` (none if `stop ≤ carry.t`); returns the carry."""
+        if not 1 <= int(stop) <= self.n_steps:
+            raise ValueError(f"stop must be in [1, n_steps={self.n_steps}], got stop={stop}")
+        warm_up = _warm_up_steps(self.sim)
+        rings = any(m.yhat_ring is not None for m in carry.state.methods.values())
+        if warm_up and rings:  # lean: the methods that read their ring only while warming up
+            carry = self._segment(carry, min(int(stop), warm_up))
+            if int(stop) < warm_up:
+                return carry
+            methods = _drop_rings(self.sim, carry.state.methods)
+            carry = eqx.tree_at(lambda c: c.state, carry, carry.state._replace(methods=methods))
+        return self._segment(carry, int(stop))
+
+    def _segment(self, carry: SimCarry, stop: int) -> SimCarry:
+        fixed = (self.sim, self.x, self.y, self.key, self.mesh, self.n_active, self.track_agent)
+        return _run_segment(fixed, carry, jnp.asarray(stop, carry.t.dtype))
+
+    def finish(self, carry: SimCarry, *, throw: bool = True) -> SimResult:
+        """The `SimResult` of a carry that has run every step (`carry.t = n_steps`)."""
+        res = _finish(self.sim, self.x, self.y, self.key, self.mesh, self.n_active, carry)
+        assert res.status is not None
+        if throw:
+            res.status.raise_if_failed()
+        return res
+
+
+def _step_index(t: int):
+    """A step index as the loop's scan gives it (`jnp.arange`'s integer type)."""
+    return jnp.asarray(t, jnp.arange(1).dtype)
 
 
 @eqx.filter_jit
-def _simulate(sim, x, y, key, progress_slot, has_progress, mesh, n_active, remat, track_agent):
-    """The body of `simulate`, compiled (see there): the initial state, one step scanned over
-    the series, the summaries."""
-    if mesh is not None and sim.batch_size is not None:
-        raise ValueError(
-            f"batch_size={sim.batch_size} with a mesh: chunks of the global agent axis would be "
-            "gathered across devices at every step; shard (each device then holds N/devices "
-            "agents) or chunk, not both"
-        )
+def _init_carry(sim, x, y, key, mesh, track_agent) -> SimCarry:
+    x, y = jnp.asarray(x, sim.dtype), jnp.asarray(y, sim.dtype)
+    pop, shard = Population(sim.n_agents, None), agent_sharding(mesh)
+    init = _initial_state(sim, x, y, key, shard)
+    step = _make_step(sim, x, y, key, pop, shard, mesh is not None, track_agent)
+    stats = jax.eval_shape(step, init, _step_index(0))[1]
+    n_steps = x.shape[0] - 1
+    steps = jax.tree.map(lambda a: jnp.zeros((n_steps, *a.shape), a.dtype), stats)
+    return SimCarry(init, steps, _step_index(0))
+
+
+@eqx.filter_jit(donate="all-except-first")
+def _run_segment(fixed, carry: SimCarry, stop) -> SimCarry:
+    """Steps `carry.t .. stop − 1`: one compiled program for every segment (its bounds are
+    run-time values; a `fori_loop` over them is a while loop)."""
+    sim, x, y, key, mesh, n_active, track_agent = fixed
+    x, y = jnp.asarray(x, sim.dtype), jnp.asarray(y, sim.dtype)
+    pop, shard = Population(sim.n_agents, n_active), agent_sharding(mesh)
+    step = _make_step(sim, x, y, key, pop, shard, mesh is not None, track_agent)
+
+    def body(t, state_steps):
+        t = jnp.asarray(t, carry.t.dtype)  # (a Python int under `jax.disable_jit`)
+        state, steps = step(state_steps[0], t)
+        put = lambda buf, v: lax.dynamic_update_index_in_dim(buf, v, t, 0)
+        return state, jax.tree.map(put, state_steps[1], steps)
+
+    state, steps = lax.fori_loop(carry.t, stop, body, (carry.state, carry.steps))
+    return SimCarry(state, steps, jnp.maximum(carry.t, stop))
+
+
+@eqx.filter_jit
+def _finish(sim, x, y, key, mesh, n_active, carry: SimCarry) -> SimResult:
+    x, y = jnp.asarray(x, sim.dtype), jnp.asarray(y, sim.dtype)
+    pop, shard = Population(sim.n_agents, n_active), agent_sharding(mesh)
+    final = carry.state
+    if final.moving is None:
+        final = final._replace(moving=_moving(sim, x, key, shard, x.shape[0] - 1))
+    return _results(sim, final, carry.steps, y, pop)
+
+
+@eqx.filter_jit
+def _simulate(sim, x, y, key, mesh, n_active, remat, track_agent):
+    """The body of `simulate` under a trace, one scan (see there): the initial state, one
+    step scanned over the series, the summaries."""
     x, y = jnp.asarray(x, sim.dtype), jnp.asarray(y, sim.dtype)
     pop, shard = Population(sim.n_agents, n_active), agent_sharding(mesh)
     init = _initial_state(sim, x, y, key, shard)
-    report = (
-        (lambda t: jax.debug.callback(_report_progress, progress_slot, t)) if has_progress else None
-    )
-    step = _make_step(sim, x, y, key, pop, shard, mesh is not None, track_agent, report)
+    step = _make_step(sim, x, y, key, pop, shard, mesh is not None, track_agent)
     drive, n_steps = (scan_remat if remat else scan), x.shape[0] - 1
     warm_up = _warm_up_steps(sim)
     if not warm_up:
@@ -277,6 +451,10 @@ def _simulate(sim, x, y, key, progress_slot, has_progress, mesh, n_active, remat
         state = state._replace(methods=_drop_rings(sim, state.methods))
         final, rest = drive(step, state, n_steps, warm_up)
         steps = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first, rest)
+        # one array before the summaries reduce it, as the segments' buffer is: fused into
+        # them, XLA summed the two parts apart (1 ulp off in 2 of the 65 summaries of a
+        # 5-method lean run)
+        steps = lax.optimization_barrier(steps)
     if final.moving is None:
         final = final._replace(moving=_moving(sim, x, key, shard, n_steps))
     return _results(sim, final, steps, y, pop)
@@ -384,6 +562,7 @@ def _initial_state(sim: Simulation, x, y, key, shard) -> _State:
         },
         acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
         moving=None if _lean_features(sim) else jnp.zeros((N,), bool),
+        status=Status.ok(),
     )
     if sim.state == "stored":
         params, noise_keys = init_agents(sim, key=key)
@@ -397,9 +576,7 @@ def _initial_state(sim: Simulation, x, y, key, shard) -> _State:
     return shard_state(shard, state, h2)
 
 
-def _make_step(
-    sim: Simulation, x, y, key, pop: Population, shard, sharded: bool, track_agent, report
-):
+def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool, track_agent):
     """The loop's `step(state, t) -> (state, {method: StepStats})`."""
     N, enc, kernels, bs, c = sim.n_agents, sim.encoder, sim.kernels, sim.batch_size, sim.cost
     sdt = solve_dtype()
@@ -500,11 +677,12 @@ def _make_step(
             agent_moments=agent_moments,
             kernels=kernels,
         )
-        methods, acc, stats = {}, {}, {}
+        methods, acc, stats, status = {}, {}, {}, state.status
         for m in sim.methods:
             ms, a = state.methods[m.name], state.acc[m.name]
-            # CLIENT UPDATE
-            base, energy, y_hat_next, extra = m.step_extra(ctx, ms)
+            # CLIENT UPDATE (a failed runtime check is kept, the first one, for the host)
+            base, energy, y_hat_next, extra, check = m.step_checked(ctx, ms)
+            status = status.then(check.at_step(t))
             # SERVER MIXTURE: weights fitted on (Ŷ_t, y_t), applied to Ŷ_{t+1}
             srv = sim.server.predict(ms.yhat, y_t, y_hat_next, a.sse, pop)
             # METRICS
@@ -535,9 +713,8 @@ def _make_step(
             methods=methods,
             acc=acc,
             moving=None if moved is None or state.moving is None else state.moving | moved,
+            status=status,
         )
-        if report is not None:
-            report(t)
         return shard_state(shard, new, h2), stats
 
     return step
@@ -555,7 +732,9 @@ def _results(sim: Simulation, final: _State, steps, y, pop: Population) -> SimRe
         agent_rmse[m.name] = pop.fill_padding(rmse, jnp.nan)
         summary[m.name] = summarize(rmse, a.cost, final.moving, steps[m.name], pop, persistence)
     names = tuple(m.name for m in sim.methods)
-    return SimResult(steps=steps, summary=summary, agent_rmse=agent_rmse, names=names)
+    return SimResult(
+        steps=steps, summary=summary, agent_rmse=agent_rmse, names=names, status=final.status
+    )
 
 
 def carry_bytes_per_agent(sim: Simulation) -> int:

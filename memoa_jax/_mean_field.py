@@ -24,6 +24,7 @@ from jax import lax
 
 from ._custom_types import Array, Float
 from ._moments import second_moment_operator
+from ._status import RESULTS, Status
 
 
 class CostParams(eqx.Module):
@@ -96,21 +97,20 @@ def _singular_tol(dtype) -> float:
     return 1.0 / (100.0 * float(jnp.finfo(dtype).eps))
 
 
-def _guard_singular(x, cond: Float[Array, " T"], name: str):
-    """Raise (under jit too) naming the window step whose `name` matrix is singular.
-
-    The recursion runs backward, so a failure at step s poisons every step before it: the
-    step reported is the last bad one, where the breakdown started.
-    """
+def singular_step(cond: Float[Array, " T"], tol: float | None = None):
+    """`(any, s)`: whether some window step's system is singular (`cond` not below `tol`,
+    inf and nan included) and the last such step `s`, where the breakdown started (the
+    recursion runs backward, so a failure at step s poisons every step before it)."""
     T = cond.shape[0]
-    bad = ~(cond < _singular_tol(cond.dtype))  # catches inf and nan
-    first = T - 1 - jnp.argmax(bad[::-1])
-    msgs = [
-        f"{name} is singular at window step s={s} (of T={T}): the mean-field equilibrium is "
-        "not unique for these weights/moments; change lam, gamma or the features"
-        for s in range(T)
-    ]
-    return eqx.branched_error_if(x, jnp.any(bad), first, msgs)
+    bad = ~(cond < (_singular_tol(cond.dtype) if tol is None else tol))
+    return jnp.any(bad), T - 1 - jnp.argmax(bad[::-1])
+
+
+def _guard_singular(x, cond: Float[Array, " T"], code: RESULTS):
+    """Raise (under jit too, `eqx.error_if`) naming the window step whose matrix is singular."""
+    T = cond.shape[0]
+    bad, first = singular_step(cond)
+    return eqx.branched_error_if(x, bad, first, [code.message(s, T) for s in range(T)])
 
 
 def solve_mean_field(
@@ -133,6 +133,19 @@ def solve_mean_field(
     Raises:
         RuntimeError: (also under jit) naming the window step where `R̃_s` is singular.
     """
+    sol, _ = solve_mean_field_status(M, S, y, cost)
+    return _guard_singular(sol, sol.cond, RESULTS.singular_mean_field)
+
+
+def solve_mean_field_status(
+    M: Float[Array, "T d p"],
+    S: Float[Array, "T d p d p"],
+    y: Float[Array, "T+1 d"],
+    cost: CostParams,
+) -> tuple[MeanFieldSolution, Status]:
+    """`solve_mean_field` without a host callback: the solution and the `Status` of its check
+    (`RESULTS.singular_mean_field` at the window step where `R̃_s` is singular), what the
+    compiled loop carries instead of raising."""
     T, d, p = M.shape
     dtype = M.dtype
     rho = window_weights(cost.alpha, T, dtype)
@@ -166,7 +179,6 @@ def solve_mean_field(
     _, (K, L, g, P, Pi, phi, cond) = lax.scan(
         backward, (P_T, Pi_T, phi_T), (M, S, y[1:], rho), reverse=True
     )
-    K = _guard_singular(K, cond, "R̃ (mean-field response matrix)")
 
     def forward(m, xs):
         M_s, K_s, L_s, g_s = xs
@@ -174,7 +186,9 @@ def solve_mean_field(
         return m_next, m_next
 
     _, m_tail = lax.scan(forward, y[0], (M, K, L, g))
-    return MeanFieldSolution(
+    bad, first = singular_step(cond)
+    status = Status.failed_if(bad, RESULTS.singular_mean_field, first, T)
+    sol = MeanFieldSolution(
         K=K,
         L=L,
         g=g,
@@ -184,6 +198,7 @@ def solve_mean_field(
         m=jnp.concatenate([y[:1], m_tail]),
         cond=cond,
     )
+    return sol, status
 
 
 def best_response_to_flow(

@@ -44,7 +44,8 @@ from ._kernels import (
     ridge_rows,
     rows,
 )
-from ._mean_field import CostParams, solve_mean_field
+from ._mean_field import CostParams, solve_mean_field_status
+from ._status import RESULTS, Status
 
 
 class StepContext(NamedTuple):
@@ -180,8 +181,19 @@ class AbstractMethod(eqx.Module):
         return None
 
     def step_extra(self, ctx: StepContext, state: MethodState):
-        """`step`, plus the next `MethodState.extra` (what the loop calls)."""
+        """`step`, plus the next `MethodState.extra`."""
         return (*self.step(ctx, state), state.extra)
+
+    @property
+    def checks(self) -> tuple[tuple[RESULTS, int], ...]:
+        """The `(code, window)` pairs that `step_checked`'s `Status` can hold."""
+        return ()
+
+    def step_checked(self, ctx: StepContext, state: MethodState):
+        """`step_extra`, plus the `Status` of the step's runtime checks (what the loop
+        calls): a method whose step can fail (a singular system) reports it here, so that
+        the compiled loop holds no host callback (`_status`)."""
+        return (*self.step_extra(ctx, state), Status.ok())
 
 
 class LocalRidge(AbstractMethod):
@@ -241,9 +253,10 @@ class MeanFieldGame(AbstractMethod):
             H2); "own" — FedMOE's reading: each agent solves the window game with its own
             exact RFN moments (per-agent gains `(Kⁱ, Lⁱ, gⁱ)`, O(N T p³) per sync, still
             decentralized: agent i needs only its own encoder and the broadcast ȳ). RFN only.
-        gains_solver: the centralized gains `(M, S, y, cost, n) -> (K, L, h)` for
+        gains_solver: the centralized gains `(M, S, y, cost, n) -> (K, L, h, status)` for
             `equilibrium="nash"`, given by the caller (`memoa_jax.nash.fne_gains`): the core
-            does not depend on `nash/`.
+            does not depend on `nash/`. `status`: the `Status` of its runtime checks (a
+            solver returning `(K, L, h)` alone is taken as unchecked).
     """
 
     cost: CostParams
@@ -308,8 +321,9 @@ class MeanFieldGame(AbstractMethod):
 
     def gains(self, ctx: StepContext):
         """Gains `(K, L, g)` and flow `m` for the window `τ = t−T..t` (float64 when enabled),
-        with the window's targets. With `moments="own"` the gains have a trailing agent axis
-        (`K: (T, p, d, 1, N)`, `g: (T, p, 1, N)`, `m: (T + 1, d, 1, N)`)."""
+        with the window's targets and the `Status` of the solve. With `moments="own"` the
+        gains have a trailing agent axis (`K: (T, p, d, 1, N)`, `g: (T, p, 1, N)`,
+        `m: (T + 1, d, 1, N)`)."""
         T, R = self.window, ctx.ring_size
         slots = jnp.mod(ctx.t - T + jnp.arange(T), R)
         yw = lax.dynamic_slice_in_dim(ctx.y, ctx.t - T, T + 1).astype(ctx.mom_M.dtype)
@@ -317,28 +331,29 @@ class MeanFieldGame(AbstractMethod):
             if ctx.agent_moments is None:
                 raise ValueError("moments='own' needs an encoder with closed-form moments (RFN)")
             M, S = jax.vmap(ctx.agent_moments)(ctx.t - T + jnp.arange(T))
-            solve = lambda M_i, S_i: solve_mean_field(M_i, S_i, yw, self.cost)
-            sol = jax.vmap(solve, in_axes=-1, out_axes=-1)(M, S)
+            solve = lambda M_i, S_i: solve_mean_field_status(M_i, S_i, yw, self.cost)
+            sol, status = jax.vmap(solve, in_axes=-1, out_axes=-1)(M, S)
             own = lambda a: jnp.expand_dims(a, -2)  # (..., N) -> (..., 1, N): rows broadcast
-            return (own(sol.K), own(sol.L), own(sol.g), own(sol.m)), yw
+            return (own(sol.K), own(sol.L), own(sol.g), own(sol.m)), yw, status.first_of_batch()
         M, S = ctx.mom_M[slots], ctx.mom_S[slots]
         if self.equilibrium == "nash":
             assert self.gains_solver is not None  # checked in __check_init__
-            K, L, h = self.gains_solver(M, S, yw, self.cost, ctx.pop.n)
-            return (K, L, h, jnp.zeros_like(yw)), yw  # no flow: realized ȳ
-        sol = solve_mean_field(M, S, yw, self.cost)
-        return (sol.K, sol.L, sol.g, sol.m), yw
+            K, L, h, *checked = self.gains_solver(M, S, yw, self.cost, ctx.pop.n)
+            status = checked[0] if checked else Status.ok()
+            return (K, L, h, jnp.zeros_like(yw)), yw, status  # no flow: realized ȳ
+        sol, status = solve_mean_field_status(M, S, yw, self.cost)
+        return (sol.K, sol.L, sol.g, sol.m), yw, status
 
     def replay(self, ctx: StepContext, state: MethodState):
         """A sync step: the hindsight re-simulation of the window (spec §7.1 c) from the
         observed `y_{t−T}` with each agent's realized features, then the next prediction
         from the reading's base and control (see the class docstring): returns
-        `(base, ‖β‖², base + Z_t β)`.
+        `(base, ‖β‖², base + Z_t β, status)` (`status`: the gains' `Status`).
 
         (Its ring slots are read at traced indices: unlike the ridge's, static slots measured
         no faster here.) The per-agent rules are `_agents.mean_field_control` and `advance`
         (the plain path), or their row forms (`_kernels`)."""
-        (K, L, g, m), yw = self.gains(ctx)
+        (K, L, g, m), yw, status = self.gains(ctx)
         dt, bs, T = state.yhat.dtype, ctx.batch_size, self.window
         K, L, g, m = K.astype(dt), L.astype(dt), g.astype(dt), m.astype(dt)
         own, k = self.moments == "own", ctx.kernels
@@ -389,7 +404,7 @@ class MeanFieldGame(AbstractMethod):
                 return (base, advance(base, z_now, beta)), beta @ beta
 
             (base, nxt), energy = run(s, last_rows, last_one, yh, ctx.agents)
-            return base, energy, nxt
+            return base, energy, nxt, status
 
         if self.replay_base == "replay_end":  # with the gains: replay the whole window
             base = lax.fori_loop(0, T, policy_step, y0)
@@ -414,14 +429,29 @@ class MeanFieldGame(AbstractMethod):
             return advance(b_, z_now, beta), beta @ beta
 
         nxt, energy = run(s, advance_rows_with, advance_one_with, base, at, ctx.agents)
-        return base, energy, nxt
+        return base, energy, nxt, status
+
+    def step_checked(self, ctx, state):
+        if state.yhat_ring is None:  # dropped: past `ring_until`, every step is a sync
+            base, energy, nxt, status = self.replay(ctx, state)
+            return base, energy, nxt, state.extra, status
+        is_sync = (ctx.t >= self.window) & (jnp.mod(ctx.t, self.sync_every) == 0)
+        warm_up = lambda: (state.yhat, *self.greedy(ctx, state, state.yhat), Status.ok())
+        base, energy, nxt, status = lax.cond(is_sync, lambda: self.replay(ctx, state), warm_up)
+        return base, energy, nxt, state.extra, status
+
+    @property
+    def checks(self) -> tuple[tuple[RESULTS, int], ...]:
+        """The `(code, window)` pairs its `Status` can hold (`Status.error_if`)."""
+        if self.equilibrium == "nash":
+            return ((RESULTS.singular_nash, self.window), (RESULTS.no_agents, 0))
+        return ((RESULTS.singular_mean_field, self.window),)
 
     def step(self, ctx, state):
-        if state.yhat_ring is None:  # dropped: past `ring_until`, every step is a sync
-            return self.replay(ctx, state)
-        is_sync = (ctx.t >= self.window) & (jnp.mod(ctx.t, self.sync_every) == 0)
-        warm_up = lambda: (state.yhat, *self.greedy(ctx, state, state.yhat))
-        return lax.cond(is_sync, lambda: self.replay(ctx, state), warm_up)
+        """`step_checked`'s prediction, raising a failed check (`eqx.error_if`: a host
+        callback; the loop calls `step_checked`)."""
+        base, energy, nxt, _, status = self.step_checked(ctx, state)
+        return status.error_if((base, energy, nxt), self.checks)
 
 
 def default_methods(

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from ._agents import Population
 from ._custom_types import Array, Bool, Float
+from ._status import Status
 
 DIVERGED_FACTOR = 1e6
 
@@ -57,12 +58,14 @@ class SimResult(eqx.Module):
     """Output of `simulate`: per-step statistics, summaries and per-agent RMSE, per method.
 
     The dicts are keyed by method name (JAX orders a dict's keys when it rebuilds one);
-    `names` lists the methods in the order they were given."""
+    `names` lists the methods in the order they were given. `status`: the outcome of the
+    loop's runtime checks (`Status`; `simulate(throw=False)` leaves a failure there)."""
 
     steps: dict[str, StepStats]
     summary: dict[str, Summary]
     agent_rmse: dict[str, Float[Array, " n"]]
     names: tuple[str, ...] = eqx.field(static=True, default=())
+    status: Status | None = None
 
     def ordered(self) -> list[tuple[str, Summary]]:
         """`(name, summary)` of every method, in the order the methods were given."""

@@ -85,10 +85,11 @@ def test_simulate_vmaps_over_keys(setup, getkey):
 
 
 def guard_loop_traces(monkeypatch, n: int) -> list:
-    """Re-compile `simulate`'s body (`_loop._simulate`, an `eqx.filter_jit`) with
-    `chex.assert_max_traces(n)` inside the jit, so the guard counts traces of the compiled
-    loop itself. Returns the list of traces seen (one entry per trace)."""
-    body = loop._simulate.__wrapped__
+    """Re-compile the loop's segment program (`_loop._run_segment`, an `eqx.filter_jit`,
+    what an eager `simulate` runs) with `chex.assert_max_traces(n)` inside the jit, so the
+    guard counts traces of the compiled loop itself. Returns the list of traces seen (one
+    entry per trace)."""
+    body = loop._run_segment.__wrapped__
     traces = []
 
     def counted(*args):
@@ -96,7 +97,8 @@ def guard_loop_traces(monkeypatch, n: int) -> list:
         return body(*args)
 
     chex.clear_trace_counter()
-    monkeypatch.setattr(loop, "_simulate", eqx.filter_jit(chex.assert_max_traces(counted, n=n)))
+    guarded = chex.assert_max_traces(counted, n=n)
+    monkeypatch.setattr(loop, "_run_segment", eqx.filter_jit(guarded, donate="all-except-first"))
     return traces
 
 

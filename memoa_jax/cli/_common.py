@@ -445,27 +445,36 @@ def check_finite(args, *names):
 
 
 def runtime_message(e: BaseException) -> str:
-    """The one line that matters of an error raised inside a compiled loop or solver."""
-    text = str(e)
-    marker = "EquinoxRuntimeError: "  # equinox's message ("_EquinoxRuntimeError: " before 0.12)
-    if marker in text:
-        return text.split(marker, 1)[1].split("\n")[0]
-    lines = [line for line in text.strip().split("\n") if line.strip()]
-    return lines[-1] if lines else type(e).__name__
+    """The one line that matters of an error raised by a failed runtime check."""
+    lines = [line for line in str(e).strip().split("\n") if line.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """The device ran out of memory: a `MemoryError`, or XLA's runtime error whose status
+    code (the start of its message, not free text) is RESOURCE_EXHAUSTED."""
+    import jax
+
+    return isinstance(e, MemoryError) or (
+        isinstance(e, jax.errors.JaxRuntimeError) and str(e).startswith("RESOURCE_EXHAUSTED")
+    )
 
 
 def is_runtime_failure(e: BaseException) -> bool:
-    """Whether `e` is a failed runtime check of compiled code (equinox's `error_if`: a
-    singular system, a non-finite state) or an out-of-memory error of the device."""
-    text = f"{type(e).__name__}: {e}"
-    markers = ("EquinoxRuntimeError", "singular", "RESOURCE_EXHAUSTED", "Out of memory")
-    return isinstance(e, MemoryError) or any(m in text for m in markers)
+    """Whether `e` is a failed runtime check, by its type: the loop's `SimulationError`
+    (raised on the host after the compiled loop), equinox's `EquinoxRuntimeError` (a solver
+    called on its own, under `eqx.filter_jit`), or the device running out of memory."""
+    import equinox as eqx
+
+    from .._status import SimulationError
+
+    return isinstance(e, (SimulationError, eqx.EquinoxRuntimeError)) or _out_of_memory(e)
 
 
 def runtime_failure(e: BaseException, where: str) -> Failure:
     """The `Failure` (exit 1) to raise for `e` (see `is_runtime_failure`), prefixed with
     `where` (the method and seed, ...)."""
-    if isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e) or "Out of memory" in str(e):
+    if _out_of_memory(e):
         first = str(e).strip().split("\n")[0][:200] or "MemoryError"
         return Failure(f"{where}: out of memory ({first})")
     return Failure(f"{where}: {runtime_message(e)}")

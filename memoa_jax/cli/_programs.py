@@ -8,10 +8,10 @@ simulation's static fields (pickled), the data's shapes and dtypes, the device m
 runtime-check mode, the memoa_jax source files, the versions of Python, JAX, jaxlib,
 equinox and NumPy, every `jax.config` flag, the `XLA_*`/`JAX_*`/`EQX_*`/`LIBTPU_*`
 environment, and the devices (and, on CPU, the processor's features). A program with host
-callbacks (progress, runtime checks in "raise" mode) is never kept, nor one that JAX read
-from its own cache (`_compile`); anything unreadable or mismatched is ignored and compiled
-again. The entries (about 1 MB each, zlib) live in `<cache>/memoa-programs/`: delete the
-folder to start afresh; `--no-compile-cache` neither reads nor writes them.
+callbacks is never kept (the loop has none: its checks come back in the result), nor one
+that JAX read from its own cache (`_compile`); anything unreadable or mismatched is ignored
+and compiled again. The entries (about 1 MB each, zlib) live in `<cache>/memoa-programs/`:
+delete the folder to start afresh; `--no-compile-cache` neither reads nor writes them.
 """
 
 import contextlib
@@ -94,7 +94,8 @@ def compile_simulation(
 
     def body(leaves):
         sim, x, y, key = eqx.combine(jax.tree.unflatten(in_def, leaves), static)
-        res = mj.simulate(sim, x, y, key=key, mesh=mesh)
+        # (throw=False: no host callback; the caller raises the result's status)
+        res = mj.simulate(sim, x, y, key=key, mesh=mesh, throw=False)
         outs, out_def = jax.tree.flatten(res)
         out["skeleton"] = jax.tree.unflatten(out_def, list(range(len(outs))))
         return outs

@@ -1,8 +1,6 @@
 """`memoa run`: MEMOA and the greedy baselines on one series, the same data and feature draws;
 a table, `results.json` and `run.png`."""
 
-import contextlib
-import os
 import sys
 import time
 from pathlib import Path
@@ -11,7 +9,6 @@ from typing import Any
 from ..data._checks import describe_stretches
 from . import _distributed, _programs
 from ._common import (
-    Failure,
     UsageError,
     add_device_options,
     add_model_options,
@@ -152,33 +149,22 @@ def main(args) -> int:
     # The bar advances by whole runs: a per-step host callback inside the compiled loop
     # would keep the program out of the persistent compilation cache.
 
-    # COMPILE: every simulation once, all its methods jointly. With the persistent cache on,
-    # runtime checks compile as NaN (see `_programs.runtime_checks`) so that the program has
-    # no host callback: JAX keeps it in its cache, and `_programs` keeps the executable itself, so
-    # that a second identical run neither traces nor lowers the Python loop again.
-    # --distributed: always as NaN. A check that raises stops one process inside the
-    # program, and the others wait for it at the next collective until gloo's deadline
-    many = bool(args.distributed) and jax.process_count() > 1
-    fast = many or (cache is not None and "EQX_ON_ERROR" not in os.environ)
-    mode = "nan" if fast else None
-
-    def lower_and_compile(sim, mode):
+    # COMPILE: every simulation once, all its methods jointly. The program holds no host
+    # callback (its runtime checks come back in the result's status, raised below), so JAX
+    # keeps it in its persistent cache, and `_programs` keeps the executable itself, so that
+    # a second identical run neither traces nor lowers the Python loop again.
+    def lower_and_compile(sim):
         """The compiled simulation (`_programs.Program`)."""
-
-        def lower(fn, *args):
-            with _programs.runtime_checks(mode):
-                return jax.jit(fn).lower(*args)
-
-        folder = cache if mode == "nan" else None  # (no host callback: checks as NaN)
+        lower = lambda fn, *args: jax.jit(fn).lower(*args)
         return _programs.compile_simulation(
-            sim, x, y, mesh=mesh, folder=folder, checks=mode, lower=lower
+            sim, x, y, mesh=mesh, folder=cache, checks=None, lower=lower
         )
 
     compiled, compile_s, trace_s, from_disk, write_s = [], [], [], [], []
     for sim in sims:
         bar.set_description(f"compiling {'+'.join(m.name for m in sim.methods)}")
         t0 = time.perf_counter()
-        program = lower_and_compile(sim, mode)
+        program = lower_and_compile(sim)
         compiled.append(program.run)
         compile_s.append(time.perf_counter() - t0 - program.write_s)
         trace_s.append(program.trace_s)
@@ -191,34 +177,16 @@ def main(args) -> int:
     results = {n: [] for n in names}
     run_s = [[] for _ in sims]
     game_s = []  # fedmoe_game: seconds per seed (its first includes its compilation)
-    checked = [not fast] * len(sims)
     for s in range(args.seed, args.seed + args.seeds):
         for i, sim in enumerate(sims):
             label = "+".join(m.name for m in sim.methods)
             bar.set_description(f"seed {s}: {label}")
             try:
                 t0 = time.perf_counter()
-                with _quiet_callbacks():
-                    res = jax.block_until_ready(compiled[i](sim, x, y, jax.random.key(s)))
+                res = jax.block_until_ready(compiled[i](sim, x, y, jax.random.key(s)))
                 run_s[i].append(time.perf_counter() - t0)
-                if many and _has_checks(mj, sim) and not _finite(res):
-                    raise _not_finite_distributed(label, s)  # (on every process alike)
-                if not checked[i] and _has_checks(mj, sim) and not _finite(res):
-                    # a failed runtime check, or a divergence: find out which, with checks on
-                    bar.write(
-                        f"{label}, seed {s}: a result is not finite; compiling again with "
-                        "runtime checks on, to tell a failed check from a divergence"
-                    )
-                    t1 = time.perf_counter()
-                    compiled[i] = lower_and_compile(sim, None).run
-                    compile_s[i] += time.perf_counter() - t1
-                    checked[i] = True
-                    with _quiet_callbacks():
-                        res = jax.block_until_ready(compiled[i](sim, x, y, jax.random.key(s)))
-            except Failure:  # (already one line: --distributed, not finite)
-                bar.close()
-                raise
-            except Exception as e:  # runtime checks inside the compiled loop, out of memory
+                res.status.raise_if_failed()  # a failed runtime check: `mj.SimulationError`
+            except Exception as e:  # a failed runtime check, out of memory
                 bar.close()
                 if not is_runtime_failure(e):
                     raise
@@ -255,13 +223,10 @@ def main(args) -> int:
             trace_s=tr,
             read_from_disk=d,
             cache_write_s=w,
-            compiled_again_with_checks=ch and fast,
             run_s_per_seed=r,
             agent_steps_per_s=n_agents * n_steps * len(sim.methods) / float(np.mean(r)),
         )
-        for sim, c, tr, d, w, r, ch in zip(
-            sims, compile_s, trace_s, from_disk, write_s, run_s, checked
-        )
+        for sim, c, tr, d, w, r in zip(sims, compile_s, trace_s, from_disk, write_s, run_s)
     ]
     if game is not None:
         timing.append(
@@ -271,7 +236,6 @@ def main(args) -> int:
                 trace_s=None,
                 read_from_disk=False,
                 cache_write_s=0.0,
-                compiled_again_with_checks=False,
                 run_s_per_seed=game_s,
                 agent_steps_per_s=n_agents * n_steps / float(np.min(game_s)),
             )
@@ -286,47 +250,6 @@ def main(args) -> int:
 
     _distributed.on_process_0(args, report)
     return 0
-
-
-def _not_finite_distributed(label: str, seed: int) -> Failure:
-    """A result of a simulation with runtime checks that is not finite, under
-    `--distributed` (checks compiled as NaN): every process reports it alike."""
-    return Failure(
-        f"{label.replace('+', ', ')}, seed {seed}: a result is not finite: a failed runtime "
-        "check (a singular solve) or a divergence; with --distributed the checks compile as "
-        "NaN (a check that raised would stop one process inside the program and leave the "
-        "others waiting), so run the same command in one process to see which"
-    )
-
-
-@contextlib.contextmanager
-def _quiet_callbacks():
-    """JAX logs a failed runtime check's whole traceback ("jax.pure_callback failed") before
-    raising it; the CLI reports the check's message in one line instead."""
-    import logging
-
-    log = logging.getLogger("jax._src.callback")
-    old = log.disabled
-    log.disabled = True
-    try:
-        yield
-    finally:
-        log.disabled = old
-
-
-def _has_checks(mj, sim) -> bool:
-    """Whether the simulation's program holds runtime checks (the game methods' solves)."""
-    return any(isinstance(m, mj.MeanFieldGame) for m in sim.methods)
-
-
-def _finite(res) -> bool:
-    import numpy as np
-
-    return all(
-        np.isfinite(np.asarray(v)).all() or f == "worst_moving_rmse"
-        for _, s in res.ordered()
-        for f, v in s._asdict().items()
-    )
 
 
 def _persistence(mj, y, sims, hp, fedmoe_game: bool, season: int = 0) -> dict:
@@ -535,8 +458,7 @@ def _print_timing(timing, wall_s):
     for t in timing:
         runs = ", ".join(f"{r:.2f}" for r in t["run_s_per_seed"])
         print(
-            f"{' + '.join(t['methods'])}: compiled "
-            + ("twice (again with checks on)" if t["compiled_again_with_checks"] else "once")
+            f"{' + '.join(t['methods'])}: compiled once"
             + f" in {t['compile_s']:.1f} s"
             + (
                 " (estimated)"

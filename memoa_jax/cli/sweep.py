@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import _distributed, _programs
+from . import _distributed
 from ._common import (
     MAX_AGENTS,
     Failure,
@@ -180,18 +180,6 @@ def _diverged(record) -> list[str]:
     ]
 
 
-class _Progress:
-    """Host callback advancing the bar by one step of the current population. One object for
-    the whole sweep: it is a static argument of the compiled loop, so a new one would
-    recompile."""
-
-    def __init__(self, bar):
-        self.bar, self.slots = bar, 0
-
-    def __call__(self, t):
-        self.bar.update(self.slots)
-
-
 def main(args) -> int:
     import jax
     from tqdm.auto import tqdm
@@ -245,17 +233,12 @@ def main(args) -> int:
         file=sys.stderr,
         smoothing=0.0,
     )
-    progress = _Progress(bar)
     compiled, compiles = {}, 0
     kept = len(records)
-    # --distributed: runtime checks as NaN (`_programs.runtime_checks`); None: as configured
-    many = bool(args.distributed) and jax.process_count() > 1
     try:
-        with InterruptGuard() as guard, _programs.runtime_checks("nan" if many else None):
-            compiles = _run_points(
-                args, built, todo, records, path, bar, progress, compiled, mesh, guard
-            )
-    except Failure:  # (already one line: a write of process 0, a check under --distributed)
+        with InterruptGuard() as guard:
+            compiles = _run_points(args, built, todo, records, path, bar, compiled, mesh, guard)
+    except Failure:  # (already one line: a write of process 0)
         bar.close()
         raise
     except Exception as e:
@@ -312,7 +295,7 @@ def _interrupted(args, path: Path, records, kept: int) -> Interrupted:
     )
 
 
-def _run_points(args, built, todo, records, path, bar, progress, compiled, mesh, guard) -> int:
+def _run_points(args, built, todo, records, path, bar, compiled, mesh, guard) -> int:
     """Runs the points `todo`, appending each finished one to `records` and rewriting
     `path` after each; returns the number of compilations."""
     import equinox as eqx
@@ -330,7 +313,9 @@ def _run_points(args, built, todo, records, path, bar, progress, compiled, mesh,
         slots = slots_for(n, args.pad_below)
         padded = slots != n
         n_active = jnp.asarray(n, jnp.int32) if padded else None
-        call = dict(progress=progress, mesh=mesh, n_active=n_active)
+        # one compiled scan per population (no host callback: its runtime checks come back
+        # in the result's status, raised here); the bar advances by whole runs
+        call = dict(mesh=mesh, n_active=n_active, throw=False)
         bar.set_description(f"N={n:,} seed {seed}")
         compile_s, run_s, xla_bytes, summary = 0.0, 0.0, 0, {}
         for i, sim in enumerate(sims):  # the main simulation, and G1's own (--g1-params)
@@ -347,12 +332,13 @@ def _run_points(args, built, todo, records, path, bar, progress, compiled, mesh,
                 compile_s += time.perf_counter() - t0
                 compiles += 1
                 bar.set_description(f"N={n:,} seed {seed}")
-            progress.slots = slots
             t0 = time.perf_counter()
             res = jax.block_until_ready(
                 compiled[i, slots](one, x, y, key=jax.random.key(seed), **call)
             )
             run_s += time.perf_counter() - t0
+            res.status.raise_if_failed()
+            bar.update(slots * n_steps)
             mem = compiled[i, slots].compiled.memory_analysis()
             if mem is None:
                 xla_bytes = None
@@ -367,8 +353,6 @@ def _run_points(args, built, todo, records, path, bar, progress, compiled, mesh,
                 )
             for m, s in res.ordered():
                 summary[m] = {f: float(v) for f, v in s._asdict().items()}
-            if mesh is not None and jax.process_count() > 1:
-                _check_finite(mj, one, summary, n, seed)
         summary = {m: summary[m] for m in built.names}
         record = dict(
             n_agents=n,
@@ -394,24 +378,6 @@ def _run_points(args, built, todo, records, path, bar, progress, compiled, mesh,
         _distributed.on_process_0(args, write)
         records.append(record)  # kept once written: what an interruption reports as kept
     return compiles
-
-
-def _check_finite(mj, sim, summary, n, seed):
-    """Under `--distributed` the runtime checks compile as NaN: a game method whose RMSE is
-    not finite is a failed check (a singular solve) or a divergence, reported alike by every
-    process (`Failure`, exit 1)."""
-    games = [m.name for m in sim.methods if isinstance(m, mj.MeanFieldGame)]
-    for m in games:
-        values = [
-            v for f, v in summary[m].items() if f.endswith("rmse") and f != "worst_moving_rmse"
-        ]
-        if not all(math.isfinite(v) for v in values):
-            raise Failure(
-                f"sweep at N={n:,}, seed {seed}: {m}: a result is not finite: a failed runtime "
-                "check (a singular solve) or a divergence; with --distributed the checks "
-                "compile as NaN (a check that raised would stop one process inside the "
-                "program and leave the others waiting), so run it in one process to see which"
-            )
 
 
 def _rmse(v) -> str:

@@ -370,20 +370,21 @@ def main(args) -> int:
     try:
         # MEAN FIELD (N-independent)
         bar.set_description("mean-field solve")
-        mf_fn = jax.jit(mj.solve_mean_field)
+        # (eqx.filter_jit: a failed check is raised as equinox's EquinoxRuntimeError type)
+        mf_fn = eqx.filter_jit(mj.solve_mean_field)
         mf = jax.block_until_ready(mf_fn(M, S, y, cost))
         t_mf = _best(lambda: jax.block_until_ready(mf_fn(M, S, y, cost)))
         bar.update()
         # REDUCED: the whole sweep in one vmapped call
         bar.set_description("reduced sweep (one vmapped call)")
         gap_one = lambda n: nash.nash_gap(M, S, y, cost, n, mean_field=args.mean_field)
-        sweep_fn = jax.jit(jax.vmap(gap_one))
+        sweep_fn = eqx.filter_jit(jax.vmap(gap_one))
         n_arr = jnp.asarray(sizes, jnp.float64)
         t0 = time.perf_counter()
         gaps = jax.block_until_ready(sweep_fn(n_arr))
         t_sweep_compile = time.perf_counter() - t0
         t_sweep = _best(lambda: jax.block_until_ready(sweep_fn(n_arr)))
-        red_fn = jax.jit(nash.solve_fne_reduced)
+        red_fn = eqx.filter_jit(nash.solve_fne_reduced)
         red = lambda n: jax.block_until_ready(red_fn(M, S, y, cost, jnp.float64(n)))
         red(2)
         t_red = {n: _best(lambda n=n: red(n), budget=0.05) for n in sizes}

@@ -28,9 +28,10 @@ import numpy as np
 from jax import lax
 
 from .._custom_types import Array, Float
-from .._mean_field import CostParams, window_weights
+from .._mean_field import CostParams, singular_step, window_weights
 from .._methods import MeanFieldGame
 from .._moments import second_moment_operator
+from .._status import RESULTS, Status
 from . import _blocks as bl
 from ._blocks import Blocks, Pair
 
@@ -149,17 +150,20 @@ def check_n_agents(n_agents):
         raise ValueError(f"need at least one agent (N >= 1), got n_agents={n_agents!r}")
 
 
+def _tol(dtype) -> float:
+    return 1.0 / (100.0 * float(jnp.finfo(dtype).eps))
+
+
 def guard_singular(x, cond: Float[Array, " T"], name: str):
     """Raise (under jit and vmap too) naming the window step whose `name` is singular."""
     T = cond.shape[0]
-    bad = ~(cond < 1.0 / (100.0 * float(jnp.finfo(cond.dtype).eps)))  # catches inf and nan
-    first = T - 1 - jnp.argmax(bad[::-1])
+    bad, first = singular_step(cond, _tol(cond.dtype))  # catches inf and nan
     msgs = [
         f"{name} is singular at window step s={s} (of T={T}): the N-player Nash equilibrium "
         "is not unique for these weights/moments; change lam, gamma or the features"
         for s in range(T)
     ]
-    return eqx.branched_error_if(x, jnp.any(bad), first, msgs)
+    return eqx.branched_error_if(x, bad, first, msgs)
 
 
 def _sigma_min(A):
@@ -193,6 +197,14 @@ def solve_fne_reduced(
             singular (the N-player equilibrium is then not unique).
     """
     check_n_agents(n_agents)
+    fne, n = _solve_fne_reduced(M, S, y, cost, n_agents)
+    K = guard_singular(fne.K, fne.cond, "the N-player Nash system matrix X_A or X_A + N Y_A")
+    J = eqx.error_if(fne.J, ~(n >= 1), RESULTS.no_agents.message())
+    return eqx.tree_at(lambda f: (f.K, f.J), fne, (K, J))
+
+
+def _solve_fne_reduced(M, S, y, cost: CostParams, n_agents) -> tuple[FNESolution, Array]:
+    """`solve_fne_reduced` without its runtime checks, and `N` as an array."""
     T, d, p = M.shape
     dtype = M.dtype
     n = jnp.asarray(n_agents, dtype)
@@ -219,16 +231,18 @@ def solve_fne_reduced(
 
     init = terminal_value(y[T], cost, n, d, dtype)
     (P0, S0, c0), (K, L, h, cond) = lax.scan(backward, init, (M, S, y[1:], rho), reverse=True)
-    K = guard_singular(K, cond, "the N-player Nash system matrix X_A or X_A + N Y_A")
-    n = eqx.error_if(n, ~(n >= 1), "the number of agents must be at least 1")
-    return FNESolution(K=K, L=L, h=h, J=start_value(P0, S0, c0, y[0], n), cond=cond)
+    return FNESolution(K=K, L=L, h=h, J=start_value(P0, S0, c0, y[0], n), cond=cond), n
 
 
 def fne_gains(M, S, y, cost: CostParams, n):
-    """`(K^N, L^N, h^N)` of `solve_fne_reduced`: the gains the simulator's centralized
-    comparator plays (`MeanFieldGame(equilibrium="nash", gains_solver=fne_gains)`)."""
-    fne = solve_fne_reduced(M, S, y, cost, n)
-    return fne.K, fne.L, fne.h
+    """`(K^N, L^N, h^N, status)` of `solve_fne_reduced`: the gains the simulator's centralized
+    comparator plays (`MeanFieldGame(equilibrium="nash", gains_solver=fne_gains)`), and the
+    `Status` of its checks (a singular system, `N < 1`) in place of raising inside the loop."""
+    fne, n = _solve_fne_reduced(M, S, y, cost, n)
+    bad, first = singular_step(fne.cond, _tol(fne.cond.dtype))
+    status = Status.failed_if(bad, RESULTS.singular_nash, first, M.shape[0])
+    status = status.then(Status.failed_if(~(n >= 1), RESULTS.no_agents))
+    return fne.K, fne.L, fne.h, status
 
 
 def centralized_method(cost: CostParams, *, name: str = "fne", **kwargs):
