@@ -30,8 +30,7 @@ T = TypeVar("T")
 # how it reports; a path to data is compared by the data's content (`data_fingerprint`)
 LOCAL = {"process_id", "coordinator", "out", "no_progress", "debug", "argv", "func"}
 LOCAL |= {"data_dir", "csv", "params", "sweep_config", "size_option"}
-# the compilation cache: the same program either way (under --distributed the runtime checks
-# always compile as NaN, `_programs.runtime_checks`)
+# the compilation cache: the same program either way
 LOCAL |= {"compile_cache_dir", "no_compile_cache"}
 SHOWN = 60  # characters of a value shown in a message
 
@@ -95,9 +94,7 @@ def _versions() -> dict[str, str]:
     import importlib.metadata
     import sys
 
-    from . import _programs
-
-    items = {"memoa_jax's source files": _programs._source_hash(), "Python": sys.version}
+    items = {"memoa_jax's source files": source_hash(), "Python": sys.version}
     for dist in ("jax", "jaxlib", "equinox", "numpy"):
         try:
             items[dist] = importlib.metadata.version(dist)
@@ -206,3 +203,18 @@ def on_process_0(args, fn: Callable[[], T]) -> T:
     if "error" in got:
         raise _error(got["error"])
     return got["value"]
+
+
+def source_hash() -> str:
+    """SHA-256 of the memoa_jax package's Python files: processes that run different code
+    must not agree."""
+    import hashlib
+    from pathlib import Path
+
+    import memoa_jax
+
+    h = hashlib.sha256()
+    root = Path(memoa_jax.__file__).parent
+    for p in sorted(root.rglob("*.py")):
+        h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
