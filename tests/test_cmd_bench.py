@@ -19,8 +19,9 @@ def test_bench_writes_json_and_figure(tmp_path, capsys):
     small, large = rec["points"]
     assert small["n_agents"] == 100 and large["n_agents"] == 300 and "loop" not in large
     loop = small["loop"]
-    for k in ("compile_s", "run_s", "numpy_run_s", "speedup_vs_numpy", "roofline_fraction"):
+    for k in ("trace_s", "compile_s", "stablehlo_bytes", "run_s", "numpy_run_s"):
         assert loop[k] > 0, k
+    assert loop["speedup_vs_numpy"] > 0 and loop["roofline_fraction"] > 0
     assert 0 < loop["memoa_worst_rmse"] < 10
     for p in (small, large):  # the policy step is checked against NumPy and the Python loop
         assert p["policy"]["speedup_vs_numpy"] > 0 and p["policy"]["speedup_vs_python"] > 0

@@ -5,7 +5,8 @@ Problem (spec §10, FedMOE logistic defaults): the Logistic series (first `--ste
 H2 random-feature agents (d = 1, p = 5, σ = .1), q = 1, λ = .5, γ = 15, α = 1e−4, T = T_c = 3,
 constrained-ridge server; all five methods (MEMOA, G1–G4) in one loop.
 
-* full loop: `simulate` compiled once per N (compile time apart), run `--repeat` times (the
+* full loop: `simulate` compiled once per N (tracing and lowering, XLA's compilation and the
+  lowered program's StableHLO size reported apart, per state), run `--repeat` times (the
   minimum is reported) vs `reference.simulate_numpy` (vectorised float64 NumPy, the same
   protocol) up to `--numpy-max` agents. agent-steps/s = N · steps / run time.
 * policy step: `ŷ' = ŷ + Z(Kŷ + Lȳ + g)` with `ȳ` the population mean, the decentralized
@@ -194,17 +195,24 @@ def time_loop(n, x, y, dtype, repeat, kernels="tuned", state="stored"):
     import memoa_jax as mj
 
     sim = make_simulation(n, x.shape[0] - 1, dtype, kernels, state)
-    fn = jax.jit(lambda x_, y_, k: mj.simulate(sim, x_, y_, key=k))
+    # one scan, no host callback: the runtime checks come back in the result's status
+    fn = jax.jit(lambda x_, y_, k: mj.simulate(sim, x_, y_, key=k, throw=False))
     t0 = time.perf_counter()
-    compiled = fn.lower(x, y, jr.key(0)).compile()
-    compile_s = time.perf_counter() - t0
+    lowered = fn.lower(x, y, jr.key(0))
+    trace_s = time.perf_counter() - t0  # tracing the Python loop and lowering it
+    t0 = time.perf_counter()
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - t0  # XLA alone
     run_s = _best(lambda: jax.block_until_ready(compiled(x, y, jr.key(0))), repeat)
     cost = compiled.cost_analysis() or {}
     if isinstance(cost, list):
         cost = cost[0] if cost else {}
     res = compiled(x, y, jr.key(0))
+    res.status.raise_if_failed()
     return dict(
+        trace_s=trace_s,
         compile_s=compile_s,
+        stablehlo_bytes=len(lowered.as_text().encode()),
         run_s=run_s,
         xla_bytes_accessed_per_agent=float(cost.get("bytes accessed", float("nan"))) / n,
         carried_bytes_per_agent=mj.carry_bytes_per_agent(sim),
@@ -231,7 +239,7 @@ def time_kernels(n, x, y, dtype, repeat, progress=None, state="stored", tricks=N
     compiled, out = {}, {}
     for name, kernels in variants.items():
         sim = make_simulation(n, x.shape[0] - 1, dtype, kernels, state)
-        fn = jax.jit(lambda x_, y_, k, sim=sim: mj.simulate(sim, x_, y_, key=k))
+        fn = jax.jit(lambda x_, y_, k, sim=sim: mj.simulate(sim, x_, y_, key=k, throw=False))
         t0 = time.perf_counter()
         compiled[name] = fn.lower(x, y, jr.key(0)).compile()
         out[name] = dict(compile_s=time.perf_counter() - t0, runs=[])
@@ -620,7 +628,9 @@ def _print_tables(record):
             f"{p['n_agents']:.0e}",
             lp.get("state", "stored"),
             _g(lp, "carried_bytes_per_agent", "{:.0f}"),
+            _g(lp, "trace_s", "{:.1f}"),
             _g(lp, "compile_s", "{:.1f}"),
+            _g(lp, "stablehlo_bytes", "{:.3g}"),
             _g(lp, "run_s"),
             _g(lp, "agent_steps_per_s"),
             _g(lp, "numpy_agent_steps_per_s"),
@@ -639,7 +649,9 @@ def _print_tables(record):
                 "N",
                 "state",
                 "carried B/agent",
+                "trace s",
                 "compile s",
+                "StableHLO B",
                 "run s",
                 "JAX",
                 "NumPy",
