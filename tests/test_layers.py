@@ -16,6 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "memoa_jax"
 LAYERS = (
     ("memoa_jax._custom_types", "memoa_jax._lazy", "memoa_jax.data"),
     (
+        "memoa_jax._status",
+        "memoa_jax._progress",
         "memoa_jax._random",
         "memoa_jax._agents",
         "memoa_jax._moments",
