@@ -188,6 +188,26 @@ def mean_std(values) -> dict:
     return dict(mean=float(v.mean()), std=float(v.std()), per_seed=v.tolist())
 
 
+MEDIAN_MIN_SEEDS = 10  # from this many seeds on, a table's headline is the median and IQR
+
+
+def median_iqr(values) -> dict:
+    """Median and interquartile range (25th and 75th percentiles, linear interpolation as
+    `numpy.percentile`) of per-seed values; non-finite values (a diverged seed) count as +inf."""
+    v = np.asarray(values, dtype=float)
+    v = np.where(np.isfinite(v), v, np.inf)
+    q25, med, q75 = (float(q) for q in np.percentile(v, [25.0, 50.0, 75.0]))
+    return dict(median=med, q25=q25, q75=q75)
+
+
+def center(stats: dict) -> float:
+    """The headline of `mean_std(...)`'s record: the median over seeds from
+    `MEDIAN_MIN_SEEDS` seeds on (a mean over a few seeds is swayed by one tail draw, such as
+    a seed with most of 5 agents frozen), else the mean."""
+    per_seed = stats["per_seed"]
+    return median_iqr(per_seed)["median"] if len(per_seed) >= MEDIAN_MIN_SEEDS else stats["mean"]
+
+
 def write_json(path: Path, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=1) + "\n")
 
@@ -217,15 +237,19 @@ def complete(record: Path, cfg: dict, *outputs: Path) -> bool:
     return done is not None and done.get("config") == cfg and all(o.exists() for o in outputs)
 
 
-def cells(out: Path, name: str, cfg: dict, compute, n_seeds, progress) -> dict:
+def cells(out: Path, name: str, cfg: dict, compute, n_seeds, progress, cell_config=None) -> dict:
     """Every `(data set, N)` cell of an experiment: `compute(data set, N)`, each kept in
     `<out>/<name>_cells/<data set>-N<N>.json` with the configuration (any subset's: the
     data sets are left out of it), so an interrupted run resumes cell by cell. `n_seeds(N)`
-    is the progress a cell stands for."""
+    is the progress a cell stands for. `cell_config(N)`: the configuration a cell of size N
+    is kept with (default: `cfg` without the data sets); a cell recomputes only when its own
+    changes."""
     out_cells = {}
-    cell_cfg = {k: v for k, v in cfg.items() if k != "datasets"}
+    if cell_config is None:
+        cell_config = lambda n: {k: v for k, v in cfg.items() if k != "datasets"}  # noqa: E731
     for dataset in cfg["datasets"]:
         for n in cfg["sizes"]:
+            cell_cfg = cell_config(n)
             path = out / f"{name}_cells" / f"{dataset}-N{n}.json"
             done = read_json(path)
             if done is not None and done.get("config") == cell_cfg:

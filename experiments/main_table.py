@@ -1,7 +1,12 @@
 """Main table: MEMOA against FedMOE's own greedy client at FedMOE's own settings, N = 5 and 1000.
 
 Methods, all on the same data and the same server (constrained ridge, κ = η = 1), H2 agents
-(one RFN encoder per agent, population moments), mean ± std over 3 seeds:
+(one RFN encoder per agent, population moments). At N = 5 (and in FedMOE's game row), the
+median and interquartile range over 10 seeds: with 5 agents, one seed's encoder draw can freeze
+3 of 5 of them and a mean over 3 seeds follows that tail draw (FedMOE's game on ETT: mean over
+seeds 0–2 0.0333, median over 50 seeds 0.0269). At N = 1000 the mean ± std over 3 seeds:
+the frozen share averages 1000 draws, and the server RMSE's std over seeds is under 10 % of
+its mean on every series but Concept (see docs/reproduction.md):
 
 * MEMOA at spec §10's settings (FedMOE's best *game* hyper-parameters; q = 1, λ = 0.5);
 * G1, FedMOE's greedy local-ridge client, at the settings FedMOE tuned for it
@@ -22,8 +27,9 @@ paper (whose method, N and metric are not stated) are compared at N = 5 on the s
 the mean over seeds of the RMSE and as the root of the mean MSE.
 
 Writes `main_table.md` (the full table), `main_table_compact.md`, `main_table.json` and
-`main_table.png`; finished cells are kept in `main_table_cells/<dataset>-N<n>.json`, so an
-interrupted run resumes cell by cell.
+`main_table.png` (every method's server RMSE ÷ lag-1 persistence, per data set, N = 5 and
+1000: the headline picture); finished cells are kept in
+`main_table_cells/<dataset>-N<n>.json`, so an interrupted run resumes cell by cell.
 """
 
 import sys
@@ -63,6 +69,8 @@ def config(quick: bool, datasets=None, rows=None) -> dict:
         datasets=C.dataset_names(datasets),
         sizes=[5, 100] if quick else [5, 1000],
         seeds=[C.SEED] if quick else [C.SEED, C.SEED + 1, C.SEED + 2],
+        # N <= FEDMOE_GAME_MAX_N: median and IQR over >= 10 seeds (`C.MEDIAN_MIN_SEEDS`)
+        small_n_seeds=[C.SEED] if quick else list(range(C.SEED, C.SEED + SMALL_N_SEEDS)),
         rows=rows or (201 if quick else None),  # quick: the first 201 rows of the real series
         lam=C.LAM,
         g1_params="fedmoe",
@@ -70,9 +78,25 @@ def config(quick: bool, datasets=None, rows=None) -> dict:
     )
 
 
+SMALL_N_SEEDS = 10
+FEDMOE_GAME_MAX_N = 32  # FedMOE's game is dense: run at N <= 32 (1-D targets)
+
+
+def seeds_for(cfg: dict, n: int) -> list[int]:
+    """The seeds of a cell of N agents: more where a few agents make one draw decisive."""
+    return cfg["small_n_seeds"] if n <= FEDMOE_GAME_MAX_N else cfg["seeds"]
+
+
+def cell_config(cfg: dict, n: int) -> dict:
+    """What a cell of N agents is kept with: `cfg` without the data sets, and with the seeds of
+    its own size only (the N = 1000 cells keep the configuration they were computed under)."""
+    out = {k: v for k, v in cfg.items() if k not in ("datasets", "small_n_seeds")}
+    return dict(out, seeds=seeds_for(cfg, n))
+
+
 def units(quick: bool, datasets=None, rows=None) -> int:
     cfg = config(quick, datasets, rows)
-    return len(cfg["datasets"]) * len(cfg["sizes"]) * len(cfg["seeds"])
+    return len(cfg["datasets"]) * sum(len(seeds_for(cfg, n)) for n in cfg["sizes"])
 
 
 def _methods():
@@ -116,13 +140,11 @@ def _cell(name, n, cfg, progress):
         g1_params=cfg["g1_params"],
     )
     hp["lam"] = cfg["lam"]
-    cell = make_cell(sims, hp, dataset, n, cfg["seeds"], progress)
+    seeds = seeds_for(cfg, n)
+    cell = make_cell(sims, hp, dataset, n, seeds, progress)
     if n <= FEDMOE_GAME_MAX_N and dataset.d == 1:
-        cell["fedmoe_game"] = fedmoe_game(dataset, hp, n, cfg["seeds"])
+        cell["fedmoe_game"] = fedmoe_game(dataset, hp, n, seeds)
     return cell
-
-
-FEDMOE_GAME_MAX_N = 32
 
 
 def fedmoe_game(dataset, hp, n, seeds) -> dict:
@@ -159,18 +181,36 @@ def fedmoe_game(dataset, hp, n, seeds) -> dict:
 
 
 def fmt(cell, method, metric, *, std=True) -> str:
-    """`mean ± std` over seeds, or "diverged (k of N agents)" (k: the most over the seeds)."""
+    """One method's metric over the seeds of a cell, see `fmt_stats`."""
     s = cell["methods"][method]
-    m, sd = s[metric]["mean"], s[metric]["std"]
-    p1 = cell["persistence"]["lag1"]
-    if mj.is_diverged(m, p1):
-        k = int(max(s["n_diverged"]["per_seed"]))
-        return mj.format_rmse(m, p1, k, cell["n_agents"])
-    return f"{m:.4f} ± {sd:.4f}" if std and len(s[metric]["per_seed"]) > 1 else f"{m:.4f}"
+    return fmt_stats(cell, s[metric], int(max(s["n_diverged"]["per_seed"])), std=std)
+
+
+def fmt_stats(cell, stats, n_diverged: int | None = None, *, std=True) -> str:
+    """`median [q25, q75]` from `C.MEDIAN_MIN_SEEDS` seeds on, else `mean ± std`; or
+    "diverged (k of N agents)" (k: the most over the seeds; `n_diverged` None: not known)."""
+    per_seed, p1 = stats["per_seed"], cell["persistence"]["lag1"]
+    c = C.center(stats)
+    if mj.is_diverged(c, p1):
+        k, n = (0, 0) if n_diverged is None else (n_diverged, cell["n_agents"])
+        return mj.format_rmse(c, p1, k, n)
+    if not std or len(per_seed) == 1:
+        return f"{c:.4f}"
+    if len(per_seed) >= C.MEDIAN_MIN_SEEDS:
+        q = C.median_iqr(per_seed)
+        return f"{c:.4f} [{mj.format_rmse(q['q25'], p1)}, {mj.format_rmse(q['q75'], p1)}]"
+    return f"{c:.4f} ± {stats['std']:.4f}"
+
+
+def how_summarised(cell) -> str:
+    k = len(cell["methods"]["memoa"]["server_rmse"]["per_seed"])
+    if k >= C.MEDIAN_MIN_SEEDS:
+        return f"median [interquartile range] over {k} seeds"
+    return f"mean ± std over {k} seed(s)"
 
 
 def _best_ours(cell, metric):
-    vals = {g: cell["methods"][g][metric]["mean"] for g in OURS if g in cell["methods"]}
+    vals = {g: C.center(cell["methods"][g][metric]) for g in OURS if g in cell["methods"]}
     vals = {g: v for g, v in vals.items() if not mj.is_diverged(v, cell["persistence"]["lag1"])}
     if not vals:
         return None, float("nan")
@@ -180,14 +220,15 @@ def _best_ours(cell, metric):
 
 def comparison(cell, against: str | None = None) -> dict:
     """MEMOA vs `against` (default: the best of this project's baselines G2–G4 per metric,
-    picked after the fact), relative change of the mean over seeds (< 0: MEMOA better)."""
+    picked after the fact), relative change of the headline over seeds (`C.center`: the median
+    from 10 seeds on, else the mean; < 0: MEMOA better)."""
     out = {}
     for f in ("worst_rmse", "p90_rmse", "server_rmse", "worst_moving_rmse", "avg_rmse"):
         if against is None:
             g, other = _best_ours(cell, f)
         else:
-            g, other = against, cell["methods"][against][f]["mean"]
-        ours = cell["methods"]["memoa"][f]["mean"]
+            g, other = against, C.center(cell["methods"][against][f])
+        ours = C.center(cell["methods"]["memoa"][f])
         diverged = mj.is_diverged(other, cell["persistence"]["lag1"])
         rel = float("nan") if diverged or not np.isfinite(other) else (ours - other) / other
         out[f] = dict(against=g, value=other, memoa=ours, relative_change=rel)
@@ -200,10 +241,8 @@ def _persistence_cells(cell):
 
 
 def markdown(cells, cfg) -> str:
-    seeds = len(cfg["seeds"])
     lines = [
-        f"# Main table: MEMOA vs FedMOE's greedy client, and this project's baselines "
-        f"(mean ± std over {seeds} seed(s))",
+        "# Main table: MEMOA vs FedMOE's greedy client, and this project's baselines",
         "",
         "H2 agents (one RFN encoder each), constrained-ridge server (κ = η = 1), q = 1, "
         f"λ = {cfg['lam']}. MEMOA, G2–G4 and the centralized FNE: spec §10 (FedMOE's best game "
@@ -213,11 +252,16 @@ def markdown(cells, cfg) -> str:
         "worst agent whose features were not zero at every step; 'frozen' = the share of "
         "agents whose were. Persistence: ŷ_{t+1} = y_t (lag 1) and ŷ_{t+1} = y_{t−T} "
         "(lag T + 1, a frozen agent's forecast under MEMOA). 'diverged (k of N agents)': not "
-        "finite or above 10⁶ × lag-1 persistence on some seed (k: the most over the seeds).",
+        "finite or above 10⁶ × lag-1 persistence (k: the most over the seeds). With "
+        f"{C.MEDIAN_MIN_SEEDS} seeds or more (N ≤ {FEDMOE_GAME_MAX_N}) a cell reads median "
+        "[25th, 75th percentile] over the seeds: with 5 agents one seed's encoder draw can "
+        "freeze most of them, and a mean over a few seeds follows that tail draw "
+        "(docs/reproduction.md).",
         "",
     ]
     for n in cfg["sizes"]:
-        lines += [f"## N = {n}", ""]
+        first = cells[(C.labelled(cfg)[0][0], n)]
+        lines += [f"## N = {n} ({how_summarised(first)})", ""]
         head = ["dataset", "method", *(lab for _, lab in METRICS), "frozen", "persistence 1 / T+1"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, label in C.labelled(cfg):
@@ -244,29 +288,31 @@ def published_section(cells, cfg) -> list[str]:
     lines = [
         f"## The published numbers, at N = {n}, on the server RMSE",
         "",
-        f"{C.PUBLISHED_LABEL}. 'mean' = mean over seeds of each seed's RMSE; '√mean MSE' = root "
+        f"{C.PUBLISHED_LABEL}. Each cell: the headline "
+        f"({how_summarised(cells[(cfg['datasets'][0], n)])}) "
+        "· 'mean' = mean over seeds of each seed's RMSE · '√mean MSE' = root "
         "of the seeds' mean square error. FedMOE's game: its own dense N-player game "
         "(`memoa_jax.simulate_fedmoe_game`, every agent pays the server's mixture error, own "
         "moments) with its two defects (`fedmoe_compat=True`), on the game's settings and "
         "this project's draws.",
         "",
-        "| dataset | published | MEMOA server: mean / √mean MSE | G1 (FedMOE settings) "
-        "server: mean / √mean MSE | FedMOE's game (compat) server: mean / √mean MSE | "
-        "persistence lag 1 |",
+        "| dataset | published | MEMOA server: headline · mean · √mean MSE | G1 (FedMOE "
+        "settings) server: headline · mean · √mean MSE | FedMOE's game (compat) server: "
+        "headline · mean · √mean MSE | persistence lag 1 |",
         "|---|---|---|---|---|---|",
     ]
     for name, label in C.labelled(cfg):
         cell = cells[(name, n)]
         row = [label, str(C.PUBLISHED.get(name, "—"))]
-        for m in ("memoa", "g1_ridge"):
-            s = cell["methods"][m]
-            p1 = cell["persistence"]["lag1"]
-            a, b = s["server_rmse"]["mean"], s["server_root_mean_mse"]
-            row.append(f"{mj.format_rmse(a, p1)} / {mj.format_rmse(b, p1)}")
+        p1 = cell["persistence"]["lag1"]
+        three = lambda s: " · ".join(  # noqa: E731
+            [fmt_stats(cell, s["server_rmse"]), mj.format_rmse(s["server_rmse"]["mean"], p1)]
+            + [mj.format_rmse(s["server_root_mean_mse"], p1)]
+        )
+        row += [three(cell["methods"][m]) for m in ("memoa", "g1_ridge")]
         game = cell.get("fedmoe_game", {}).get("compat")
         if game:
-            a, b = game["server_rmse"]["mean"], game["server_root_mean_mse"]
-            row.append(f"{mj.format_rmse(a, p1)} / {mj.format_rmse(b, p1)}")
+            row.append(three(game))
         else:
             row.append("— (2-D target)" if name in C.NO_FEDMOE_RECIPE else "—")
         row.append(f"{cell['persistence']['lag1']:.4f}")
@@ -276,7 +322,9 @@ def published_section(cells, cfg) -> list[str]:
 
 def compact(cells, cfg) -> str:
     """One row per data set and N: MEMOA vs G1 at FedMOE's settings first, then the rest."""
-    f2 = lambda c, m, f: fmt(c, m, f).replace(" ± ", " ±")  # noqa: E731
+    f2 = lambda c, m, f: fmt(  # noqa: E731  (medians alone at N <= 32: IQRs in main_table.md)
+        c, m, f, std=c["n_agents"] > FEDMOE_GAME_MAX_N
+    ).replace(" ± ", " ±")
     head = [
         "dataset",
         "N",
@@ -322,7 +370,41 @@ def compact(cells, cfg) -> str:
     if any(n in C.NO_FEDMOE_RECIPE for n in cfg["datasets"]):
         lines += ["", "⚠ " + "; ".join(f"{n}: {why}" for n, why in C.NO_FEDMOE_RECIPE.items())]
         lines[-1] += " — G1 takes Concept drift's settings."
+    lines += ["", f"N ≤ {FEDMOE_GAME_MAX_N}: medians over the seeds (their interquartile ranges "
+              "are in main_table.md); larger N: mean ± std over the seeds."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+YARDSTICK = (
+    ("memoa", "MEMOA"),
+    ("g1_ridge", "G1 greedy (FedMOE's settings)"),
+    ("g2_myopic", "G2 myopic (ours)"),
+    ("g3_independent", "G3 independent (ours)"),
+    ("g4_follow_mean", "G4 follow the mean (ours)"),
+    ("fedmoe_game", "FedMOE's game (compat)"),
+)
+
+
+def yardstick(cell) -> dict:
+    """Every method's server RMSE divided by the lag-1 persistence RMSE ŷ_{t+1} = y_t of the
+    same rows (< 1: the method beats "tomorrow = today"): `ratio` (the headline over seeds,
+    `C.center`), `lo` and `hi` (the 25th and 75th percentiles over seeds) and `diverged`
+    (`mj.is_diverged` of the headline). FedMOE's game only where the cell ran it."""
+    p1 = cell["persistence"]["lag1"]
+    stats = {m: s["server_rmse"] for m, s in cell["methods"].items()}
+    if "fedmoe_game" in cell:
+        stats["fedmoe_game"] = cell["fedmoe_game"]["compat"]["server_rmse"]
+    out = {}
+    for m, _ in YARDSTICK:
+        if m in stats:
+            c, q = C.center(stats[m]), C.median_iqr(stats[m]["per_seed"])
+            out[m] = dict(
+                ratio=c / p1, lo=q["q25"] / p1, hi=q["q75"] / p1, diverged=mj.is_diverged(c, p1)
+            )
+    return out
+
+
+YARDSTICK_TOP = 8.0  # the figure's y range ends here; larger ratios are drawn clipped
 
 
 def figure(cells, cfg):
@@ -331,45 +413,73 @@ def figure(cells, cfg):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = (("worst_rmse", "worst agent"), ("p90_rmse", "p90 agent"), ("server_rmse", "server"))
-    fig, axes = plt.subplots(1, 3, figsize=(16, 5.2), constrained_layout=True)
-    labels = [lab for _, lab in C.labelled(cfg)]
-    width = 0.8 / len(cfg["sizes"])
-    for ax, (f, title) in zip(axes, metrics):
-        for k, n in enumerate(cfg["sizes"]):
-            xs = np.arange(len(labels)) + (k - (len(cfg["sizes"]) - 1) / 2) * width
-            for x, name in zip(xs, cfg["datasets"]):
-                c = comparison(cells[(name, n)], "g1_ridge")[f]
-                if c["other_diverged"]:
-                    ax.bar(x, -100, width, color=f"C{k}", alpha=0.35, hatch="//")
-                    ax.annotate("G1 div.", (x, -100), ha="center", va="top", fontsize=6,
-                                rotation=90, xytext=(0, -2),
-                                textcoords="offset points")  # fmt: skip
+    labels = [lab.replace(" (ours, no paper row)", "\n(ours)") for _, lab in C.labelled(cfg)]
+    colors = dict(memoa="#d62728", g1_ridge="#7f7f7f", g2_myopic="#1f77b4")
+    colors.update(g3_independent="#17becf", g4_follow_mean="#2ca02c", fedmoe_game="#9467bd")
+    sizes = cfg["sizes"]
+    fig, axes = plt.subplots(len(sizes), 1, figsize=(13, 4.3 * len(sizes)), sharex=True)
+    axes = np.atleast_1d(axes)
+    width = 0.8 / len(YARDSTICK)
+    bottom = 0.12
+    for ax, n in zip(axes, sizes):
+        for j, name in enumerate(cfg["datasets"]):
+            ys = yardstick(cells[(name, n)])
+            for k, (m, _) in enumerate(YARDSTICK):
+                x = j + (k - (len(YARDSTICK) - 1) / 2) * width
+                if m not in ys:
+                    if m == "fedmoe_game" and n <= FEDMOE_GAME_MAX_N:  # a 2-D target
+                        ax.text(x, bottom * 1.1, "no game (2-D)", rotation=90, fontsize=6.5,
+                                ha="center", va="bottom")  # fmt: skip
                     continue
-                v = 100 * c["relative_change"]
-                ax.bar(x, v, width, color=f"C{k}")
-                ax.annotate(f"{v:+.0f}", (x, v), ha="center", va="bottom" if v >= 0 else "top",
-                            fontsize=6, xytext=(0, 1 if v >= 0 else -1),
-                            textcoords="offset points")  # fmt: skip
-            ax.bar(np.nan, 0, color=f"C{k}", label=f"N = {n}")
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set_xticks(np.arange(len(labels)), labels, rotation=35, ha="right", fontsize=8)
-        ax.set_ylabel("MEMOA vs G1 at FedMOE's settings (%; < 0: MEMOA better)")
-        ax.set_yscale("symlog", linthresh=10)
-        ax.set_title(f"{title} RMSE")
+                r = ys[m]
+                top = min(r["ratio"], YARDSTICK_TOP) if not r["diverged"] else YARDSTICK_TOP
+                edge = "k" if m == "memoa" else "none"
+                hatch = "//" if top < r["ratio"] or r["diverged"] else None
+                ax.bar(x, top - bottom, width, bottom=bottom, color=colors[m], edgecolor=edge,
+                       lw=0.6, hatch=hatch)  # fmt: skip
+                if r["diverged"] or r["ratio"] > YARDSTICK_TOP:
+                    text = "div." if r["diverged"] else f"{r['ratio']:.0f}×"
+                    ax.annotate(text, (x, YARDSTICK_TOP), ha="center", va="bottom", fontsize=6.5,
+                                rotation=90, xytext=(0, 2), textcoords="offset points")  # fmt: skip
+                elif r["hi"] > r["lo"] and np.isfinite(r["hi"]):
+                    lo, hi = max(r["lo"], bottom), min(r["hi"], YARDSTICK_TOP)
+                    ax.plot([x, x], [lo, hi], color="k", lw=0.7)
+        ax.axhline(1.0, color="k", lw=1.2, ls="--")
+        ax.set_yscale("log")
+        ax.set_ylim(bottom, YARDSTICK_TOP * 2.2)
+        ticks = [0.125, 0.25, 0.5, 1, 2, 4, 8]
+        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlim(-0.5, len(labels) - 0.5)
+        for j in range(1, len(labels)):
+            ax.axvline(j - 0.5, color="0.85", lw=0.6)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
+        k = len(cells[(cfg["datasets"][0], n)]["methods"]["memoa"]["server_rmse"]["per_seed"])
+        bar = "median" if k >= C.MEDIAN_MIN_SEEDS else "mean"
+        ax.set_title(f"N = {n} agents: bars the {bar} over {k} seed(s), whiskers the "
+                     "interquartile range over seeds", fontsize=10, loc="left")  # fmt: skip
+        ax.set_ylabel("server RMSE ÷ lag-1 persistence RMSE\n(< 1 beats persistence)")
+    axes[-1].set_xticks(np.arange(len(labels)), labels, fontsize=9)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[m]) for m, _ in YARDSTICK]
+    handles.append(plt.Line2D([0], [0], color="k", lw=1.2, ls="--"))
+    names = [lab for _, lab in YARDSTICK] + ["lag-1 persistence (tomorrow = today)"]
+    fig.legend(handles, names, loc="upper center", ncol=4, fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 0.965))  # fmt: skip
     fig.suptitle(
-        "MEMOA relative to FedMOE's greedy client at its own settings "
-        f"(mean of {len(cfg['seeds'])} seed(s); hatched: G1 diverged)"
+        "Every method against the same yardstick: server RMSE ÷ lag-1 persistence "
+        "(lower is better; hatched and labelled: off the scale or diverged)",
+        fontsize=11,
+        y=0.995,
     )
+    fig.tight_layout(rect=(0, 0, 1, 0.925))
     return fig
 
 
 def run(out: Path, *, quick: bool, progress, datasets=None, rows=None):
     cfg = config(quick, datasets, rows)
     compute = lambda name, n: _cell(name, n, cfg, progress)  # noqa: E731
-    cells = C.cells(out, NAME, cfg, compute, lambda n: len(cfg["seeds"]), progress)
+    n_seeds = lambda n: len(seeds_for(cfg, n))  # noqa: E731
+    cells = C.cells(out, NAME, cfg, compute, n_seeds, progress, lambda n: cell_config(cfg, n))
     keys = [(name, n) for n in cfg["sizes"] for name in cfg["datasets"]]
     record = dict(
         config=cfg,

@@ -1,7 +1,9 @@
 """`memoa reproduce` on a tiny configuration: outputs, their internal consistency, resume."""
 
+import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +110,67 @@ def test_reproduce_quick_runs_every_experiment(tmp_path):
     assert main(["reproduce", "--quick", "--no-progress", "--out", str(out)]) == 0
     for name in ("main_table.md", "readings.md", "tune_val.md", "esn_table.md"):
         assert (out / name).is_file(), name
+
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.fixture
+def main_table(monkeypatch):
+    """`experiments/main_table.py` as a module, with the `_common` beside it."""
+    monkeypatch.setattr(sys, "path", [str(EXPERIMENTS), *sys.path])
+    common = sys.modules.get("_common")
+    if common is not None and Path(common.__file__).resolve().parent != EXPERIMENTS:
+        monkeypatch.delitem(sys.modules, "_common")  # a stand-in left by another test
+    spec = importlib.util.spec_from_file_location(
+        "main_table_under_test", EXPERIMENTS / "main_table.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_main_table_median_iqr_and_headline(main_table):
+    C = main_table.C
+    v = np.random.default_rng(0).lognormal(-3.6, 0.2, size=11)
+    q = C.median_iqr(v)
+    assert [q["q25"], q["median"], q["q75"]] == list(np.percentile(v, [25, 50, 75]))
+    # a diverged (NaN) seed counts as +inf: the largest, not dropped
+    w = np.append(v[:10], np.nan)
+    assert C.median_iqr(w)["median"] == np.median(np.append(v[:10], np.inf))
+    # the ETT case: one tail draw (most agents frozen) among few seeds moves the mean
+    tail = [0.027] * 9 + [0.046]
+    assert C.center(C.mean_std(tail[-3:])) == pytest.approx(np.mean(tail[-3:]), rel=1e-15)
+    assert C.center(C.mean_std(tail)) == 0.027  # 10 seeds: the median
+    cell = dict(persistence=dict(lag1=0.0264), n_agents=5)
+    assert main_table.fmt_stats(cell, C.mean_std(tail)) == "0.0270 [0.0270, 0.0270]"
+    assert main_table.fmt_stats(cell, C.mean_std(tail[-3:])).startswith("0.0333 ± 0.0090")
+
+
+def test_main_table_seeds_per_size_keep_the_large_cells(main_table):
+    cfg = main_table.config(False)
+    small, large = (main_table.cell_config(cfg, n) for n in cfg["sizes"])
+    assert len(small["seeds"]) >= main_table.C.MEDIAN_MIN_SEEDS and large["seeds"] == [0, 1, 2]
+    # the N = 1000 cells are kept with the configuration they were computed under
+    assert set(large) == {"sizes", "seeds", "rows", "lam", "g1_params", "methods"}
+    assert main_table.units(False) == len(cfg["datasets"]) * (len(small["seeds"]) + 3)
+
+
+def test_main_table_yardstick(main_table):
+    C, p1 = main_table.C, 0.02
+    server = {
+        "memoa": [0.03] * 9 + [0.09],
+        "g1_ridge": [1e30] * 10,  # above 10⁶ × persistence: diverged
+        "g2_myopic": list(np.linspace(0.01, 0.019, 10)),
+    }
+    cell = dict(persistence=dict(lag1=p1), n_agents=5)
+    cell["methods"] = {m: dict(server_rmse=C.mean_std(v)) for m, v in server.items()}
+    cell["fedmoe_game"] = dict(compat=dict(server_rmse=C.mean_std([0.025, 0.026, 0.03])))
+    ys = main_table.yardstick(cell)
+    assert list(ys) == ["memoa", "g1_ridge", "g2_myopic", "fedmoe_game"]
+    assert ys["memoa"]["ratio"] == pytest.approx(1.5, rel=1e-14) and not ys["memoa"]["diverged"]
+    assert ys["g1_ridge"]["diverged"]
+    g2 = np.percentile(server["g2_myopic"], [25, 50, 75]) / p1
+    assert [ys["g2_myopic"][k] for k in ("lo", "ratio", "hi")] == pytest.approx(g2, rel=1e-14)
+    assert ys["fedmoe_game"]["ratio"] == pytest.approx(np.mean([0.025, 0.026, 0.03]) / p1)
