@@ -15,15 +15,16 @@ def test_tune_online_gradient_round_trip(tmp_path, capsys):
     out = tmp_path / "tune_ogd"
     argv = ["tune", *TINY, "--methods", "ogd_sgd", "--objective", "avg", "--steps", "3"]
     assert main([*argv, "--eval-seeds", "1", "--out", str(out)]) == 0
-    record = json.loads(out.with_suffix(".json").read_text())
-    assert out.with_suffix(".png").stat().st_size > 0
+    record = json.loads((out / "tune.json").read_text())
+    assert (out / "tune.png").stat().st_size > 0
+    assert (out / "summary.csv").read_text().startswith("method,seed,metric,value\n")
     assert list(record["params"]) == ["learning_rate"] and record["method"] == "ogd_sgd"
     assert record["default_params"] == {"learning_rate": 0.05}
     assert min(record["losses"]) == record["train"]["objective_tuned"] <= record["losses"][0]
     assert "held-out avg" in capsys.readouterr().out
     run_out = tmp_path / "run"
     argv = ["run", *TINY, "--seeds", "1", "--methods", "ogd_sgd", "--out", str(run_out)]
-    assert main([*argv, "--params", str(out.with_suffix(".json"))]) == 0
+    assert main([*argv, "--params", str(out)]) == 0
     config = json.loads((run_out / "results.json").read_text())["config"]
     assert config["ogd_lr"] == record["params"]["learning_rate"] != 0.05
 
@@ -32,8 +33,9 @@ def test_tune_online_gradient_round_trip(tmp_path, capsys):
 def test_tune_writes_params_that_run_loads(tmp_path, capsys):
     out = tmp_path / "tune_tiny"
     assert main(["tune", *TINY, "--steps", "2", "--eval-seeds", "2", "--out", str(out)]) == 0
-    record = json.loads(out.with_suffix(".json").read_text())
-    assert out.with_suffix(".png").stat().st_size > 0
+    record = json.loads((out / "tune.json").read_text())
+    assert (out / "tune.png").stat().st_size > 0
+    assert (out / "summary.csv").read_text().startswith("method,seed,metric,value\n")
     assert set(record["params"]) == {"lam", "gamma", "alpha"}
     assert len(record["losses"]) == 3 and record["train"]["rows"] == [0, 21]
     assert record["held_out"]["rows"] == [21, 30] and record["held_out"]["seeds"] == [0, 1]
@@ -45,7 +47,7 @@ def test_tune_writes_params_that_run_loads(tmp_path, capsys):
 
     run_out = tmp_path / "run"
     argv = ["run", *TINY, "--seeds", "1", "--methods", "memoa,ogd_adam", "--out", str(run_out)]
-    assert main([*argv, "--params", str(out.with_suffix(".json"))]) == 0
+    assert main([*argv, "--params", str(out)]) == 0
     config = json.loads((run_out / "results.json").read_text())["config"]
     assert {k: config[k] for k in record["params"]} == record["params"]
     assert set(json.loads((run_out / "results.json").read_text())["summary"]) == {

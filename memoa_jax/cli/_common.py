@@ -650,7 +650,9 @@ def add_model_options(r, *, dataset: str = "ecb"):
         "model options above set the other methods), or at the game's settings",
     )
     r.add_argument(
-        "--params", type=Path, help="JSON of hyper-parameters (`memoa tune`'s output) to use"
+        "--params",
+        type=Path,
+        help="JSON of hyper-parameters to use: `memoa tune`'s output folder or its tune.json",
     )
 
 
@@ -1035,6 +1037,8 @@ def apply_params_file(args):
     it names (lam, gamma, alpha, kappa; learning_rate sets --ogd-lr)."""
     if getattr(args, "params", None) is None:
         return
+    if args.params.is_dir():  # `memoa tune`'s output folder
+        args.params = args.params / "tune.json"
     check(args.params.is_file(), f"--params: no such file {str(args.params)!r}")
     try:
         record = json.loads(args.params.read_text())

@@ -155,8 +155,13 @@ def main(args) -> int:
     # (after tracing and lowering the loop again: JAX keys its cache by the lowered program).
     compiled, compile_s, trace_s, from_cache = [], [], [], []
     for sim in sims:
-        bar.set_description(f"compiling {'+'.join(m.name for m in sim.methods)}")
+        label = "+".join(m.name for m in sim.methods)
+        bar.set_description(f"compiling {label}")
+        if not args.no_progress:  # the bar stands at 0 meanwhile: say why, and that it is once
+            bar.write(f"compiling {label} (first run only: cached afterwards) ...", sys.stderr)
         program, seconds, tracing, hit = compile_simulation(sim, x, y, mesh)
+        if not args.no_progress:
+            bar.write(f"compiled {label} in {seconds:.1f} s", sys.stderr)
         compiled.append(program)
         compile_s.append(seconds)
         trace_s.append(tracing)

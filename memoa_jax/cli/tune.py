@@ -6,8 +6,9 @@ which every optimiser step runs the full online loop and differentiates the obje
 rows (agents start at the last training observation, as every run starts at its first row;
 encoders, warm-up and server are fresh), for the spec's default values and for the tuned
 ones, on the same seeds — so both figures come from the same protocol and no held-out
-target is seen while tuning. Writes `<out>.json` (the chosen values under "params", which
-`memoa run --params <out>.json` loads) and `<out>.png` (loss curve and the values' paths).
+target is seen while tuning. Writes into the folder `<out>`: `tune.json` (the chosen values
+under "params", which `memoa run --params <out>` loads), `tune.png` (loss curve and the
+values' paths) and `summary.csv` (the held-out scores, tidy).
 """
 
 import math
@@ -32,6 +33,7 @@ from ._common import (
     stamp,
     write_json,
 )
+from ._tidy import write_summary_csv
 
 SUMMARY = (
     "Tune a method's hyper-parameters (λ, γ, α, ...) by gradient descent\n"
@@ -46,7 +48,8 @@ def add_parser(sub, formatter):
         formatter_class=formatter,
         description="Differentiate the chosen objective through the whole online loop on the "
         "training span and lower it with optax; score the held-out span for the default and "
-        "the tuned values; write OUT.json (loadable by `memoa run --params`) and OUT.png.",
+        "the tuned values; write OUT/tune.json (loadable by `memoa run --params OUT`), "
+        "OUT/tune.png and OUT/summary.csv.",
     )
     s.add_argument(
         "-n",
@@ -107,7 +110,7 @@ def add_parser(sub, formatter):
     s.add_argument(
         "--out",
         type=Path,
-        help="output path without extension, writes OUT.json and OUT.png "
+        help="output folder: tune.json, tune.png, summary.csv "
         "(default runs/tune-<dataset>-<method>-<time>)",
     )
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -160,10 +163,11 @@ def main(args) -> int:
     out = args.out
     if out is None:
         out = default_out("tune", data.name, name, stamp())
-    paths = [out.with_name(out.name + ext) for ext in (".json", ".png")]
-    for p in paths:
-        check(not p.exists(), f"output {str(p)!r} exists; choose another --out")
-    check_out_dir(out.parent)
+    check_out_dir(out)
+    check(
+        not (out.exists() and any(out.iterdir())),
+        f"output folder {str(out)!r} exists and is not empty; choose another --out",
+    )
 
     x, y = jnp.asarray(data.x), jnp.asarray(data.y)
     x_tr, y_tr = x[:n_train], y[:n_train]
@@ -298,10 +302,19 @@ def main(args) -> int:
         objective=args.objective,
         held={k: held[k]["objective"] for k in ("default", "tuned")},
     )
-    make_out_dir(out.parent)
-    save_figure(paths[1], fig)
-    write_json(paths[0], record)
-    print(f"\nwrote {paths[0]} and {paths[1]}")
+    rows = [
+        (f"{name} ({label})", seed, metric, value)
+        for label in ("default", "tuned")
+        for seed, per in zip(seeds, held[label]["per_seed"])
+        for metric, value in per.items()
+    ]
+    lag1 = float(mj.persistence_rmse(y_ho, 1))  # the held-out span's yardstick
+    rows += [("persistence_lag_1", seed, m, lag1) for seed in seeds for m in ("server_rmse",)]
+    make_out_dir(out)
+    save_figure(out / "tune.png", fig)
+    write_json(out / "tune.json", record)
+    write_summary_csv(out / "summary.csv", rows)
+    print(f"\nwrote {out / 'tune.json'}, {out / 'tune.png'} and {out / 'summary.csv'}")
     return 0
 
 
