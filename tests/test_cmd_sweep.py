@@ -25,6 +25,15 @@ def test_sweep_resumes_and_shares_compilations(tmp_path, capsys):
     assert {"memoa", "g1_ridge"} <= set(recs[0]["summary"])
     assert (out / "sweep_metrics.png").stat().st_size > 10_000
     assert (out / "sweep_throughput.png").stat().st_size > 10_000
+    # summary.csv: tidy, one row per N x method x seed x metric, the values of sweep.jsonl
+    import csv
+
+    with open(out / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["n_agents", "method", "seed", "metric", "value"]
+    got = {(int(r["n_agents"]), r["method"], r["metric"]): r["value"] for r in rows}
+    assert float(got[(7, "memoa", "avg_rmse")]) == recs[1]["summary"]["memoa"]["avg_rmse"]
+    assert float(got[(3, "all", "agent_steps_per_s")]) == recs[0]["agent_steps_per_s"]
 
     # started again with one more size: only that one runs, the others are kept as they were
     assert main([*COMMON, "--sizes", "3,7,5", "--out", str(out)]) == 0

@@ -37,11 +37,26 @@ def tidy_rows(summary: dict, seeds: list[int]) -> list[tuple]:
     return rows
 
 
-def write_summary_csv(path: Path, rows: list[tuple]) -> Path:
-    """`rows` under `COLUMNS` as CSV, atomically; non-finite or missing values empty."""
+def sweep_rows(records: list[dict]) -> list[tuple]:
+    """The rows of `memoa sweep`'s `summary.csv` (under `SWEEP_COLUMNS`): every summary
+    field of every method at every finished `(N, seed)`, and the point's agent-steps/s."""
+    rows: list[tuple] = []
+    for r in records:
+        n, seed = r["n_agents"], r["seed"]
+        for method, summary in r["summary"].items():
+            rows += [(n, method, seed, metric, v) for metric, v in summary.items()]
+        rows.append((n, "all", seed, "agent_steps_per_s", r["agent_steps_per_s"]))
+    return rows
+
+
+SWEEP_COLUMNS = ("n_agents", *COLUMNS)
+
+
+def write_summary_csv(path: Path, rows: list[tuple], columns: tuple = COLUMNS) -> Path:
+    """`rows` under `columns` as CSV, atomically; non-finite or missing values empty."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
+    w.writerow(columns)
     for row in rows:
         *keys, v = row
         ok = v is not None and not (isinstance(v, float) and not math.isfinite(v))

@@ -47,6 +47,7 @@ from ._common import (
     strict_json,
     write_text,
 )
+from ._tidy import SWEEP_COLUMNS, sweep_rows, write_summary_csv
 
 RESULTS = "sweep.jsonl"
 DEFAULT_SIZES = "1e1,1e2,1e3,1e4,1e5,1e6,1e7"
@@ -276,6 +277,9 @@ def main(args) -> int:
         for name, fig in plot_sweep(records, title=f"{data.name}, {args.dtype}").items():
             save_figure(args.out / f"sweep_{name}.png", fig)
             print(f"wrote {args.out / f'sweep_{name}.png'}")
+    if records:
+        table = write_summary_csv(args.out / "summary.csv", sweep_rows(records), SWEEP_COLUMNS)
+        print(f"wrote {table}")
     print(f"wrote {path}")
     return 0
 
