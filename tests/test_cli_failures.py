@@ -149,6 +149,10 @@ def _small_memory(monkeypatch):
         (["run", "-n", "inf"], "'inf' is not a finite number"),
         (["run", "-n", "2.5"], "need an integer, got '2.5'"),
         (["run", "-n", "1e8"], "bytes per agent × 100,000,000), more than the 1 GiB"),
+        # past 2**32 agents (64-bit indices): the memory check refuses it, not the indices
+        (["run", "-n", "1e10"], "agent × 10,000,000,000), more than the 1 GiB"),
+        (["run", "-n", "1e10", "--dtype", "float32"], "agent × 10,000,000,000), more than"),
+        (["run", "-n", "2e15"], "above the largest size accepted, 1e+15"),
         (["sweep", "--sizes", "inf"], "population sizes must be integers >= 1, got 'inf'"),
         (["sweep", "--sizes", "1e30"], "'1e30' is above the largest size accepted"),
         (["sweep", "--sizes", "2,1e8"], "--sizes 100,000,000 cannot fit"),

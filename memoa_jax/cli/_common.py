@@ -266,10 +266,11 @@ def enable_compile_cache(args) -> None:
 # VALUES
 
 
-# No population is larger: the loop indexes agents with 32-bit integers (`n_active`).
-MAX_AGENTS = 2**31 - 1
 # No size at all is larger (verify's exact solver takes N as a float64, exact below 2**53).
 MAX_SIZE = 10**15
+# No population is larger: agents are indexed with 64-bit integers past 2**31 (their keys
+# fold in all 64 bits), and N and every index stay exact as float64 numbers.
+MAX_AGENTS = MAX_SIZE
 
 
 def parse_count(text: str, option: str, *, limit: int = MAX_SIZE) -> int:
@@ -393,8 +394,8 @@ def check_population_fits(sims, n_agents: int, option: str, n_devices: int = 1):
     the devices' memory, or one above `MAX_AGENTS`."""
     check(
         n_agents <= MAX_AGENTS,
-        f"{option} {format_count(n_agents)}: at most {MAX_AGENTS:,} agents (the loop "
-        "indexes agents with 32-bit integers)",
+        f"{option} {format_count(n_agents)}: at most {MAX_AGENTS:.3g} agents (N and the "
+        "agents' indices exact as float64 numbers)",
     )
     import memoa_jax as mj
 
@@ -856,7 +857,7 @@ def build(args, *, comparators: bool = False) -> Built:
         )
     check(bool(names), "--methods is empty")
     check(len(set(names)) == len(names), f"--methods {args.methods!r}: a method is repeated")
-    if args.dtype == "float64":
+    if args.dtype == "float64" or args.n_agents >= 2**31:  # (64-bit agent indices)
         jax.config.update("jax_enable_x64", True)
     dtype = jnp.float64 if args.dtype == "float64" else jnp.float32
     bound = float(abs(data.y).max()) or 1.0
