@@ -484,3 +484,27 @@ def test_lean_runs_chunk_large_populations_by_default():
     assert _common.batch_size_for(lean, chunk) is None
     assert _common.batch_size_for(stored, big) is None
     assert _common.batch_size_for(SimpleNamespace(batch_size=7, state="lean"), big) == 7
+
+
+def test_distributed_population_checked_per_process(tmp_path):
+    """`--distributed`: once it is up (one process here), the process's share of N is
+    checked against its own devices: 10¹⁰ agents are refused, one line, exit 2, nothing
+    written. (A subprocess: `jax.distributed` starts once per process.)"""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "memoa_jax", "run", *TINY["run"], "-n", "1e10", "--distributed"]
+    cmd += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "1", "--process-id", "0"]
+    res = subprocess.run(
+        [*cmd, "--no-progress", "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "over 1 process(es) cannot fit" in lines[0], lines
+    assert "10,000,000,000), more than" in lines[0], lines
+    assert not out.exists()

@@ -356,7 +356,7 @@ def device_memory(n_devices: int = 1) -> tuple[int, str]:
 
     import jax
 
-    dev = jax.devices()[0]
+    dev = jax.local_devices()[0]  # (under --distributed: this process's)
     try:
         stats = dev.memory_stats() or {}
     except Exception:  # a backend without memory statistics
@@ -401,6 +401,24 @@ def check_population_fits(sims, n_agents: int, option: str, n_devices: int = 1):
 
     per_agent = max(mj.carry_bytes_per_agent(s) for s in sims)
     check_fits(f"{option} {format_count(n_agents)}", per_agent, n_agents, n_devices=n_devices)
+
+
+def check_population_share(args, sims):
+    """Under `--distributed`, once `jax.distributed` is up (the devices are not known
+    before): refuses (exit 2) this process's share of the population, N / process count
+    rounded up, when the loop's state cannot hold it in its local devices' memory."""
+    import jax
+
+    import memoa_jax as mj
+
+    if not sims:
+        return
+    n, processes = args.n_agents, jax.process_count()
+    share = -(-n // processes)
+    per_agent = max(mj.carry_bytes_per_agent(s) for s in sims)
+    option = getattr(args, "size_option", "--n-agents")
+    what = f"{option} {format_count(n)} over {processes} process(es)"
+    check_fits(what, per_agent, share, n_devices=jax.local_device_count())
 
 
 def check_finite(args, *names):
@@ -938,7 +956,8 @@ def build(args, *, comparators: bool = False) -> Built:
             hp = dict(hp, g1=dict(g1.as_dict(), source=g1.source))
     except ValueError as e:
         raise UsageError(str(e)) from None
-    if sims and not getattr(args, "distributed", False):  # (the hosts' memory is not known here)
+    # (under --distributed the devices are known once it is up: `check_population_share`)
+    if sims and not getattr(args, "distributed", False):
         import jax
 
         n_devices = jax.device_count() if getattr(args, "shard", False) else 1

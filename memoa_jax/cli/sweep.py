@@ -30,6 +30,7 @@ from ._common import (
     build,
     check,
     check_out_dir,
+    check_population_share,
     command_line,
     data_fingerprint,
     default_out,
@@ -206,6 +207,8 @@ def main(args) -> int:
     built = build(args)
     data, sims, hp = built.data, built.sims, built.hp
     mesh = agent_mesh(args)
+    if args.distributed:
+        check_population_share(args, sims)
     config = args.sweep_config = _config(args, hp, data)
     if args.out is None:
         digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
