@@ -5,14 +5,15 @@ runs them over a population (agent axis LAST: `(d, N)`, `(H, d, p, N)`).
 tuned path runs the same rules as `(1, n)` row expressions (`_kernels.py`), tested equal.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from ._custom_types import Array, Float
+from ._custom_types import Array, Bool, Float
 from ._kernels import SMALL_SOLVE_UP_TO, computed_once, ridge_entries
 
 
@@ -198,15 +199,121 @@ class Population(NamedTuple):
         return jnp.max(self.fill_padding(a, -jnp.inf), -1)
 
     def argmax(self, a: Array) -> Array:
-        return jnp.argmax(self.fill_padding(a, -jnp.inf), -1)
+        """The first slot holding the largest value of `a` over the agents (the first NaN if
+        any), as `jnp.argmax`, by two reductions (a max, then a min over the slots that hold
+        it), so that across devices it is two all-reduces of one number each, where
+        `jnp.argmax` all-gathers every device's candidate."""
+        a = self.fill_padding(a, -jnp.inf)
+        top = jnp.max(a, axis=-1, keepdims=True)  # NaN if any is NaN
+        hit = (a == top) | (jnp.isnan(a) & jnp.isnan(top))
+        slot = lax.broadcasted_iota(count_dtype(), a.shape, a.ndim - 1)
+        return jnp.min(jnp.where(hit, slot, jnp.asarray(self.n_slots, slot.dtype)), axis=-1)
+
+    def n_where(self, a: Bool[Array, "*batch n"]) -> Array:
+        """How many agents (not padding) have `a` True: an integer of `count_dtype()`, exact
+        for any N (a float sum of ones is not, in float32 above 2²⁴ agents)."""
+        mask = self.mask()
+        return jnp.sum(a if mask is None else a & mask, axis=-1, dtype=count_dtype())
 
     def quantile(self, a: Float[Array, " n"], q: float) -> Array:
-        """The `q`-quantile of `a` over the agents, interpolated linearly between order
-        statistics (NumPy's default); one sort of the population."""
-        s = jnp.sort(self.fill_padding(a, jnp.inf))
-        pos = q * (jnp.asarray(self.n, jnp.int32) - 1).astype(float)
+        """The `q`-quantile of `a` over the agents (see `quantiles`)."""
+        return self.quantiles(a, (q,))[0]
+
+    def quantiles(self, a: Float[Array, " n"], qs: Sequence[float]) -> Array:
+        """The `qs`-quantiles of `a` over the agents, interpolated linearly between order
+        statistics as NumPy's default (`s[lo] + frac (s[hi] − s[lo])` at the position
+        `q (n − 1)` of the sorted values `s`; NaN sorts last, as in `jnp.sort`).
+
+        The order statistics come from `order_statistics`, never from a sort: `a` is not
+        gathered, copied or sorted, so across devices each pass is an all-reduce of a few
+        counts. They are `jnp.sort`'s entries bit for bit (but for a zero, always +0, and a
+        NaN, always the canonical NaN; an RMSE is never −0), and so is the result
+        (`tests/test_metrics.py`). Padding slots are left out; the sort filled them with
+        +inf, which it placed before a NaN agent.
+        """
+        n = jnp.asarray(self.n, count_dtype())
+        pos = jnp.stack([q * (n - 1).astype(float) for q in qs])
         below = jnp.floor(pos)
-        lo = below.astype(jnp.int32)
-        hi = jnp.minimum(lo + 1, jnp.asarray(self.n, jnp.int32) - 1)
-        frac = (pos - below).astype(s.dtype)
-        return jnp.where(frac == 0, s[lo], s[lo] + frac * (s[hi] - s[lo]))
+        lo = below.astype(n.dtype)
+        hi = jnp.minimum(lo + 1, n - 1)
+        s_lo = self.order_statistics(a, lo)
+        # s[hi] (hi = lo or lo + 1) in one more pass: s[lo] if more than hi agents are at or
+        # below it, else the smallest value above it
+        keys, at = ordered_bits(a), ordered_bits(s_lo)
+        word = keys.dtype
+        valid = self.mask()
+        count = self._n_hits(keys[None, :] <= at[:, None], valid)
+        above = keys[None, :] > at[:, None]
+        above = above if valid is None else above & valid[None, :]
+        top = jnp.asarray(np.iinfo(word).max, word)
+        after = jnp.min(jnp.where(above, keys[None, :], top), axis=-1)
+        s_hi = jnp.where(count > hi, s_lo, from_ordered_bits(after, a.dtype))
+        frac = (pos - below).astype(a.dtype)
+        return jnp.where(frac == 0, s_lo, s_lo + frac * (s_hi - s_lo))
+
+    def order_statistics(self, a: Float[Array, " n"], ranks: Array) -> Array:
+        """`jnp.sort(a over the agents)[ranks]` (0-based ranks, each below the number of
+        agents), without sorting or gathering `a`: a radix select on the floats' ordered bit
+        patterns (`ordered_bits`). For every rank at once, the answer's bits are found from
+        the most significant down, one pass per bit (32 in float32, 64 in float64): a pass
+        counts the agents whose key is at most the answer so far with this bit 0 and every
+        lower bit 1; if those are more than the rank, the bit is 0. The passes are
+        reductions over the agent axis (across devices, an all-reduce of `len(ranks)`
+        counts per pass) and the answer is the smallest key with more than `rank` agents at
+        or below it: exactly the sorted array's entry.
+        """
+        keys = ordered_bits(a)
+        word = keys.dtype
+        ranks = ranks.astype(count_dtype())
+        valid = self.mask()
+
+        def bit(i):
+            return jnp.left_shift(jnp.asarray(1, word), (8 * word.itemsize - 1 - i).astype(word))
+
+        def refine(i, prefix):
+            trial = prefix | (bit(i) - jnp.asarray(1, word))  # this bit 0, the lower ones 1
+            count = self._n_hits(keys[None, :] <= trial[:, None], valid)
+            return jnp.where(count > ranks, prefix, prefix | bit(i))
+
+        prefix = lax.fori_loop(0, 8 * word.itemsize, refine, jnp.zeros(ranks.shape, word))
+        return from_ordered_bits(prefix, a.dtype)
+
+    def _n_hits(self, hits: Bool[Array, "k n"], valid: Bool[Array, " n"] | None) -> Array:
+        """Per row, how many agents `hits` holds, as `count_dtype()`. Summed in int32 when
+        the slots fit in it: XLA:CPU vectorises int64 sums poorly (about 6× slower at
+        N = 10⁶)."""
+        if valid is not None:
+            hits = hits & valid[None, :]
+        small = self.n_slots < 2**31
+        return jnp.sum(hits, axis=-1, dtype=jnp.int32 if small else count_dtype()).astype(
+            count_dtype()
+        )
+
+
+def count_dtype():
+    """The integer type of agent counts, ranks and slots: int64 (int32 without
+    `jax_enable_x64`), what `jnp.argmax` and `jnp.arange` give."""
+    return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.int64))
+
+
+_UNSIGNED = {4: jnp.uint32, 8: jnp.uint64}
+
+
+def ordered_bits(a: Float[Array, "*shape"]) -> Array:
+    """Unsigned integers (as wide as `a`'s floats) in the order `jnp.sort` puts the floats:
+    −inf < … < −0 = +0 < … < +inf < NaN, every NaN one value (zeros become +0, NaNs the
+    canonical NaN). Flip the sign bit of a non-negative float, every bit of a negative
+    one."""
+    word = jnp.dtype(_UNSIGNED[a.dtype.itemsize])
+    sign = np.asarray(1 << (8 * word.itemsize - 1), word)
+    bits = lax.bitcast_convert_type(a, word)
+    bits = jnp.where(a == 0, np.asarray(0, word), bits)
+    bits = jnp.where(jnp.isnan(a), np.asarray(np.nan, a.dtype).view(word), bits)
+    return jnp.where(bits >= sign, ~bits, bits | sign)
+
+
+def from_ordered_bits(keys: Array, dtype) -> Array:
+    """The floats of `ordered_bits`' keys (its inverse, up to the zeros' sign and NaN's
+    payload, which it makes canonical)."""
+    sign = np.asarray(1 << (8 * keys.dtype.itemsize - 1), keys.dtype)
+    return lax.bitcast_convert_type(jnp.where(keys >= sign, keys ^ sign, ~keys), jnp.dtype(dtype))

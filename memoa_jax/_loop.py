@@ -30,7 +30,7 @@ from ._methods import MeanFieldGame, MethodState, StepContext
 from ._metrics import SimResult, StepStats, persistence_rmse, summarize
 from ._moments import assemble_second_moment
 from ._progress import AbstractProgressMeter, CallbackProgressMeter, NoProgressMeter
-from ._random import bits_rows, fold_in_rows, is_threefry, split_rows
+from ._random import bits_rows, fold_in_index, fold_in_rows, is_threefry, split_rows
 from ._scan import scan, scan_remat
 from ._sharding import agent_sharding, shard_state
 from ._simulation import Simulation, solve_dtype, validate_data
@@ -72,17 +72,27 @@ def init_agents(sim: Simulation, *, key: PRNGKeyArray) -> tuple[Any, UInt32[Arra
     """Per-agent encoder parameters and two-word noise keys (agent axis last, as everything
     per agent); agent `i` owns `fold_in(agents_key, i)`, so agent `i` is the same in any
     population (`agent_draws`)."""
-    return agent_draws(sim, key, jnp.arange(sim.n_agents))
+    return agent_draws(sim, key, jnp.arange(sim.n_agents, dtype=index_dtype(sim.n_agents)))
 
 
-def agent_draws(sim: Simulation, key: PRNGKeyArray, index: Array) -> tuple[Any, Array]:
+def index_dtype(n_agents: int):
+    """The integer type of the indices of `n_agents` agents: int32 below 2³¹ (every run's
+    bits and program as before), int64 above (`jax_enable_x64` needed)."""
+    return jnp.int32 if n_agents < 2**31 else jnp.int64
+
+
+def agent_draws(sim: Simulation, key: PRNGKeyArray, index) -> tuple[Any, Array]:
     """The encoder parameters and two-word noise keys of the agents `index` (an integer
-    array; agent axis last), a pure function of the run's key and the agent's index: what
-    `state="lean"` recomputes where it needs them. Under H1 the parameters are the shared
-    ones (no agent axis)."""
+    array, int64 past 2³¹ agents, or without `jax_enable_x64` a pair `(hi, lo)` of uint32
+    arrays, the index's high and low words; agent axis last), a pure function of the run's
+    key and the agent's index: what `state="lean"` recomputes where it needs them. Agent
+    `i` owns `fold_in(agents_key, i)` with all 64 bits of `i` folded in (`_random.
+    fold_in_rows`; `jax.random.fold_in`'s key below 2³²). Under H1 the parameters are the
+    shared ones (no agent axis)."""
     agents_key, shared_key = jr.split(key)
     h2 = sim.homogeneity == "h2"
-    if sim.kernels.threefry and index.ndim == 1 and is_threefry(key):
+    ndim = jnp.ndim(index[1] if isinstance(index, tuple) else index)
+    if sim.kernels.threefry and ndim == 1 and is_threefry(key):
         # the same bits by `jax.random`'s derivations written on agent-last rows (`_random`),
         # each stage computed once (`computed_once`): a key feeds many draws, and fused into
         # each of them XLA:CPU would repeat its 20 Threefry rounds per draw
@@ -98,11 +108,11 @@ def agent_draws(sim: Simulation, key: PRNGKeyArray, index: Array) -> tuple[Any, 
     else:
 
         def one(i):
-            param_key, noise_key = jr.split(jr.fold_in(agents_key, i))
+            param_key, noise_key = jr.split(fold_in_index(agents_key, i))
             words = jax.random.bits(noise_key, (2,), jnp.uint32)
             return (sim.encoder.init(param_key, sim.dtype) if h2 else None), words
 
-        if index.ndim == 0:
+        if ndim == 0:
             params, words = one(index)
         else:
             params, words = jax.vmap(one, out_axes=-1)(index)
@@ -350,8 +360,14 @@ class Run(eqx.Module):
                     f"n_active must be in [1, n_agents={sim.n_agents}], got n_active={n_active}"
                 )
         self.sim, self.x, self.y, self.key, self.mesh = sim, x, y, key, mesh
-        self.n_active = None if n_active is None else jnp.asarray(n_active, jnp.int32)
-        self.track_agent = jnp.asarray(track_agent, jnp.int32)
+        if sim.n_agents >= 2**31 and not jax.config.read("jax_enable_x64"):
+            raise ValueError(
+                f"n_agents={sim.n_agents}: 2**31 agents or more are indexed with 64-bit "
+                "integers; call `jax.config.update('jax_enable_x64', True)` first (any dtype)"
+            )
+        dtype = index_dtype(sim.n_agents)
+        self.n_active = None if n_active is None else jnp.asarray(n_active, dtype)
+        self.track_agent = jnp.asarray(track_agent, dtype)
 
     @property
     def n_steps(self) -> int:
@@ -515,7 +531,7 @@ class _Agents(NamedTuple):
 
 def _agents(sim: Simulation, state: "_State | None", key, shard) -> _Agents:
     if sim.state == "lean":
-        index = shard(jnp.arange(sim.n_agents, dtype=jnp.int32))
+        index = shard(jnp.arange(sim.n_agents, dtype=index_dtype(sim.n_agents)))
         return _Agents(index, lambda i: agent_draws(sim, key, i))
     assert state is not None, "the stored state's draws come from the state"
     if sim.homogeneity == "h2":

@@ -95,10 +95,15 @@ def summarize(
     persistence: Float[Array, ""],
 ) -> Summary:
     """A method's `Summary` from its agents' RMSE and realized cost, which agents moved, its
-    per-step statistics and the lag-1 persistence RMSE of the series."""
-    frozen = ~moving
+    per-step statistics and the lag-1 persistence RMSE of the series.
+
+    Every entry is a reduction over the agents (sums, maxima, counts; the quantiles by
+    `Population.quantiles`, a radix select made of counts): sharded over devices, each is
+    an all-reduce of a few numbers, and no per-agent array is gathered, copied or sorted."""
     movers = pop.max(jnp.where(moving, rmse, -jnp.inf))
     ok = rmse <= DIVERGED_FACTOR * persistence  # False for NaN and ±inf
+    p50, p90, p99 = pop.quantiles(rmse, (0.5, 0.9, 0.99))
+    n = jnp.asarray(pop.n, rmse.dtype)
     return Summary(
         avg_rmse=pop.mean(rmse),
         worst_rmse=pop.max(rmse),
@@ -107,12 +112,12 @@ def summarize(
         mean_field_rmse=jnp.sqrt(jnp.mean(steps.mean_field_se)),
         worst_cost=pop.max(cost),
         mean_cost=pop.mean(cost),
-        p50_rmse=pop.quantile(rmse, 0.5),
-        p90_rmse=pop.quantile(rmse, 0.9),
-        p99_rmse=pop.quantile(rmse, 0.99),
-        frozen_share=pop.mean(frozen.astype(rmse.dtype)),
+        p50_rmse=p50,
+        p90_rmse=p90,
+        p99_rmse=p99,
+        frozen_share=pop.n_where(~moving).astype(rmse.dtype) / n,
         worst_moving_rmse=jnp.where(jnp.isneginf(movers), jnp.nan, movers),
-        n_diverged=pop.sum((~ok).astype(jnp.int32)),
+        n_diverged=pop.n_where(~ok),
     )
 
 

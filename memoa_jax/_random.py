@@ -10,6 +10,7 @@ own draws, and nothing is carried between steps. The hash itself is a `Kernels` 
 """
 
 import jax
+import jax.extend.random as jxr
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -19,7 +20,9 @@ from ._kernels import counter_bits, threefry2x32
 
 __all__ = [
     "agent_normals",
+    "fold_in_index",
     "fold_in_rows",
+    "index_words",
     "is_threefry",
     "key_words",
     "normal_rows",
@@ -65,10 +68,48 @@ def _hash_at(key: UInt32[Array, " 2 *agents"], j: int):
     return threefry2x32(key[0], key[1], np.uint32(0), np.uint32(j))
 
 
-def fold_in_rows(key: UInt32[Array, " 2"], index: Array) -> UInt32[Array, " 2 *agents"]:
-    """`jax.random.fold_in(key, i)`'s words for every integer `i` of `index` (a 32-bit index)."""
-    w0, w1 = threefry2x32(key[0], key[1], np.uint32(0), index.astype(jnp.uint32))
+def index_words(index) -> tuple[Array | None, Array]:
+    """The high and low 32-bit words (uint32) of agent indices: an integer array (the high
+    word None for a 32-bit one: it is 0), or a pair `(hi, lo)` of integer arrays, the form
+    of a 64-bit index without `jax_enable_x64` (where int64 does not exist)."""
+    if isinstance(index, tuple):
+        hi, lo = index
+        return jnp.asarray(hi).astype(jnp.uint32), jnp.asarray(lo).astype(jnp.uint32)
+    index = jnp.asarray(index)
+    if index.dtype.itemsize <= 4:
+        return None, index.astype(jnp.uint32)
+    return (index >> 32).astype(jnp.uint32), index.astype(jnp.uint32)
+
+
+def fold_in_rows(key: UInt32[Array, " 2"], index) -> UInt32[Array, " 2 *agents"]:
+    """Agent `i`'s key for every index `i` (`index_words`: 32- or 64-bit): Threefry-2x32 of
+    `key` at the counter `(i >> 32, i mod 2³²)`. Below 2³² that is `jax.random.fold_in(key,
+    i)`'s words (which folds in `uint32(i)`: agents `i` and `i + 2³²` would share a key);
+    above, the high word takes the counter's first word, where `fold_in` puts 0, so every
+    agent below 2³² keeps its bits at no extra hash."""
+    hi, lo = index_words(index)
+    w0, w1 = threefry2x32(key[0], key[1], np.uint32(0) if hi is None else hi, lo)
     return jnp.stack([w0, w1])
+
+
+def fold_in_index(key, index):
+    """`fold_in_rows` for one typed key and one index (scalar, `index_words`), by
+    `jax.random`: `jax.random.fold_in(key, i)` below 2³², the same Threefry words above for
+    a Threefry key. Another PRNG implementation folds the high word in after the low one,
+    where it is nonzero."""
+    hi, lo = index_words(index)
+    low = jax.random.fold_in(key, lo)
+    if hi is None:
+        return low
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):  # a raw key: the default impl
+        return jnp.where(hi == 0, low, jxr.threefry_2x32(key, jnp.stack([hi, lo])))
+    impl = jax.random.key_impl(key)
+    if str(impl) == "threefry2x32":
+        words = jxr.threefry_2x32(jax.random.key_data(key), jnp.stack([hi, lo]))
+        return jax.random.wrap_key_data(words, impl=impl)
+    high = jax.random.fold_in(low, hi)
+    data = jnp.where(hi == 0, jax.random.key_data(low), jax.random.key_data(high))
+    return jax.random.wrap_key_data(data, impl=impl)
 
 
 def split_rows(key: UInt32[Array, " 2 *agents"], num: int) -> list[UInt32[Array, " 2 *agents"]]:

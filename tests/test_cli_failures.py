@@ -149,6 +149,10 @@ def _small_memory(monkeypatch):
         (["run", "-n", "inf"], "'inf' is not a finite number"),
         (["run", "-n", "2.5"], "need an integer, got '2.5'"),
         (["run", "-n", "1e8"], "bytes per agent × 100,000,000), more than the 1 GiB"),
+        # past 2**32 agents (64-bit indices): the memory check refuses it, not the indices
+        (["run", "-n", "1e10"], "agent × 10,000,000,000), more than the 1 GiB"),
+        (["run", "-n", "1e10", "--dtype", "float32"], "agent × 10,000,000,000), more than"),
+        (["run", "-n", "2e15"], "above the largest size accepted, 1e+15"),
         (["sweep", "--sizes", "inf"], "population sizes must be integers >= 1, got 'inf'"),
         (["sweep", "--sizes", "1e30"], "'1e30' is above the largest size accepted"),
         (["sweep", "--sizes", "2,1e8"], "--sizes 100,000,000 cannot fit"),
@@ -578,8 +582,7 @@ def test_read_only_cache_is_said_once_and_turned_off(tmp_path, capsys, monkeypat
 def test_dangling_out_symlink_refused_before_any_work(command, tmp_path, capsys):
     link = tmp_path / "out"
     link.symlink_to(tmp_path / "gone")
-    out = link / "x" if command == "tune" else link  # (tune's --out is a prefix)
-    assert main([command, *TINY[command], "--no-progress", "--out", str(out)]) == 2
+    assert main([command, *TINY[command], "--no-progress", "--out", str(link)]) == 2
     line = _one_line(capsys)
     assert "is a symbolic link to" in line and "which does not exist" in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and link.is_symlink()
@@ -648,7 +651,7 @@ def _interrupt(command: str, delay: float, tmp_path, *extra: str):
     import time
     from pathlib import Path
 
-    out = tmp_path / "o" / ("x" if command == "tune" else "")
+    out = tmp_path / "o"
     root = Path(__file__).resolve().parents[1]
     argv = [sys.executable, "-m", "memoa_jax", command, *TINY[command], "--no-progress", *extra]
     proc = subprocess.Popen(
@@ -729,3 +732,27 @@ def test_swallowed_ctrl_c_is_not_exit_0(capsys, monkeypatch):
     monkeypatch.setattr(cmd_run, "main", work)
     assert main(["run", "--no-progress"]) == 130
     assert _one_line(capsys) == "memoa: interrupted (Ctrl-C); run stopped"
+
+
+def test_distributed_population_checked_per_process(tmp_path):
+    """`--distributed`: once it is up (one process here), the process's share of N is
+    checked against its own devices: 10¹⁰ agents are refused, one line, exit 2, nothing
+    written. (A subprocess: `jax.distributed` starts once per process.)"""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "memoa_jax", "run", *TINY["run"], "-n", "1e10", "--distributed"]
+    cmd += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "1", "--process-id", "0"]
+    res = subprocess.run(
+        [*cmd, "--no-progress", "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "over 1 process(es) cannot fit" in lines[0], lines
+    assert "10,000,000,000), more than" in lines[0], lines
+    assert not out.exists()

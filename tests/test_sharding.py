@@ -14,64 +14,107 @@ import pytest
 
 SCRIPT = textwrap.dedent(
     """
-    import json, sys
-    import jax, jax.numpy as jnp, jax.random as jr
+    import json, re, sys
+    from functools import partial
+    import jax, jax.numpy as jnp, jax.random as jr, numpy as np
     jax.config.update("jax_enable_x64", True)
     import memoa_jax as mj
     from memoa_jax.data import load_dataset
 
     assert len(jax.devices()) == 4, jax.devices()
-    homogeneity, n, batch_size = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    batch_size = None if batch_size == "none" else int(batch_size)
+    homogeneity, n, state, n_methods, run = sys.argv[1:]
+    n, n_methods, run = int(n), int(n_methods), run == "run"
     data = load_dataset("logistic", n_rows=40)
     enc = mj.RFNEncoder(d=1, d_x=1, p=4, sigma=0.1)
     cost = mj.CostParams(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
-    sim = mj.Simulation(n, enc, mj.default_methods(cost), homogeneity=homogeneity,
-                        batch_size=batch_size)
+    sim = mj.Simulation(n, enc, mj.default_methods(cost)[:n_methods], homogeneity=homogeneity,
+                        state=state)
     mesh = jax.make_mesh((4,), ("agents",))
-    one = jax.jit(lambda x, y, k: mj.simulate(sim, x, y, key=k))
     four = jax.jit(lambda x, y, k: mj.simulate(sim, x, y, key=k, mesh=mesh))
-    a = one(data.x, data.y, jr.key(3))
-    b = four(data.x, data.y, jr.key(3))
-    # inside the time loop, devices exchange reductions only: no per-agent array is gathered
-    gathers_in_loop, computation = 0, None
+    # the whole compiled program (the loop, and the summaries after it): which collectives
+    # other than all-reduces and sorts it holds (in the time loop or not), and its arrays
+    # with the population's length (each device holds ceil(N / 4) agents)
+    ops, popdim, computation = [], [], None
     for line in four.lower(data.x, data.y, jr.key(3)).compile().as_text().splitlines():
         if line and not line.startswith(" "):
             computation = line.split(" ")[0]
-        if computation != "ENTRY" and any(
-            op in line for op in ("all-gather(", "all-to-all(", "collective-permute(")
-        ):
-            gathers_in_loop += 1
-    rel = jax.tree.map(lambda u, v: float(jnp.max(jnp.abs(u - v) / (1 + jnp.abs(u)))), a, b)
-    print(json.dumps(dict(max_rel=max(jax.tree.leaves(rel)),
-                          worst=float(b.summary["memoa"].worst_rmse),
-                          gathers_in_loop=gathers_in_loop)))
+        for op in ("all-gather(", "all-to-all(", "collective-permute(", "sort("):
+            if op in line:
+                ops.append((op, "entry" if computation == "ENTRY" else "loop"))
+        if re.search(rf"[\\[,]{n}[\\],]", line):
+            popdim.append(line.strip()[:120])
+    out = dict(ops=ops, popdim=popdim)
+    if run:
+        one = jax.jit(lambda x, y, k: mj.simulate(sim, x, y, key=k))
+        a = one(data.x, data.y, jr.key(3))
+        b = four(data.x, data.y, jr.key(3))
+        rel = jax.tree.map(lambda u, v: float(jnp.max(jnp.abs(u - v) / (1 + jnp.abs(u)))), a, b)
+        # one device: the quantiles and the worst agent are the sort-based ones (bit for
+        # bit) of the agents' RMSE (the formula `Population.quantile` had, NumPy's)
+        @partial(jax.jit, static_argnums=1)
+        def sorted_quantile(r, q):
+            srt = jnp.sort(r)
+            pos = q * (n - 1)
+            lo = int(np.floor(pos))
+            hi, frac = min(lo + 1, n - 1), jnp.asarray(pos - np.floor(pos), r.dtype)
+            return jnp.where(frac == 0, srt[lo], srt[lo] + frac * (srt[hi] - srt[lo]))
+
+        same = []
+        for m, s in a.summary.items():
+            r = a.agent_rmse[m]
+            for q, got in ((0.5, s.p50_rmse), (0.9, s.p90_rmse), (0.99, s.p99_rmse)):
+                want = sorted_quantile(r, q)
+                same.append(bool(np.asarray(got).tobytes() == np.asarray(want).tobytes()))
+            same.append(int(s.worst_agent) == int(jnp.argmax(r)))
+        out.update(max_rel=max(jax.tree.leaves(rel)), same=same,
+                   worst=float(b.summary["memoa"].worst_rmse))
+    print(json.dumps(out))
     """
 )
 
 
-@pytest.mark.parametrize(
-    "homogeneity, n, batch_size",
-    [
-        pytest.param("h2", 1002, "none", id="h2-uneven"),
-        pytest.param("h1", 64, "none", id="h1", marks=pytest.mark.slow),
-    ],
-)
-def test_sharded_run_equals_single_device(homogeneity, n, batch_size):
+def _sharded(homogeneity: str, n: int, state: str, n_methods: int, run: bool) -> dict:
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     env.pop("JAX_PLATFORMS", None)
+    args = [homogeneity, str(n), state, str(n_methods), "run" if run else "lower"]
     res = subprocess.run(
-        [sys.executable, "-c", SCRIPT, homogeneity, str(n), batch_size],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
+        [sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, env=env, timeout=600
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "homogeneity, n",
+    [
+        pytest.param("h2", 8004, id="h2"),  # 2001 agents per device
+        pytest.param("h2", 1002, id="h2-uneven", marks=pytest.mark.slow),
+        pytest.param("h1", 64, id="h1", marks=pytest.mark.slow),
+    ],
+)
+def test_sharded_run_equals_single_device(homogeneity, n):
+    out = _sharded(homogeneity, n, "stored", 5, run=True)
     assert out["max_rel"] < 1e-9, out
     assert 0 < out["worst"] < 10, out
-    assert out["gathers_in_loop"] == 0, out
+    assert all(out["same"]) and len(out["same"]) == 4 * 5, out
+    # the whole program: no per-agent array is gathered or sorted (the summaries' quantiles,
+    # worst agent and frozen share are reductions, `Population.quantiles`), and none has the
+    # population's length. With N not a multiple of the devices, JAX returns the per-agent
+    # outputs (`agent_rmse`) replicated (a jax.Array's shards are even): gathered, but only
+    # there, after the loop.
+    assert ("sort(", "entry") not in out["ops"] and ("sort(", "loop") not in out["ops"], out
+    if n % 4:
+        assert all(where == "entry" for _, where in out["ops"]), out
+    else:
+        assert out["ops"] == [] and out["popdim"] == [], out
+
+
+def test_lean_sharded_program_has_no_population_array():
+    """The lean loop (agents recomputed from their index, the frozen agents found after the
+    loop) and its summaries, sharded: no gather, sort or population-length array anywhere
+    in the compiled program (compiled, not run; one method)."""
+    out = _sharded("h2", 8004, "lean", 1, run=False)
+    assert out["ops"] == [] and out["popdim"] == [], out
 
 
 def test_mesh_with_chunks_is_refused():

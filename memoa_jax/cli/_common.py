@@ -298,10 +298,11 @@ def enable_compile_cache(args) -> None:
 # VALUES
 
 
-# No population is larger: the loop indexes agents with 32-bit integers (`n_active`).
-MAX_AGENTS = 2**31 - 1
 # No size at all is larger (verify's exact solver takes N as a float64, exact below 2**53).
 MAX_SIZE = 10**15
+# No population is larger: agents are indexed with 64-bit integers past 2**31 (their keys
+# fold in all 64 bits), and N and every index stay exact as float64 numbers.
+MAX_AGENTS = MAX_SIZE
 
 
 def parse_count(text: str, option: str, *, limit: int = MAX_SIZE) -> int:
@@ -387,7 +388,7 @@ def device_memory(n_devices: int = 1) -> tuple[int, str]:
 
     import jax
 
-    dev = jax.devices()[0]
+    dev = jax.local_devices()[0]  # (under --distributed: this process's)
     try:
         stats = dev.memory_stats() or {}
     except Exception:  # a backend without memory statistics
@@ -425,13 +426,31 @@ def check_population_fits(sims, n_agents: int, option: str, n_devices: int = 1):
     the devices' memory, or one above `MAX_AGENTS`."""
     check(
         n_agents <= MAX_AGENTS,
-        f"{option} {format_count(n_agents)}: at most {MAX_AGENTS:,} agents (the loop "
-        "indexes agents with 32-bit integers)",
+        f"{option} {format_count(n_agents)}: at most {MAX_AGENTS:.3g} agents (N and the "
+        "agents' indices exact as float64 numbers)",
     )
     import memoa_jax as mj
 
     per_agent = max(mj.carry_bytes_per_agent(s) for s in sims)
     check_fits(f"{option} {format_count(n_agents)}", per_agent, n_agents, n_devices=n_devices)
+
+
+def check_population_share(args, sims):
+    """Under `--distributed`, once `jax.distributed` is up (the devices are not known
+    before): refuses (exit 2) this process's share of the population, N / process count
+    rounded up, when the loop's state cannot hold it in its local devices' memory."""
+    import jax
+
+    import memoa_jax as mj
+
+    if not sims:
+        return
+    n, processes = args.n_agents, jax.process_count()
+    share = -(-n // processes)
+    per_agent = max(mj.carry_bytes_per_agent(s) for s in sims)
+    option = getattr(args, "size_option", "--n-agents")
+    what = f"{option} {format_count(n)} over {processes} process(es)"
+    check_fits(what, per_agent, share, n_devices=jax.local_device_count())
 
 
 def check_finite(args, *names):
@@ -903,7 +922,7 @@ def build(args, *, comparators: bool = False) -> Built:
         )
     check(bool(names), "--methods is empty")
     check(len(set(names)) == len(names), f"--methods {args.methods!r}: a method is repeated")
-    if args.dtype == "float64":
+    if args.dtype == "float64" or args.n_agents >= 2**31:  # (64-bit agent indices)
         jax.config.update("jax_enable_x64", True)
     dtype = jnp.float64 if args.dtype == "float64" else jnp.float32
     bound = float(abs(data.y).max()) or 1.0
@@ -984,7 +1003,8 @@ def build(args, *, comparators: bool = False) -> Built:
             hp = dict(hp, g1=dict(g1.as_dict(), source=g1.source))
     except ValueError as e:
         raise UsageError(str(e)) from None
-    if sims and not getattr(args, "distributed", False):  # (the hosts' memory is not known here)
+    # (under --distributed the devices are known once it is up: `check_population_share`)
+    if sims and not getattr(args, "distributed", False):
         import jax
 
         n_devices = jax.device_count() if getattr(args, "shard", False) else 1

@@ -15,6 +15,7 @@ from ._common import (
     add_state_options,
     build,
     check_out_dir,
+    check_population_share,
     command_line,
     count_type,
     default_out,
@@ -90,6 +91,8 @@ def main(args) -> int:
     data, sims, hp, names = built.data, built.sims, built.hp, built.names
     n_agents = args.n_agents
     mesh = _distributed.agent_mesh(args)
+    if args.distributed:
+        check_population_share(args, sims)
     out = args.out
     if out is None:
         out = default_out("run", data.name, f"N{n_agents}", stamp())

@@ -31,6 +31,7 @@ from ._common import (
     build,
     check,
     check_out_dir,
+    check_population_share,
     command_line,
     count_type,
     data_fingerprint,
@@ -202,6 +203,8 @@ def main(args) -> int:
     sizes, built = _distributed.agree(args, prepare, lambda p: p[1].data)
     data, sims, hp = built.data, built.sims, built.hp
     mesh = _distributed.agent_mesh(args)
+    if args.distributed:
+        check_population_share(args, sims)
     config = args.sweep_config = _config(args, hp, data)
     if args.out is None:
         digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
