@@ -268,7 +268,8 @@ class Population(NamedTuple):
         valid = self.mask()
 
         def bit(i):
-            return jnp.left_shift(jnp.asarray(1, word), (8 * word.itemsize - 1 - i).astype(word))
+            shift = jnp.asarray(8 * word.itemsize - 1 - i, word)  # (a Python int without jit)
+            return jnp.left_shift(jnp.asarray(1, word), shift)
 
         def refine(i, prefix):
             trial = prefix | (bit(i) - jnp.asarray(1, word))  # this bit 0, the lower ones 1
