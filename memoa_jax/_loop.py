@@ -532,11 +532,23 @@ class _Agents(NamedTuple):
 def _agents(sim: Simulation, state: "_State | None", key, shard) -> _Agents:
     if sim.state == "lean":
         index = shard(jnp.arange(sim.n_agents, dtype=index_dtype(sim.n_agents)))
-        return _Agents(index, lambda i: agent_draws(sim, key, i))
+        return _Agents(index, lambda i: _agent_draws_at(sim, key, i))
     assert state is not None, "the stored state's draws come from the state"
     if sim.homogeneity == "h2":
         return _Agents((state.params, state.noise_keys), lambda a: a)
     return _Agents(state.noise_keys, lambda k: (state.params, k))
+
+
+# nested jits: `agent_draws` (as written) once per argument shape in the lowered program
+_agent_draws_at = eqx.filter_jit(agent_draws)
+
+
+@eqx.filter_jit
+def _features_at(enc: AbstractEncoder, kernels: Kernels, q, k, x_t, tau):
+    """The agents' features at time `tau` from their parameters and noise keys (lean). A
+    nested jit: the lowered program holds the draws once per argument shape, as a function
+    that XLA inlines before it fuses, not once per read (per offset and per ring phase)."""
+    return enc.features(q, x_t, enc.noise(k, tau, kernels))
 
 
 def _lean_features(sim: Simulation) -> bool:
@@ -641,7 +653,7 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
                 def draw(q_, k_):
                     def at(offset_):
                         tau = t + offset_
-                        z = enc.features(q_, x[jnp.maximum(tau, 0)], enc.noise(k_, tau, kernels))
+                        z = _features_at(enc, kernels, q_, k_, x[jnp.maximum(tau, 0)], tau)
                         return jnp.where(tau >= 0, z, jnp.zeros((), z.dtype))
 
                     return [at(o) for o in offset] if isinstance(offset, tuple) else at(offset)

@@ -55,8 +55,7 @@ def test_the_counter_sees_a_host_callback():
         pytest.param("stored", jnp.float32, id="stored-f32"),
         pytest.param("stored", jnp.float64, id="stored-f64"),
         pytest.param("lean", jnp.float32, id="lean-f32"),
-        # (the lean program lowers slowly, issue 25 item 3: one dtype in the default run)
-        pytest.param("lean", jnp.float64, id="lean-f64", marks=pytest.mark.slow),
+        pytest.param("lean", jnp.float64, id="lean-f64"),
     ],
 )
 def test_loop_exports_for_gpu_and_tpu(series, state, dtype):

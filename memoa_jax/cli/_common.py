@@ -464,8 +464,16 @@ def check_finite(args, *names):
 
 
 def runtime_message(e: BaseException) -> str:
-    """The one line that matters of an error raised by a failed runtime check."""
-    lines = [line for line in str(e).strip().split("\n") if line.strip()]
+    """The one line that matters of an error raised by a failed runtime check: the message
+    itself (`SimulationError`, `ValueError`), or, for equinox's `EquinoxRuntimeError`, whose
+    text wraps the message in the stacks inside and outside of JIT, its message line."""
+    import equinox as eqx
+
+    text = str(e)
+    marker = "EquinoxRuntimeError: "  # where equinox's text puts the message
+    if isinstance(e, eqx.EquinoxRuntimeError) and marker in text:
+        return text.split(marker, 1)[1].split("\n")[0]
+    lines = [line for line in text.strip().split("\n") if line.strip()]
     return lines[0] if lines else type(e).__name__
 
 
