@@ -125,27 +125,40 @@ def sum_chunks(fn: Callable, *args, batch_size: int | None, pop: "Population"):
     sums are added in order with Kahan's compensation (a few numbers, whatever N), so that
     10² chunks in float32 lose no more than one sum does (XLA reduces pairwise).
     """
+    return map_sum_chunks(lambda w, *a: ((), fn(w, *a)), *args, batch_size=batch_size, pop=pop)[1]
+
+
+def map_sum_chunks(fn: Callable, *args, batch_size: int | None, pop: "Population"):
+    """`map_chunks` and `sum_chunks` in one pass over the agents: `fn(w, *chunk)` returns
+    `(per_agent, sums)`, per-agent outputs (agent axis last) and sums over the chunk's
+    agents where `w` holds (see `sum_chunks`); returns `(per_agent, sums)` of the whole
+    population. For a pass that both updates every agent and reduces over them (the lean
+    loop's one pass: its draws made once for both)."""
     n = jax.tree.leaves(args)[0].shape[-1]
     if batch_size is None or batch_size >= n:
         return fn(pop.valid(jnp.arange(n)), *args)
     take = lambda a, start: lax.dynamic_slice_in_dim(a, start, batch_size, axis=a.ndim - 1)
     w0 = jnp.ones((batch_size,), bool)
     shapes = jax.eval_shape(fn, w0, *jax.tree.map(lambda a: take(a, 0), args))
-    zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    out = jax.tree.map(lambda s: jnp.zeros(s.shape[:-1] + (n,), s.dtype), shapes[0])
+    zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[1])
 
     def body(i, carry):
+        out, total, lost = carry  # Kahan: `lost` is what rounding took from `total` so far
         start = jnp.minimum(i * batch_size, n - batch_size)
         index = start + jnp.arange(batch_size, dtype=start.dtype)
         w = (index >= i * batch_size) & pop.valid(index)
-        total, lost = carry  # Kahan: `lost` is what rounding took from `total` so far
-        term = jax.tree.map(
-            jnp.subtract, fn(w, *jax.tree.map(lambda a: take(a, start), args)), lost
+        chunk = jax.tree.map(lambda a: take(a, start), args)
+        res, sums = computed_once(fn, w, *chunk, live=i >= 0)
+        out = jax.tree.map(
+            lambda o, r: lax.dynamic_update_slice_in_dim(o, r, start, axis=o.ndim - 1), out, res
         )
+        term = jax.tree.map(jnp.subtract, sums, lost)
         new = jax.tree.map(jnp.add, total, term)
-        return new, jax.tree.map(lambda n_, t, y: (n_ - t) - y, new, total, term)
+        return out, new, jax.tree.map(lambda n_, t, y: (n_ - t) - y, new, total, term)
 
-    total, _ = lax.fori_loop(0, -(-n // batch_size), body, (zero, zero))
-    return total
+    out, total, _ = lax.fori_loop(0, -(-n // batch_size), body, (out, zero, zero))
+    return out, total
 
 
 def masked(a: Array, w: Array) -> Array:

@@ -59,6 +59,13 @@ class Kernels(eqx.Module):
             moment parts before their sums) computed into memory first (`computed_once`),
             instead of leaving XLA to fuse them into each reader. On XLA:CPU the lean loop
             ran 26× slower without it (figures/bench_kernels_lean, docs/performance.md).
+        onepass: a lean loop (stateless encoder) visits its agents once per step: each
+            agent's key chain, parameters and features drawn once, and with them the
+            population moments at `x_t`, the feature statistics and every `MeanFieldGame`
+            that syncs at every step (window ≤ 3, the default reading) replayed in the same
+            pass, the replay's means `ȳ_s` from population statistics of the realized
+            features (`MeanFieldGame.one_pass`); instead of one pass (and one derivation of
+            the draws) per replay step and one for the moments. Equal to float round-off.
     """
 
     rows: bool = eqx.field(static=True, default=True)
@@ -67,6 +74,7 @@ class Kernels(eqx.Module):
     cephes: bool = eqx.field(static=True, default=True)
     phases: bool = eqx.field(static=True, default=True)
     apart: bool = eqx.field(static=True, default=True)
+    onepass: bool = eqx.field(static=True, default=True)
 
     @classmethod
     def plain(cls) -> "Kernels":
@@ -79,7 +87,7 @@ class Kernels(eqx.Module):
         return dataclasses.replace(self, **{trick: False})
 
 
-TRICKS = ("rows", "small_solve", "threefry", "cephes", "phases", "apart")
+TRICKS = ("rows", "small_solve", "threefry", "cephes", "phases", "apart", "onepass")
 
 
 def as_kernels(spec: "str | Kernels") -> Kernels:

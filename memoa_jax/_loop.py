@@ -22,11 +22,19 @@ import jax.numpy as jnp
 import jax.random as jr
 from jax import lax
 
-from ._agents import Population, map_agents, map_chunks, masked, stage_cost, sum_chunks
+from ._agents import (
+    Population,
+    map_agents,
+    map_chunks,
+    map_sum_chunks,
+    masked,
+    stage_cost,
+    sum_chunks,
+)
 from ._custom_types import Array, Bool, Float, PRNGKeyArray, UInt32
 from ._encoders import AbstractEncoder
 from ._kernels import Kernels, computed_once, stage_cost_rows
-from ._methods import MeanFieldGame, MethodState, StepContext
+from ._methods import MethodState, StepContext
 from ._metrics import SimResult, StepStats, persistence_rmse, summarize
 from ._moments import assemble_second_moment
 from ._progress import AbstractProgressMeter, CallbackProgressMeter, NoProgressMeter
@@ -53,10 +61,13 @@ class _State(NamedTuple):
     z_next: Float[Array, "d p n"] | None  # the features of the coming step, drawn one ahead
     mom_M: Float[Array, "R d p"]
     mom_S: Float[Array, "R d p d p"]
+    # the feature statistics (`StepContext.zbar`, `zz`) of a one-pass loop (`_one_pass`)
+    zbar: Float[Array, "R d p"] | None
+    zz: Float[Array, "R d p d p"] | None
     methods: dict[str, MethodState]
     acc: dict[str, _Acc]
-    # the agent's features were nonzero at some step so far (lean, stateless encoder: None,
-    # found after the loop by `_moving`)
+    # the agent's features were nonzero at some step so far (lean, stateless encoder, one
+    # pass off: None, found after the loop by `_moving`)
     moving: Bool[Array, " n"] | None
     status: Status  # the runtime checks so far (`_status`): raised on the host after the loop
 
@@ -121,31 +132,53 @@ def agent_draws(sim: Simulation, key: PRNGKeyArray, index) -> tuple[Any, Array]:
     return params, words
 
 
-def _population_moments(
-    enc: AbstractEncoder, draws, src, x_t, t, prev, pop: Population, bs, dtype, kernels: Kernels
-):
-    """Population moments at `x_t` (spec §2.2): the means over agents of each agent's `M` and
-    `C` (exact for the RFN, Monte Carlo for the ESN, given each agent's `Z_{t−1}` = `prev`),
-    and of `M ⊗ M` as one GEMM over the agents (no per-agent `(d p)²` tensor). `draws(src)`:
-    the parameters and noise keys of the agents of `src` (`_Agents`).
-    """
+def _moment_sums(enc: AbstractEncoder, q, k, z, w, x_t, t, dtype, kernels: Kernels):
+    """The sums over the agents of a chunk (where `w` holds) of each agent's moment parts
+    `M`, `C` at `x_t` and of `M ⊗ M` (a GEMM over the agents; no per-agent `(d p)²`
+    tensor), given the chunk's parameters `q`, noise keys `k` and `Z_{t−1}` = `z`."""
 
     def parts(q, k, z):
         M, C = enc.moment_parts(q, x_t, prev=z, key=k, t=t, kernels=kernels)
         return M.astype(dtype), C.astype(dtype)
 
+    # into memory before the three sums read them: inside a chunk loop XLA:CPU fused the
+    # moment parts (exp, Cephes' rational functions) into each sum, computing them 7×
+    M, C = computed_once(parts, q, k, z, live=t >= 0, apart=kernels.apart)
+    Mw = masked(M, w)
+    return jnp.sum(Mw, -1), jnp.sum(masked(C, w), -1), jnp.einsum("akn,bln->akbl", Mw, M)
+
+
+def _moments_of_sums(sums, n):
+    """The population moments `(M, S)` from `_moment_sums` over `n` agents."""
+    sum_M, sum_C, sum_MM = sums
+    n = jnp.asarray(n, sum_M.dtype)
+    return sum_M / n, assemble_second_moment(sum_MM / n, sum_C / n)
+
+
+def _population_moments(
+    enc: AbstractEncoder, draws, src, x_t, t, prev, pop: Population, bs, dtype, kernels: Kernels
+):
+    """Population moments at `x_t` (spec §2.2): the means over agents of each agent's `M` and
+    `C` (exact for the RFN, Monte Carlo for the ESN, given each agent's `Z_{t−1}` = `prev`),
+    and of `M ⊗ M`. `draws(src)`: the parameters and noise keys of the agents of `src`
+    (`_Agents`). Summed chunk by chunk: whole-population M and C would cost (d p + d² p)
+    numbers per agent.
+    """
+
     def sums(w, a, z):
         q, k = draws(a)
-        # into memory before the three sums read them: inside a chunk loop XLA:CPU fused the
-        # moment parts (exp, Cephes' rational functions) into each sum, computing them 7×
-        M, C = computed_once(parts, q, k, z, live=t >= 0, apart=kernels.apart)
-        Mw = masked(M, w)
-        return jnp.sum(Mw, -1), jnp.sum(masked(C, w), -1), jnp.einsum("akn,bln->akbl", Mw, M)
+        return _moment_sums(enc, q, k, z, w, x_t, t, dtype, kernels)
 
-    # summed chunk by chunk: whole-population M and C would cost (d p + d² p) numbers per agent
-    sum_M, sum_C, sum_MM = sum_chunks(sums, src, prev, batch_size=bs, pop=pop)
-    n = jnp.asarray(pop.n, dtype)
-    return sum_M / n, assemble_second_moment(sum_MM / n, sum_C / n)
+    return _moments_of_sums(sum_chunks(sums, src, prev, batch_size=bs, pop=pop), pop.n)
+
+
+def _one_pass(sim: Simulation) -> bool:
+    """Whether the loop visits its agents once per step (`Kernels.onepass`): a lean loop
+    with a stateless encoder and a method with a one-pass form (`AbstractMethod.fuses`).
+    Every step then runs one pass over the agents (`_make_step`'s `visit`) that draws
+    their keys, parameters and features once and computes the population moments at
+    `x_t`, the feature statistics, the `moving` flags and the one-pass methods' steps."""
+    return _lean_features(sim) and any(m.fuses(sim.kernels) for m in sim.methods)
 
 
 def _vmapped_stage_cost(cost, y_next, ybar_next, yhat_next, energy):
@@ -551,6 +584,13 @@ def _features_at(enc: AbstractEncoder, kernels: Kernels, q, k, x_t, tau):
     return enc.features(q, x_t, enc.noise(k, tau, kernels))
 
 
+def _feature_at(sim: Simulation, x, q, k, tau):
+    """The agents' features `Z_τ` from their parameters `q` and noise keys `k` (lean):
+    zeros at `τ < 0`."""
+    z = _features_at(sim.encoder, sim.kernels, q, k, x[jnp.maximum(tau, 0)], tau)
+    return jnp.where(tau >= 0, z, jnp.zeros((), z.dtype))
+
+
 def _lean_features(sim: Simulation) -> bool:
     """Whether the features are recomputed from the counter (a stateless encoder, lean)."""
     return sim.state == "lean" and not sim.encoder.stateful
@@ -584,12 +624,14 @@ def _initial_state(sim: Simulation, x, y, key, shard) -> _State:
         z_next=None,
         mom_M=jnp.zeros((R, d, p), sdt),
         mom_S=jnp.zeros((R, d, p, d, p), sdt),
+        zbar=jnp.zeros((R, d, p), sdt) if _one_pass(sim) else None,
+        zz=jnp.zeros((R, d, p, d, p), sdt) if _one_pass(sim) else None,
         methods={
             m.name: MethodState(y0, jnp.zeros((R, d, N), dt), m.init_extra(N, p, dt))
             for m in sim.methods
         },
         acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
-        moving=None if _lean_features(sim) else jnp.zeros((N,), bool),
+        moving=None if _lean_features(sim) and not _one_pass(sim) else jnp.zeros((N,), bool),
         status=Status.ok(),
     )
     if sim.state == "stored":
@@ -611,7 +653,8 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
     R = sim.history + 1
     h2 = sim.homogeneity == "h2"
     lean_z = _lean_features(sim)
-    need_moments = any(isinstance(m, MeanFieldGame) for m in sim.methods)
+    need_moments = any(m.needs_moments for m in sim.methods)
+    one_pass = _one_pass(sim)
     cost_of = stage_cost_rows if kernels.rows else _vmapped_stage_cost
 
     def pick(a):
@@ -620,6 +663,40 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
         if not sharded:
             return a[:, track_agent]
         return jnp.sum(jnp.where(jnp.arange(N) == track_agent.astype(int), a, 0.0), axis=-1)
+
+    def visit(state: _State, t, passes: dict):
+        """The one pass over the agents of a step (`_one_pass`): each chunk's keys and
+        parameters derived once, its features `Z_{t+o}` drawn once for every offset `o` a
+        one-pass method reads (and `o = −1, 0`), then the methods' rows, the sums of the
+        moment parts at `x_t`, `Z_t` and `Z_t ⊗ Z_{t−1}`, and whether `Z_t` is nonzero.
+        Returns `({method: (base, energy, next)}, moved, sums)`."""
+        agents = _agents(sim, state, key, shard)
+        offsets = tuple(sorted({-1, 0}.union(*(p.offsets for p in passes.values()))))
+        names = tuple(passes)
+
+        def chunk(w, a, *yhats):
+            q, k = agents.draws(a)
+            zs = computed_once(
+                lambda q_, k_: [_feature_at(sim, x, q_, k_, t + o) for o in offsets],
+                q,
+                k,
+                live=t >= 0,
+                apart=kernels.apart,
+            )
+            z = dict(zip(offsets, zs))
+            outs = {n: passes[n].rows(yh, z) for n, yh in zip(names, yhats)}
+            now = masked(z[0].astype(sdt), w)
+            sums = {
+                "zbar": jnp.sum(now, -1),
+                "zz": jnp.einsum("akn,bln->akbl", now, z[-1].astype(sdt)),
+            }
+            if need_moments and h2:
+                sums["moments"] = _moment_sums(enc, q, k, None, w, x[t], t, sdt, kernels)
+            return (outs, jnp.any(z[0] != 0, axis=(0, 1))), sums
+
+        yhats = [state.methods[n].yhat for n in names]
+        (outs, moved), sums = map_sum_chunks(chunk, agents.src, *yhats, batch_size=bs, pop=pop)
+        return outs, moved, sums
 
     def step(state: _State, t):
         x_t, y_t, y_next = x[t], y[t], y[t + 1]
@@ -651,11 +728,7 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
                 q, k = agents.draws(a)  # once for all the offsets read together
 
                 def draw(q_, k_):
-                    def at(offset_):
-                        tau = t + offset_
-                        z = _features_at(enc, kernels, q_, k_, x[jnp.maximum(tau, 0)], tau)
-                        return jnp.where(tau >= 0, z, jnp.zeros((), z.dtype))
-
+                    at = lambda o: _feature_at(sim, x, q_, k_, t + o)
                     return [at(o) for o in offset] if isinstance(offset, tuple) else at(offset)
 
                 # into memory before the methods' row expressions read them: fused into
@@ -679,37 +752,58 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
 
             source, features = z_ring, ring_features
             moved = jnp.any(z_now != 0, axis=(0, 1))
-        # POPULATION MOMENTS AT x_t
-        if need_moments:
-            if h2 or enc.stateful:  # population moments: an all-reduce of d p + d² p + (d p)²
-                M_t, S_t = _population_moments(
-                    enc, agents.draws, agents.src, x_t, t, prev, pop, bs, sdt, kernels
-                )
-            else:
-                M_t, S_t = enc.moments(agents.draws(agents.src)[0], x_t, kernels)
-            mom_M = _ring_set(state.mom_M, slot, M_t.astype(sdt))
-            mom_S = _ring_set(state.mom_S, slot, S_t.astype(sdt))
-        else:
-            mom_M, mom_S = state.mom_M, state.mom_S
-
         ctx = StepContext(
             t=t,
             y=y,
             agents=source,
             features=features,
             ring_size=R,
-            mom_M=mom_M,
-            mom_S=mom_S,
+            mom_M=state.mom_M,
+            mom_S=state.mom_S,
             batch_size=bs,
             pop=pop,
             agent_moments=agent_moments,
             kernels=kernels,
+            zbar=state.zbar,
+            zz=state.zz,
         )
+        # ONE PASS (lean, `Kernels.onepass`): the one-pass methods' steps, prepared from the
+        # rings of slots before t, then every agent visited once
+        passes, outs, sums = {}, {}, {}
+        if one_pass:
+            for m in sim.methods:
+                plan = m.one_pass(ctx, state.methods[m.name])
+                if plan is not None:
+                    passes[m.name] = plan
+            outs, moved, sums = visit(state, t, passes)
+            assert state.zbar is not None and state.zz is not None
+            zbar = _ring_set(state.zbar, slot, sums["zbar"] / jnp.asarray(pop.n, sdt))
+            zz = _ring_set(state.zz, slot, sums["zz"] / jnp.asarray(pop.n, sdt))
+            ctx = ctx._replace(zbar=zbar, zz=zz)
+        # POPULATION MOMENTS AT x_t
+        if need_moments:
+            if one_pass and (h2 or enc.stateful):  # summed in the pass
+                M_t, S_t = _moments_of_sums(sums["moments"], pop.n)
+            elif h2 or enc.stateful:  # an all-reduce of d p + d² p + (d p)²
+                M_t, S_t = _population_moments(
+                    enc, agents.draws, agents.src, x_t, t, prev, pop, bs, sdt, kernels
+                )
+            else:
+                M_t, S_t = enc.moments(agents.draws(agents.src)[0], x_t, kernels)
+            ctx = ctx._replace(
+                mom_M=_ring_set(state.mom_M, slot, M_t.astype(sdt)),
+                mom_S=_ring_set(state.mom_S, slot, S_t.astype(sdt)),
+            )
+
         methods, acc, stats, status = {}, {}, {}, state.status
         for m in sim.methods:
             ms, a = state.methods[m.name], state.acc[m.name]
             # CLIENT UPDATE (a failed runtime check is kept, the first one, for the host)
-            base, energy, y_hat_next, extra, check = m.step_checked(ctx, ms)
+            if m.name in passes:
+                (base, energy, y_hat_next), extra = outs[m.name], ms.extra
+                check = passes[m.name].status
+            else:
+                base, energy, y_hat_next, extra, check = m.step_checked(ctx, ms)
             status = status.then(check.at_step(t))
             # SERVER MIXTURE: weights fitted on (Ŷ_t, y_t), applied to Ŷ_{t+1}
             srv = sim.server.predict(ms.yhat, y_t, y_hat_next, a.sse, pop)
@@ -736,8 +830,10 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
         new = state._replace(
             z_ring=z_ring,
             z_next=z_next,
-            mom_M=mom_M,
-            mom_S=mom_S,
+            mom_M=ctx.mom_M,
+            mom_S=ctx.mom_S,
+            zbar=ctx.zbar,
+            zz=ctx.zz,
             methods=methods,
             acc=acc,
             moving=None if moved is None or state.moving is None else state.moving | moved,

@@ -63,7 +63,9 @@ class StepContext(NamedTuple):
     `mom_*`: rings of the population moments, slot `τ mod R` for time `τ`.
     `agent_moments(τ)`: every agent's own exact moments `(M, S)` at time `τ`, agent axis last
     (None where the encoder has no closed form, see `moments="own"`). `kernels`: the backend
-    tricks to run with (`_kernels.Kernels`).
+    tricks to run with (`_kernels.Kernels`). `zbar`, `zz` (a lean loop with the `onepass`
+    trick, else None): rings of the feature statistics, slot `τ mod R` for time `τ`: the
+    population mean `Z̄_τ` and the lag-1 cross moment `mean_i Zⁱ_τ ⊗ Zⁱ_{τ−1}`.
     """
 
     t: Array
@@ -77,6 +79,8 @@ class StepContext(NamedTuple):
     pop: Population  # which agent slots are real; means over agents go through it
     agent_moments: Callable[[Array], tuple[Array, Array]] | None = None
     kernels: Kernels = Kernels()
+    zbar: Float[Array, "R d p"] | None = None
+    zz: Float[Array, "R d p d p"] | None = None
 
     def z(self, offset, slot=None) -> Float[Array, "d p n"]:
         """Every agent's `Z_{t+offset}`."""
@@ -89,6 +93,18 @@ class MethodState(NamedTuple):
     yhat: Float[Array, "d n"]  # each agent's prediction of y_t
     yhat_ring: Float[Array, "R d n"] | None  # its base states at t−R..t−1 (ring, R = H+1)
     extra: Any = None  # per-agent state of a learning method (agent axis last), e.g. optax's
+
+
+class OnePass(NamedTuple):
+    """A method's step as part of the lean loop's one pass over the agents
+    (`AbstractMethod.one_pass`, the `onepass` trick): `rows(yhat, z)` maps a chunk of agents'
+    predictions `ŷ_t` (`(d, n)`) and their features `z[offset]` = `Z_{t+offset}` (`(d, p, n)`,
+    for each of `offsets`, drawn once for the whole pass) to `(base, ‖β‖², ŷ_{t+1})`; `status`:
+    the runtime checks of what was solved before the pass."""
+
+    offsets: tuple[int, ...]
+    rows: Callable[..., tuple[Array, Array, Array]]
+    status: Status
 
 
 LAPACK_CHUNK = 16384
@@ -114,6 +130,24 @@ class AbstractMethod(eqx.Module):
     def ring_until(self) -> int | None:
         """The step from which this method never reads its ring of past states
         (`MethodState.yhat_ring`) again, so that a lean loop can drop it; None: never."""
+        return None
+
+    @property
+    def needs_moments(self) -> bool:
+        """Whether this method reads the population moments (`StepContext.mom_M`,
+        `mom_S`): the loop computes them if any of its methods does. True unless a method
+        says otherwise, so that a new method that reads them never gets zeros."""
+        return True
+
+    def fuses(self, kernels: Kernels) -> bool:
+        """Whether this method has a `one_pass` form under `kernels` (static)."""
+        del kernels
+        return False
+
+    def one_pass(self, ctx: StepContext, state: MethodState) -> "OnePass | None":
+        """This step as part of the lean loop's single pass over the agents (`OnePass`),
+        or None where the method steps on its own (`step_checked`)."""
+        del ctx, state
         return None
 
     def greedy(
@@ -203,6 +237,10 @@ class LocalRidge(AbstractMethod):
     ridge_window: int = eqx.field(static=True, default=3)
     name: str = eqx.field(static=True, default="g1_ridge")
 
+    @property
+    def needs_moments(self) -> bool:
+        return False
+
     def step(self, ctx, state):
         return state.yhat, *self.greedy(ctx, state, state.yhat)
 
@@ -214,6 +252,10 @@ class FollowTheMean(AbstractMethod):
     ridge_window: int = eqx.field(static=True, default=3)
     increment: bool = eqx.field(static=True, default=True)
     name: str = eqx.field(static=True, default="g4_follow_mean")
+
+    @property
+    def needs_moments(self) -> bool:
+        return False
 
     def step(self, ctx, state):
         base = jnp.broadcast_to(ctx.pop.mean(state.yhat)[:, None], state.yhat.shape)
@@ -430,6 +472,68 @@ class MeanFieldGame(AbstractMethod):
 
         nxt, energy = run(s, advance_rows_with, advance_one_with, base, at, ctx.agents)
         return base, energy, nxt, status
+
+    ONE_PASS_UP_TO = 3
+    """The longest window whose replay means `one_pass` writes from feature statistics."""
+
+    def fuses(self, kernels: Kernels) -> bool:
+        return (
+            kernels.onepass
+            and self.sync_every == 1
+            and self.window <= self.ONE_PASS_UP_TO
+            and self.replay_base == "replay_end"
+            and self.replay_control == "replay"
+            and self.moments == "population"
+        )
+
+    def replay_means(self, ctx: StepContext, K, L, g, y0) -> list[Array]:
+        """The replay's population means `ȳ_s`, `s < T ≤ 3`, from the feature statistics
+        of the window (`StepContext.zbar`, `zz`), without visiting the agents. Every agent
+        starts at `y0`, so the replay is a polynomial in its features: with `b₀ = K₀ y0 +
+        L₀ y0 + g₀` and `a₁ = K₁ y0 + L₁ ȳ₁ + g₁`, `ȳ₁ = y0 + Z̄₀ b₀` and
+        `ȳ₂ = ȳ₁ + Z̄₁ a₁ + E[Z₁ K₁ Z₀] b₀`, the last term from the lag-1 cross moment
+        `E[Z₁ ⊗ Z₀]`. Equal to the mean of `replay`'s states to round-off (tested)."""
+        T, R = self.window, ctx.ring_size
+        assert ctx.zbar is not None and ctx.zz is not None and T <= self.ONE_PASS_UP_TO
+        zbar = lambda s: ctx.zbar[jnp.mod(ctx.t - T + s, R)]
+        ybar = [y0]
+        if T >= 2:
+            b0 = K[0] @ y0 + L[0] @ y0 + g[0]
+            ybar.append(y0 + zbar(0) @ b0)
+        if T >= 3:
+            a1 = K[1] @ y0 + L[1] @ ybar[1] + g[1]
+            cross = ctx.zz[jnp.mod(ctx.t - T + 1, R)]  # E[Z_{t−T+1} ⊗ Z_{t−T}]
+            ybar.append(ybar[1] + zbar(1) @ a1 + jnp.einsum("akbl,kb,l->a", cross, K[1], b0))
+        return ybar
+
+    def one_pass(self, ctx, state):
+        """At every step past the warm-up (the ring dropped), the default reading in the
+        lean loop's one pass (`Kernels.onepass`): the gains and the replay's means before
+        the pass (`replay_means`), then each agent's replay from `y_{t−T}` with its window's
+        features, as `replay` computes it."""
+        if state.yhat_ring is not None or not self.fuses(ctx.kernels) or ctx.zbar is None:
+            return None
+        (K, L, g, m), yw, status = self.gains(ctx)
+        T, y0 = self.window, yw[0]
+        if self.mean_field == "realized":
+            ybar = self.replay_means(ctx, K, L, g, y0)
+        else:
+            ybar = [m[s] for s in range(T)]
+        dt = state.yhat.dtype
+        K, L, g = K.astype(dt), L.astype(dt), g.astype(dt)
+        ybar, y0 = [b.astype(dt) for b in ybar], y0.astype(dt)
+
+        def replay_rows(yhat, z):
+            del yhat  # the replay starts from the observation y_{t−T}
+            yh = rows(jnp.broadcast_to(y0[:, None], (y0.shape[0], z[0].shape[-1])))
+            for s in range(T - 1):
+                yh = advance_rows(yh, z[s - T], control_rows(K[s], L[s], g[s], yh, ybar[s]))
+            beta = control_rows(K[T - 1], L[T - 1], g[T - 1], yh, ybar[T - 1])
+            base = advance_rows(yh, z[-1], beta)
+            nxt = advance_rows(base, z[0], beta)
+            return jnp.concatenate(base), energy_rows(beta), jnp.concatenate(nxt)
+
+        return OnePass(tuple(range(-T, 1)), replay_rows, status)
 
     def step_checked(self, ctx, state):
         if state.yhat_ring is None:  # dropped: past `ring_until`, every step is a sync

@@ -95,10 +95,10 @@ def test_lean_equals_stored_with_an_esn():
 def test_lean_carries_what_cannot_be_recomputed():
     """float32, d = 1, p = 5, T = T_c = 3 (ring R = 4): lean carries each method's
     prediction (4 bytes) and accumulators (2 × 4), and the ring of past states (R × 4) of
-    the methods that read it after the warm-up (G1, G4) only; stored also the `moving` flag
-    (1; lean finds it after the loop), the noise key (2 × 4), the parameters (6 × 4), the
-    feature ring and the next draw ((R + 1) × 5 × 4), and every ring. The issue's targets:
-    ≤ 16 and ≤ 128 bytes."""
+    the methods that read it after the warm-up (G1, G4) only, and the `moving` flag (1: the
+    one pass sees every feature, `Kernels.onepass`); stored also the noise key (2 × 4), the
+    parameters (6 × 4), the feature ring and the next draw ((R + 1) × 5 × 4), and every
+    ring. The issue's targets: ≤ 16 and ≤ 128 bytes."""
     cost = mj.CostParams()
     enc = mj.RFNEncoder(d=1, d_x=1, p=5)
     memoa = (mj.MeanFieldGame(cost, name="memoa"),)
@@ -108,7 +108,7 @@ def test_lean_carries_what_cannot_be_recomputed():
         (mj.default_methods(cost), 5 * own + 2 * ring, 2),
     ):
         sim = mj.Simulation(100, enc, methods, cost=cost, dtype=jnp.float32)
-        assert carry_bytes_per_agent(dataclasses.replace(sim, state="lean")) == lean
+        assert carry_bytes_per_agent(dataclasses.replace(sim, state="lean")) == lean + 1
         stored = lean + 1 + (len(methods) - n_rings) * ring + 4 * (2 + 6 + (R + 1) * 5)
         assert carry_bytes_per_agent(sim) == stored
     assert (

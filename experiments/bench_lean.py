@@ -1,0 +1,198 @@
+"""The lean loop against its draws and against an older checkout (issue 26): MEMOA alone,
+float32, Logistic defaults (p = 5, d = 1, T = 3), per population size and chunk size.
+
+Per point it prints and saves:
+- agent-steps per second (best of `--repeat`), and with `--baseline DIR` (a checkout of an
+  older commit, e.g. `git worktree add ../old <commit>`) the same program of that checkout
+  timed in interleaved rounds in the same minutes, and the ratio `speedup_vs_previous`;
+- Threefry hashes and standard normals per agent-step, counted from one step's jaxpr
+  (`memoa_jax._counts.step_draw_counts`);
+- XLA's bytes accessed, flops and temporary buffer bytes per agent of one lowered step
+  (unchunked: XLA's cost analysis counts a loop body once), beside the carried bytes;
+- the share of this machine's draw rate: hashes per second of the loop against the
+  hashes (each with one erf⁻¹) per second of a bare chunked draw kernel timed in the same
+  run.
+
+    python experiments/bench_lean.py --baseline ../wt-base --out figures/bench_lean
+
+Timings are from the machine as it is: the load average is saved with them.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# the worker: one compiled lean MEMOA program of the checkout at sys.argv[1], timed once per
+# "run" line on stdin (so that two checkouts' programs are timed in interleaved rounds)
+WORKER = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import jax, jax.numpy as jnp
+import memoa_jax as mj
+from memoa_jax.data import load_dataset
+n, steps, bs, state = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+bs = None if bs == "none" else int(bs)
+data = load_dataset("logistic", n_rows=steps + 1)
+cost = mj.CostParams(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
+enc = mj.RFNEncoder(d=1, d_x=data.d_x, p=5, sigma=0.1)
+memoa = mj.default_methods(cost, window=3, ridge_window=3)[:1]
+sim = mj.Simulation(n, enc, memoa, mj.RidgeMixture(), cost, "h2", dtype=jnp.float32,
+                    state=state, batch_size=bs)
+x, y = jnp.asarray(data.x, jnp.float32), jnp.asarray(data.y, jnp.float32)
+fn = jax.jit(lambda x_, y_, k: mj.simulate(sim, x_, y_, key=k, throw=False))
+exe = fn.lower(x, y, jax.random.key(0)).compile()
+res = jax.block_until_ready(exe(x, y, jax.random.key(0)))
+print("ready", float(res.summary["memoa"].worst_rmse), flush=True)
+for line in sys.stdin:
+    t0 = time.perf_counter()
+    jax.block_until_ready(exe(x, y, jax.random.key(0)))
+    print(time.perf_counter() - t0, flush=True)
+"""
+
+
+class Worker:
+    def __init__(self, tree: Path, n: int, steps: int, batch_size, state: str):
+        args = [str(tree), str(n), str(steps), str(batch_size or "none"), state]
+        env = dict(os.environ, JAX_ENABLE_X64="0")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", WORKER, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if not line or line[0] != "ready":
+            raise RuntimeError(f"the worker for {tree} at N={n} did not start")
+        self.worst_rmse = float(line[1])
+
+    def run(self) -> float:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self):
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def draw_rate(n: int = 2**22, chunk: int = 2**14, repeat: int = 3) -> float:
+    """Hashes (each with one erf⁻¹: one float32 normal) per second of the project's own
+    counter-based draw kernel, `n` agents × 5 normals in chunks of `chunk` agents."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    from memoa_jax._random import agent_normals
+
+    keys = jnp.stack([jnp.arange(n, dtype=jnp.uint32), jnp.full((n,), 7, jnp.uint32)])
+
+    @jax.jit
+    def kernel(keys):
+        def body(i, acc):
+            k = lax.dynamic_slice_in_dim(keys, i * chunk, chunk, axis=1)
+            return acc + jnp.sum(agent_normals(k, 3, 5))
+
+        return lax.fori_loop(0, n // chunk, body, jnp.zeros((), jnp.float32))
+
+    jax.block_until_ready(kernel(keys))
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        jax.block_until_ready(kernel(keys))
+        best = min(best, time.perf_counter() - t0)
+    return 5 * n / best
+
+
+def counts(n: int, batch_size) -> dict:
+    import jax.numpy as jnp
+
+    import memoa_jax as mj
+    from memoa_jax._counts import step_costs, step_draw_counts
+
+    cost = mj.CostParams(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
+    enc = mj.RFNEncoder(d=1, d_x=1, p=5, sigma=0.1)
+    memoa = mj.default_methods(cost, window=3, ridge_window=3)[:1]
+
+    def sim(bs):
+        return mj.Simulation(
+            n, enc, memoa, mj.RidgeMixture(), cost, "h2", dtype=jnp.float32, state="lean",
+            batch_size=bs,
+        )  # fmt: skip
+
+    draws = step_draw_counts(sim(batch_size))
+    xla = step_costs(sim(None))  # unchunked: XLA's cost analysis counts a loop body once
+    return dict(
+        hashes_per_agent_step=draws.hashes,
+        normals_per_agent_step=draws.normals,
+        xla_bytes_accessed_per_agent_step=xla["bytes_accessed"],
+        xla_flops_per_agent_step=xla["flops"],
+        xla_buffer_bytes_per_agent=xla["buffer_bytes"],
+        carried_bytes_per_agent=mj.carry_bytes_per_agent(sim(batch_size)),
+    )
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--points", default="1e6:none,1e7:1048576,1e7:65536,1e7:16384",
+                    help="N:batch_size pairs (none: unchunked)")  # fmt: skip
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--state", default="lean", choices=("lean", "stored"))
+    ap.add_argument("--baseline", type=Path, help="an older checkout to time beside this one")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / f"bench_lean-{int(time.time())}")
+    args = ap.parse_args(argv)
+    points = []
+    for item in args.points.split(","):
+        n, bs = item.split(":")
+        points.append((int(float(n)), None if bs == "none" else int(float(bs))))
+    load_before = os.getloadavg()
+    rate = draw_rate()
+    print(f"draw rate of this machine: {rate:.3g} hashes (+ erf⁻¹) per second", flush=True)
+    rows = []
+    for n, bs in points:
+        trees = {"this": ROOT} | ({"baseline": args.baseline} if args.baseline else {})
+        workers = {k: Worker(t, n, args.steps, bs, args.state) for k, t in trees.items()}
+        times = {k: [] for k in workers}
+        for _ in range(args.repeat):  # interleaved rounds
+            for k, w in workers.items():
+                times[k].append(w.run())
+        for w in workers.values():
+            w.close()
+        row = dict(n_agents=n, batch_size=bs, state=args.state, steps=args.steps)
+        for k in workers:
+            row[f"{k}_agent_steps_per_s"] = n * args.steps / min(times[k])
+            row[f"{k}_runs_s"] = times[k]
+            row[f"{k}_worst_rmse"] = workers[k].worst_rmse
+        if args.baseline:
+            row["speedup_vs_previous"] = min(times["baseline"]) / min(times["this"])
+        if args.state == "lean":
+            row |= counts(n, bs)
+            hashes_per_s = row["this_agent_steps_per_s"] * row["hashes_per_agent_step"]
+            row["draw_rate_share"] = hashes_per_s / rate
+        rows.append(row)
+        shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()}
+        print({k: v for k, v in shown.items() if not k.endswith("_runs_s")}, flush=True)
+    record = dict(
+        command=" ".join(["python", "experiments/bench_lean.py", *(argv or sys.argv[1:])]),
+        machine_draw_rate_hashes_per_s=rate,
+        load_average_before=load_before,
+        load_average_after=os.getloadavg(),
+        points=rows,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_lean.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {args.out / 'bench_lean.json'}")
+
+
+if __name__ == "__main__":
+    main()
