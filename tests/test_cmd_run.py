@@ -10,7 +10,7 @@ import pytest
 
 import memoa_jax._loop as loop
 from memoa_jax.cli import main
-from memoa_jax.cli._common import strict_json
+from memoa_jax.cli._outputs import strict_json
 
 TINY = ["run", "--dataset", "periodic", "-n", "4", "--rows", "30", "--no-progress"]
 
@@ -258,12 +258,14 @@ def test_compiled_simulation_is_read_from_jax_cache(tmp_path, monkeypatch):
     import jax
     from jax._src import compilation_cache
 
-    from memoa_jax.cli import _common, _parser
+    from memoa_jax.cli import _parser
+    from memoa_jax.cli._build import build
+    from memoa_jax.cli._cache import enable_compile_cache
     from memoa_jax.cli.run import compile_simulation
 
     def program(*extra):
         args = _parser().parse_args([*TINY, "--methods", "g1_ridge", *extra])
-        built = _common.build(args)
+        built = build(args)
         x, y = jax.numpy.asarray(built.data.x), jax.numpy.asarray(built.data.y)
         compiled, seconds, tracing, hit = compile_simulation(built.sims[0], x, y, None)
         assert 0 < tracing <= seconds
@@ -271,7 +273,7 @@ def test_compiled_simulation_is_read_from_jax_cache(tmp_path, monkeypatch):
 
     old = jax.config.jax_compilation_cache_dir  # pyright: ignore[reportAttributeAccessIssue]
     monkeypatch.setenv("MEMOA_JAX_CACHE", str(tmp_path / "cache"))
-    _common.enable_compile_cache(argparse.Namespace())  # a JAX cache of this test's own
+    enable_compile_cache(argparse.Namespace())  # a JAX cache of this test's own
     try:
         (first, res), (second, again) = program(), program()
         assert (first, second) == (False, True)

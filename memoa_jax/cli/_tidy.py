@@ -6,7 +6,7 @@ import io
 import math
 from pathlib import Path
 
-from ._common import write_text
+from ._outputs import write_text
 
 COLUMNS = ("method", "seed", "metric", "value")
 

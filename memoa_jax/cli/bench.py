@@ -30,24 +30,19 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import (
-    MAX_AGENTS,
-    UsageError,
-    check,
-    check_fits,
+from ._errors import UsageError, check, out_of_memory
+from ._options import MAX_AGENTS, count_type, parse_sizes
+from ._outputs import (
     check_out_dir,
     command_line,
-    count_type,
     default_out,
-    dense_bytes,
-    format_count,
     make_out_dir,
-    parse_sizes,
     print_table,
     save_figure,
     stamp,
     write_json,
 )
+from ._resources import check_fits, dense_bytes, format_count
 
 if TYPE_CHECKING:
     from .._kernels import Kernels
@@ -563,7 +558,7 @@ def main(args) -> int:
                     loop["numpy_agent_steps_per_s"] = n * args.steps / loop["numpy_run_s"]
                     loop["speedup_vs_numpy"] = loop["numpy_run_s"] / loop["run_s"]
         except Exception as e:  # out of memory at the largest sizes: record it, go on
-            if "RESOURCE_EXHAUSTED" not in str(e) and "Out of memory" not in str(e):
+            if not out_of_memory(e):
                 raise
             point["error"] = str(e).splitlines()[0][:200]
         record["points"].append(point)

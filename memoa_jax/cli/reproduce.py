@@ -17,18 +17,9 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from ._common import (
-    Failure,
-    Interrupted,
-    InterruptGuard,
-    UsageError,
-    check,
-    command_line,
-    count_type,
-    default_out,
-    is_interrupt,
-    make_out_dir,
-)
+from ._errors import Failure, Interrupted, InterruptGuard, UsageError, check, is_interrupt
+from ._options import count_type
+from ._outputs import command_line, default_out, make_out_dir
 
 EXPERIMENTS = ("main_table", "readings", "trajectories", "lambda_and_n", "tune_val", "esn_table")
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "experiments"  # of the source checkout

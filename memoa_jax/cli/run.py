@@ -8,29 +8,21 @@ from typing import Any
 
 from ..data._checks import describe_stretches
 from . import _distributed
-from ._common import (
-    UsageError,
-    add_device_options,
-    add_model_options,
-    add_state_options,
-    build,
+from ._build import build, preset_name
+from ._errors import UsageError, is_runtime_failure, runtime_failure
+from ._options import add_device_options, add_model_options, add_state_options, count_type
+from ._outputs import (
     check_out_dir,
-    check_population_share,
     command_line,
-    count_type,
     default_out,
-    format_bytes,
-    is_runtime_failure,
     make_out_dir,
-    peak_rss_bytes,
-    preset_name,
     print_table,
-    runtime_failure,
     save_figure,
     stamp,
     strict_json,
     write_text,
 )
+from ._resources import check_population_share, format_bytes, peak_rss_bytes
 from ._tidy import tidy_rows, write_summary_csv
 
 SUMMARY = (

@@ -21,27 +21,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import (
-    MAX_AGENTS,
-    MAX_SIZE,
-    UsageError,
-    check,
-    check_finite,
-    check_fits,
+from ._errors import UsageError, check, is_runtime_failure, runtime_failure, runtime_message
+from ._options import MAX_AGENTS, MAX_SIZE, check_finite, count_type, parse_sizes
+from ._outputs import (
     check_out_dir,
-    count_type,
     default_out,
-    dense_bytes,
-    is_runtime_failure,
     make_out_dir,
-    parse_sizes,
     print_table,
-    runtime_failure,
-    runtime_message,
     save_figure,
     stamp,
     write_json,
 )
+from ._resources import check_fits, dense_bytes
 
 DEFAULT_SIZES = "geom:2:1e6:25"
 MAX_GEOM_COUNT = 10_000  # sizes of one geom: sweep (the reduced solver runs them vmapped)
