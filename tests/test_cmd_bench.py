@@ -102,13 +102,14 @@ def test_points_dominated_by_a_fixed_cost_are_marked():
     """Issue 28 item 8: t = c + a N with c = 1 ms of dispatch and a = 1 ns per agent: the
     fixed cost dominates below N = c / a = 10^6, so 10^3 and 10^5 are marked, 10^7 is not,
     and the largest N (no larger one to compare) is left unjudged."""
+    from memoa_jax.bench import mark_overhead
     from memoa_jax.cli import bench as cmd_bench
 
     t = lambda n: 1e-3 + 1e-9 * n  # noqa: E731
     sizes = [10**3, 10**5, 10**7, 10**8]
     points = [dict(n_agents=n, policy=dict(run_s=t(n), speedup_vs_numpy=0.04)) for n in sizes]
-    assert cmd_bench.mark_overhead(points)
+    assert mark_overhead(points)
     assert [p["policy"].get("overhead_dominated") for p in points] == [True, True, False, None]
     assert cmd_bench._ratio(points[0]["policy"], "speedup_vs_numpy") == "0.04x*"
     flat = [dict(n_agents=n, loop=dict(run_s=0.5)) for n in (10, 100)]  # no growth at all
-    assert cmd_bench.mark_overhead(flat) and flat[0]["loop"]["overhead_dominated"]
+    assert mark_overhead(flat) and flat[0]["loop"]["overhead_dominated"]

@@ -59,13 +59,6 @@ def check_fits(what: str, per_item: int, n: int, unit: str = "agent", n_devices:
         )
 
 
-def dense_bytes(n: int, d: int, p: int) -> int:
-    """The dense solver's memory at N = n, a lower bound (its O(N³)): the value matrices of
-    every agent before and after a step and their weights (three float64 arrays of
-    N × (N d)²), and the stacked system with its right-hand sides (two of (N p)²)."""
-    return 8 * (3 * n * (n * d) ** 2 + 2 * (n * p) ** 2)
-
-
 def check_population_fits(sims, n_agents: int, option: str, n_devices: int = 1):
     """Refuses (exit 2), before anything is compiled, a population the loop's state
     (`memoa_jax.carry_bytes_per_agent`, the largest of the simulations run one after the
