@@ -1,25 +1,9 @@
 """`memoa bench`: throughput of the online loop and of the bare policy step, against NumPy, a
 per-agent Python loop and the machine's copy-bandwidth roofline, in one run.
 
-Problem (spec §10, FedMOE logistic defaults): the Logistic series (first `--steps` + 1 rows),
-H2 random-feature agents (d = 1, p = 5, σ = .1), q = 1, λ = .5, γ = 15, α = 1e−4, T = T_c = 3,
-constrained-ridge server; all five methods (MEMOA, G1–G4) in one loop.
-
-* full loop: `simulate` compiled once per N (tracing and lowering, XLA's compilation and the
-  lowered program's StableHLO size reported apart, per state), run `--repeat` times (the
-  minimum is reported) vs `reference.simulate_numpy` (vectorised float64 NumPy, the same
-  protocol) up to `--numpy-max` agents. agent-steps/s = N · steps / run time.
-* policy step: `ŷ' = ŷ + Z(Kŷ + Lȳ + g)` with `ȳ` the population mean, the decentralized
-  MEMOA step itself (the same `mean_field_update` every replay step of the loop runs), vs NumPy and,
-  up to `--python-max` agents, a Python loop over agents.
-* Nash: the dense centralized N-player Nash solve (O(T N⁴)) vs the mean-field solve and
-  the exact reduced Nash solve at N = 10⁹, on one window of the same problem.
-* roofline: the policy step must read `Z` (d·p numbers) and `ŷ` (d) and write `ŷ'` (d) per
-  agent; its floor is those bytes over the copy bandwidth measured here (`a + 1` on a
-  `--copy-mib` array: one read, one write; a step that mostly reads can exceed it, since a
-  copy also reads each cache line it writes). For the full loop the floor is the loop carry
-  (`memoa_jax.carry_bytes_per_agent`, measured from its shapes, stored or lean) read once
-  per step; XLA's own estimate of bytes accessed is printed beside it.
+What is measured, on which problem, and how the roofline is set: `memoa_jax.bench`, whose
+functions this command calls; it parses the options, prints the tables and writes bench.json,
+its tidy summary.csv and bench_throughput.png.
 """
 
 import math
@@ -42,6 +26,7 @@ from ._outputs import (
     write_json,
 )
 from ._resources import check_fits, format_count
+from ._tidy import BENCH_COLUMNS, bench_rows, write_summary_csv
 
 SUMMARY = (
     "Measure throughput of the loop and the policy step against NumPy, a\n"
@@ -245,7 +230,7 @@ def main(args) -> int:
     make_out_dir(out)
     if dense is not None:
         record["nash"] = bench.time_nash_solves(x, dtype, dense, args.repeat)
-        write_json(out / "bench.json", record)
+        _save(out, record)
     for n in tqdm(sizes, desc="bench", file=sys.stderr, leave=False, disable=args.no_progress):
         point: dict[str, Any] = dict(n_agents=n)
         try:
@@ -271,7 +256,7 @@ def main(args) -> int:
                 raise
             point["error"] = str(e).splitlines()[0][:200]
         record["points"].append(point)
-        write_json(out / "bench.json", record)  # after every size: partial results survive
+        _save(out, record)  # after every size: partial results survive
     if args.kernels == "both":  # in each state of --state ("both": stored, then lean)
         n_k = args.kernels_n
         for state in ("stored", "lean") if args.state == "both" else (args.state,):
@@ -279,15 +264,22 @@ def main(args) -> int:
                       file=sys.stderr, leave=False, disable=args.no_progress) as bar:  # fmt: skip
                 timed = bench.time_kernels(n_k, x, y, dtype, args.repeat, bar.update, state, tricks)
             record[KERNELS_KEY[state]] = timed
-            write_json(out / "bench.json", record)
+            _save(out, record)
     if bench.mark_overhead(record["points"]):
-        write_json(out / "bench.json", record)
+        _save(out, record)
     _print_tables(record)
     from .._sweep_plots import plot_bench
 
     save_figure(out / "bench_throughput.png", plot_bench(record))
-    print(f"\nwrote {out / 'bench.json'} and {out / 'bench_throughput.png'}")
+    print(f"\nwrote {out / 'bench.json'}, {out / 'summary.csv'} and {out / 'bench_throughput.png'}")
     return 0
+
+
+def _save(out: Path, record: dict) -> None:
+    """bench.json and its tidy summary.csv, each atomically: after every size, so that an
+    interrupted bench keeps the sizes it measured, in both."""
+    write_json(out / "bench.json", record)
+    write_summary_csv(out / "summary.csv", bench_rows(record), BENCH_COLUMNS)
 
 
 def _g(d, k, fmt="{:.3g}"):

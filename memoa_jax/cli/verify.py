@@ -31,6 +31,7 @@ from ._outputs import (
     write_json,
 )
 from ._resources import check_fits
+from ._tidy import VERIFY_COLUMNS, verify_rows, write_summary_csv
 
 DEFAULT_SIZES = "geom:2:1e6:25"
 MAX_GEOM_COUNT = 10_000  # sizes of one geom: sweep (the reduced solver runs them vmapped)
@@ -296,7 +297,8 @@ def main(args) -> int:
         save_figure(out / name, fig)
         print(f"wrote {out / name}")
     write_json(out / "nash_verify.json", record)
-    print(f"wrote {out / 'nash_verify.json'}")
+    write_summary_csv(out / "summary.csv", verify_rows(record), VERIFY_COLUMNS)
+    print(f"wrote {out / 'nash_verify.json'} and {out / 'summary.csv'}")
     return 0
 
 
