@@ -241,7 +241,7 @@ def test_reproduce_default_output_is_under_runs(tmp_path, monkeypatch):
 def test_help_escapes_a_bare_percent(capsys):
     import argparse
 
-    from memoa_jax.cli._common import HelpFormatter
+    from memoa_jax.cli._options import HelpFormatter
 
     p = argparse.ArgumentParser(prog="x", formatter_class=HelpFormatter)
     p.add_argument("--share", type=float, default=0.1, help="share of rows, 10 % by default")

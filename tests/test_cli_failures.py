@@ -13,8 +13,10 @@ from types import SimpleNamespace
 import pytest
 
 import memoa_jax
-from memoa_jax.cli import _common, main
+from memoa_jax.cli import _options, _outputs, _resources, main
 from memoa_jax.cli import sweep as cmd_sweep
+from memoa_jax.cli._cache import enable_compile_cache
+from memoa_jax.cli._errors import Failure
 
 # Each command with tiny sizes (as in test_cli.py's TINY)
 TINY = {
@@ -90,8 +92,8 @@ def test_folder_that_cannot_be_made_is_a_failure(tmp_path, monkeypatch):
         raise OSError(errno.EROFS, "Read-only file system", str(self))
 
     monkeypatch.setattr(Path, "mkdir", refuse)
-    with pytest.raises(_common.Failure, match="cannot create the folder .Read-only file system"):
-        _common.make_out_dir(tmp_path / "new")
+    with pytest.raises(Failure, match="cannot create the folder .Read-only file system"):
+        _outputs.make_out_dir(tmp_path / "new")
 
 
 def _disk_full(monkeypatch):
@@ -128,8 +130,8 @@ def test_save_figure_on_a_full_disk_closes_the_figure(tmp_path, monkeypatch):
 
     fig = plt.figure()
     _disk_full(monkeypatch)
-    with pytest.raises(_common.Failure, match=r"cannot write .*f\.png: No space left"):
-        _common.save_figure(tmp_path / "f.png", fig)
+    with pytest.raises(Failure, match=r"cannot write .*f\.png: No space left"):
+        _outputs.save_figure(tmp_path / "f.png", fig)
     assert not plt.fignum_exists(fig.number) and list(tmp_path.iterdir()) == []
 
 
@@ -139,7 +141,7 @@ def test_save_figure_on_a_full_disk_closes_the_figure(tmp_path, monkeypatch):
 @pytest.fixture
 def _small_memory(monkeypatch):
     """A device of 1 GiB, so that the estimate refuses modest sizes."""
-    monkeypatch.setattr(_common, "device_memory", lambda n_devices=1: (2**30, "a test device"))
+    monkeypatch.setattr(_resources, "device_memory", lambda n_devices=1: (2**30, "a test device"))
 
 
 @pytest.mark.parametrize(
@@ -274,7 +276,7 @@ def test_strict_json_lines_and_sweep_figures_with_a_diverged_method():
         )
         for n in (3, 5)
     ]
-    lines = [_common.strict_json(r, indent=None) for r in records]
+    lines = [_outputs.strict_json(r, indent=None) for r in records]
     assert all("NaN" not in t and "Infinity" not in t and "\n" not in t for t in lines)
     back = [json.loads(t) for t in lines]
     assert back[1]["summary"]["g1_ridge"]["worst_rmse"] is None
@@ -304,8 +306,8 @@ def _fake_points(monkeypatch):
             record = dict(n_agents=n, seed=seed, slots=n, steps=1, compile_s=0.0, run_s=1.0)
             record.update(agent_steps_per_s=1.0, peak_rss_bytes=0, xla_bytes=None)
             record.update(device="cpu", n_devices=1, summary=summary, config=args.sweep_config)
-            text = "".join(_common.strict_json(r, indent=None) + "\n" for r in [*records, record])
-            _common.write_text(path, text)
+            text = "".join(_outputs.strict_json(r, indent=None) + "\n" for r in [*records, record])
+            _outputs.write_text(path, text)
             records.append(record)
         return 0
 
@@ -357,7 +359,11 @@ def test_damaged_sweep_file_named_and_left_as_it_is(damage, match, tmp_path, cap
 def test_ctrl_c_in_sweep_says_what_was_kept_and_how_to_resume(tmp_path, capsys, monkeypatch):
     def interrupted(args, built, todo, records, path, *rest):
         records.append(dict(n_agents=2, seed=0))  # one point written, then Ctrl-C
-        raise RuntimeError("INTERNAL: CpuCallback error: KeyboardInterrupt")  # (from a callback)
+        try:  # in a host callback: JAX reports it as its own error, unchained to its cause
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        raise RuntimeError("INTERNAL: CpuCallback error")
 
     monkeypatch.setattr(cmd_sweep, "_run_points", interrupted)
     out = tmp_path / "sw"
@@ -472,12 +478,12 @@ def test_fuzz_numeric_options(command, option, value, tmp_path, capsys, _stop_at
 def test_lean_runs_chunk_large_populations_by_default():
     """--state lean chunks above LEAN_CHUNK agents unless --batch-size says otherwise;
     --state stored never chunks by default."""
-    big, chunk = _common.LEAN_CHUNK + 1, _common.LEAN_CHUNK
+    big, chunk = _options.LEAN_CHUNK + 1, _options.LEAN_CHUNK
     lean, stored = SimpleNamespace(batch_size=None, state="lean"), SimpleNamespace(batch_size=None)
-    assert _common.batch_size_for(lean, big) == chunk
-    assert _common.batch_size_for(lean, chunk) is None
-    assert _common.batch_size_for(stored, big) is None
-    assert _common.batch_size_for(SimpleNamespace(batch_size=7, state="lean"), big) == 7
+    assert _options.batch_size_for(lean, big) == chunk
+    assert _options.batch_size_for(lean, chunk) is None
+    assert _options.batch_size_for(stored, big) is None
+    assert _options.batch_size_for(SimpleNamespace(batch_size=7, state="lean"), big) == 7
 
 
 # ISSUE 28: THE REMAINING FAILURE CASES
@@ -572,7 +578,7 @@ def test_read_only_cache_is_said_once_and_turned_off(tmp_path, capsys, monkeypat
     monkeypatch.setenv("MEMOA_JAX_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
     args = SimpleNamespace(no_compile_cache=False)
-    _common.enable_compile_cache(args)
+    enable_compile_cache(args)
     err = capsys.readouterr().err.strip().splitlines()
     assert args.compile_cache_dir is None
     assert len(err) == 1 and "compilation cache off" in err[0] and "Read-only" in err[0], err

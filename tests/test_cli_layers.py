@@ -1,5 +1,6 @@
 """The CLI package's layering, read from the source with `ast` (lazy imports included): the
-shared module imports no command, and no command imports another."""
+shared modules (`_errors`, `_options`, `_outputs`, ...) import no command, and no command
+imports another."""
 
 import ast
 from pathlib import Path
@@ -7,7 +8,6 @@ from pathlib import Path
 import memoa_jax.cli
 
 CLI = Path(memoa_jax.cli.__file__).parent
-SHARED = "_common"
 COMMANDS = {"run", "sweep", "bench", "verify", "reproduce", "tune"}
 
 
@@ -35,11 +35,14 @@ def _imported_cli_modules(path: Path) -> set[str]:
 
 
 def test_every_command_has_its_module():
-    assert {p.stem for p in CLI.glob("*.py")} >= COMMANDS | {SHARED, "__init__"}
+    assert {p.stem for p in CLI.glob("*.py")} >= COMMANDS | {"__init__"}
 
 
-def test_shared_module_imports_no_command():
-    assert _imported_cli_modules(CLI / f"{SHARED}.py") & COMMANDS == set()
+def test_shared_modules_import_no_command():
+    shared = [p for p in CLI.glob("_*.py") if p.name != "__init__.py"]
+    assert {p.stem for p in shared} >= {"_errors", "_options", "_outputs", "_build"}
+    for path in shared:
+        assert _imported_cli_modules(path) & COMMANDS == set(), path.name
 
 
 def test_no_command_imports_another():

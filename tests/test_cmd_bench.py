@@ -1,6 +1,7 @@
 """`memoa bench` end to end on tiny sizes (the figures it prints are measurements, not
 asserted here), and its bad input."""
 
+import csv
 import json
 
 import pytest
@@ -31,6 +32,19 @@ def test_bench_writes_json_and_figure(tmp_path, capsys):
     assert [r["n_agents"] for r in nsh["dense"]] == [2, 3]
     assert all(r["run_s"] > 0 for r in nsh["dense"]) and nsh["mean_field_s"] > 0
     assert "Nash solves" in text
+    # summary.csv (issue 28 item 6): tidy, part x state x N x metric, bench.json's numbers
+    with open(tmp_path / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["part", "state", "n_agents", "metric", "value"]
+    got = {(r["part"], r["state"], r["n_agents"], r["metric"]): float(r["value"]) for r in rows}
+    for k in ("run_s", "compile_s", "agent_steps_per_s", "speedup_vs_numpy"):
+        assert got[("loop", "stored", "100", k)] == loop[k], k
+    for p in (small, large):
+        assert got[("policy", "", str(p["n_agents"]), "run_s")] == p["policy"]["run_s"]
+    assert not [k for k in got if k[0] == "loop" and k[2] == "300"]  # above --loop-max
+    for r in nsh["dense"]:
+        assert got[("nash", "", str(r["n_agents"]), "dense_s")] == r["run_s"]
+    assert got[("copy", "", "", "bytes_per_s")] == rec["copy"]["bytes_per_s"]
 
 
 @pytest.mark.parametrize(
@@ -102,13 +116,14 @@ def test_points_dominated_by_a_fixed_cost_are_marked():
     """Issue 28 item 8: t = c + a N with c = 1 ms of dispatch and a = 1 ns per agent: the
     fixed cost dominates below N = c / a = 10^6, so 10^3 and 10^5 are marked, 10^7 is not,
     and the largest N (no larger one to compare) is left unjudged."""
+    from memoa_jax.bench import mark_overhead
     from memoa_jax.cli import bench as cmd_bench
 
     t = lambda n: 1e-3 + 1e-9 * n  # noqa: E731
     sizes = [10**3, 10**5, 10**7, 10**8]
     points = [dict(n_agents=n, policy=dict(run_s=t(n), speedup_vs_numpy=0.04)) for n in sizes]
-    assert cmd_bench.mark_overhead(points)
+    assert mark_overhead(points)
     assert [p["policy"].get("overhead_dominated") for p in points] == [True, True, False, None]
     assert cmd_bench._ratio(points[0]["policy"], "speedup_vs_numpy") == "0.04x*"
     flat = [dict(n_agents=n, loop=dict(run_s=0.5)) for n in (10, 100)]  # no growth at all
-    assert cmd_bench.mark_overhead(flat) and flat[0]["loop"]["overhead_dominated"]
+    assert mark_overhead(flat) and flat[0]["loop"]["overhead_dominated"]

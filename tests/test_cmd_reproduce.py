@@ -1,5 +1,6 @@
 """`memoa reproduce` on a tiny configuration: outputs, their internal consistency, resume."""
 
+import csv
 import importlib.util
 import json
 import math
@@ -45,6 +46,19 @@ def test_reproduce_tiny_outputs_and_resume(tmp_path, capsys):
         assert set(cell["persistence"]) == {"lag1", f"lag{cell['window'] + 1}"}
     assert "G1 local ridge (FedMOE's settings)" in md and "worst mover" in md
 
+    # summary.csv (issue 28 item 6): tidy, table x row x column x value, the JSON's numbers
+    with open(out / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["table", "row", "column", "value"]
+    got = {(r["table"], r["row"], r["column"]): float(r["value"]) for r in rows}
+    assert {r["table"] for r in rows} == {"main_table", "lambda_and_n", "trajectories"}
+    for cell in table["cells"]:
+        row = f"logistic N={cell['n_agents']}"
+        for m, fields in cell["methods"].items():
+            mean = fields["server_rmse"]["mean"]
+            assert got[("main_table", row, f"{m} server_rmse")] == mean
+        assert got[("main_table", row, "persistence lag1")] == cell["persistence"]["lag1"]
+
     # trajectories: the recorded series reproduce the run's own metrics
     traj = json.loads((out / "trajectories" / "logistic.json").read_text())
     y = load_dataset("logistic").y[1:30, 0]
@@ -55,10 +69,13 @@ def test_reproduce_tiny_outputs_and_resume(tmp_path, capsys):
         server = np.sqrt(np.mean((y - np.array(traj[m]["server_pred"])) ** 2))
         assert worst == pytest.approx(s["worst_rmse"], rel=1e-5)
         assert server == pytest.approx(s["server_rmse"], rel=1e-5)
+        assert got[("trajectories", "logistic", f"{m} server_rmse")] == s["server_rmse"]
 
     # λ = 0 makes MEMOA the independent tracker G3 (same draws): equal to the last digit
     lam = json.loads((out / "lambda_and_n.json").read_text())
     at0 = lam["results"]["logistic"]["lam"][lam["config"]["lams"].index(0.0)]
+    worst = at0["memoa"]["worst_rmse"]["mean"]
+    assert got[("lambda_and_n", "logistic lam=0.0", "memoa worst_rmse")] == worst
     for f in ("worst_rmse", "server_rmse", "avg_rmse"):
         assert at0["memoa"][f]["mean"] == pytest.approx(at0["g3_independent"][f]["mean"], rel=1e-12)
 

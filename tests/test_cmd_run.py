@@ -10,7 +10,7 @@ import pytest
 
 import memoa_jax._loop as loop
 from memoa_jax.cli import main
-from memoa_jax.cli._common import strict_json
+from memoa_jax.cli._outputs import strict_json
 
 TINY = ["run", "--dataset", "periodic", "-n", "4", "--rows", "30", "--no-progress"]
 
@@ -159,7 +159,7 @@ def test_plot_run_draws_persistence_and_clips_a_stuck_stretch():
 
 
 def test_spread_digits_follow_the_spread():
-    from memoa_jax.cli.run import spread
+    from memoa_jax.cli._run_tables import spread
 
     assert spread(0.008092, 9.4e-05) == "0.008092 ±1.2%"
     assert spread(0.02561, 3.5e-18) == "0.02561"  # round-off between seeds: no "± 1e-18"
@@ -168,7 +168,7 @@ def test_spread_digits_follow_the_spread():
 
 
 def test_verdict_names_what_beats_persistence():
-    from memoa_jax.cli.run import verdict
+    from memoa_jax.cli._run_tables import verdict
 
     def s(server, lag1=0.02):
         p = dict(lag_1=lag1, seasonal=None, season=None, lag_T1=lag1, T1=3)
@@ -184,12 +184,12 @@ def test_verdict_names_what_beats_persistence():
 
 
 def test_frozen_warning_names_the_cause_and_the_option(capsys):
-    from memoa_jax.cli.run import _print_frozen_warning
+    from memoa_jax.cli._run_tables import print_frozen_warning
 
     share = lambda v: dict(frozen_share=dict(mean=v, per_seed=[v]))
-    _print_frozen_warning(dict(memoa=share(0.05)), 1)
+    print_frozen_warning(dict(memoa=share(0.05)), 1)
     assert capsys.readouterr().err == ""
-    _print_frozen_warning(dict(memoa=share(0.05), g2_myopic=share(0.306)), 1)
+    print_frozen_warning(dict(memoa=share(0.05), g2_myopic=share(0.306)), 1)
     err = capsys.readouterr().err
     assert err.startswith("warning: 30.6 % of g2_myopic's agents never moved")
     assert "--features, now 1" in err and err.count("\n") == 1
@@ -258,12 +258,14 @@ def test_compiled_simulation_is_read_from_jax_cache(tmp_path, monkeypatch):
     import jax
     from jax._src import compilation_cache
 
-    from memoa_jax.cli import _common, _parser
+    from memoa_jax.cli import _parser
+    from memoa_jax.cli._build import build
+    from memoa_jax.cli._cache import enable_compile_cache
     from memoa_jax.cli.run import compile_simulation
 
     def program(*extra):
         args = _parser().parse_args([*TINY, "--methods", "g1_ridge", *extra])
-        built = _common.build(args)
+        built = build(args)
         x, y = jax.numpy.asarray(built.data.x), jax.numpy.asarray(built.data.y)
         compiled, seconds, tracing, hit = compile_simulation(built.sims[0], x, y, None)
         assert 0 < tracing <= seconds
@@ -271,7 +273,7 @@ def test_compiled_simulation_is_read_from_jax_cache(tmp_path, monkeypatch):
 
     old = jax.config.jax_compilation_cache_dir  # pyright: ignore[reportAttributeAccessIssue]
     monkeypatch.setenv("MEMOA_JAX_CACHE", str(tmp_path / "cache"))
-    _common.enable_compile_cache(argparse.Namespace())  # a JAX cache of this test's own
+    enable_compile_cache(argparse.Namespace())  # a JAX cache of this test's own
     try:
         (first, res), (second, again) = program(), program()
         assert (first, second) == (False, True)

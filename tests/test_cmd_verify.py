@@ -1,5 +1,6 @@
 """`memoa verify`: a small sweep end to end, the spec §6.11 numbers through the CLI, bad input."""
 
+import csv
 import json
 
 import numpy as np
@@ -233,3 +234,45 @@ def test_dense_solver_only_at_sizes_asked_for_and_says_what_it_skips(tmp_path, c
     assert (
         "dense solver at N = 2, 10, 100; skipped N = 1,000, 10,000 (above --dense-max 256"
     ) in out, out
+
+
+def _summary(path) -> dict:
+    """summary.csv read back with the csv module: (n_agents, quantity) -> value (None if empty)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and list(rows[0]) == ["n_agents", "quantity", "value"]
+    return {
+        (int(r["n_agents"]), r["quantity"]): float(r["value"]) if r["value"] else None for r in rows
+    }
+
+
+def test_summary_csv_matches_nash_verify_json(tmp_path, capsys):
+    """Issue 28 item 6: a tidy summary.csv (N × quantity × value) beside nash_verify.json."""
+    out = tmp_path / "f"
+    args = ["verify", "--instance", "fixture", "--sizes", "1,3,10", "--dense-max", "3"]
+    assert main([*args, "--no-progress", "--out", str(out)]) == 0
+    assert f"{out / 'summary.csv'}" in capsys.readouterr().out
+    rec = json.loads((out / "nash_verify.json").read_text())
+    got = _summary(out / "summary.csv")
+    want = {(r["n_agents"], k): v for r in rec["rows"] for k, v in r.items() if k != "n_agents"}
+    for r in rec["dense"]:
+        want.update({(r["n_agents"], f"dense_{k}"): v for k, v in r.items() if k != "n_agents"})
+    assert got == want
+    assert got[(3, "J_fne")] == pytest.approx(0.486590339826, abs=1e-10)  # spec §6.11
+    assert got[(10, "dense_s")] is None  # above --dense-max: not run, an empty cell
+
+
+def test_summary_rows_of_the_monte_carlo_check():
+    from memoa_jax.cli._tidy import verify_rows
+
+    rec = _fake_record()
+    rec["dense"] = []
+    for r in rec["monte_carlo"]:
+        r["cost_mf"]["se"] = 0.01
+        r["ybar_gap_mf"]["se"] = r["ybar_gap_fne"]["se"] = 0.02
+        r["cost_fne"]["se"] = r["cost_diff"]["se"] = 0.03
+    rows = {(n, q): v for n, q, v in verify_rows(rec)}
+    assert rows[(10, "mc_cost_mf_mean")] == 1.0 and rows[(10, "mc_cost_mf_se")] == 0.01
+    assert rows[(100, "mc_ybar_gap_mf_ci95_lo")] == pytest.approx(0.9 * 100**-0.5)
+    assert rows[(100, "mc_J_fne")] == 1.0 and rows[(10, "mc_reps")] == 4
+    assert rows[(2, "gain_gap")] == 0.5

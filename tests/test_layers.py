@@ -1,9 +1,9 @@
 """Dependencies inside `memoa_jax` run one way, and there is no import cycle.
 
 Layers, lowest first: data → core (encoders, moments, policy, methods, mixture, metrics, loop,
-sweep) → `nash/`, FedMOE's game, `tune` and the NumPy reference → plots → the public API
-(`memoa_jax`'s `__init__`) → CLI. A module may import its own layer or a lower one. Every
-import is read with `ast`, those inside functions (lazy ones) included.
+sweep) → `nash/`, FedMOE's game, `tune` and the NumPy reference → the benchmarks (`bench/`)
+→ plots → the public API (`memoa_jax`'s `__init__`) → CLI. A module may import its own layer
+or a lower one. Every import is read with `ast`, those inside functions (lazy ones) included.
 """
 
 import ast
@@ -35,6 +35,7 @@ LAYERS = (
         "memoa_jax._sweep",
     ),
     ("memoa_jax.nash", "memoa_jax._fedmoe_game", "memoa_jax._tune", "memoa_jax.reference"),
+    ("memoa_jax.bench",),
     ("memoa_jax.plots", "memoa_jax._sweep_plots", "memoa_jax._nash_plots"),
     ("memoa_jax",),
     ("memoa_jax.cli", "memoa_jax.__main__"),

@@ -96,7 +96,7 @@ def reference():
 
     import memoa_jax as mj
     from memoa_jax.cli import _parser
-    from memoa_jax.cli._common import build
+    from memoa_jax.cli._build import build
 
     args = _parser().parse_args(["run", *MODEL])
     built = build(args, comparators=True)
@@ -150,7 +150,7 @@ DRIVER = textwrap.dedent(
     # the Python API: simulate with a mesh over every process's devices (jax.distributed
     # initialised above by the CLI)
     import memoa_jax as mj
-    from memoa_jax.cli._common import build
+    from memoa_jax.cli._build import build
 
     assert jax.process_count() == 2 and len(jax.devices()) == 4, jax.devices()
     built = build(_parser().parse_args(["run", *model]), comparators=True)

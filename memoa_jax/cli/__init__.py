@@ -3,7 +3,12 @@
 One module per command (`run`, `sweep`, `bench`, `verify`, `reproduce`, `tune`), each with
 `SUMMARY` (two lines for `memoa --help`), `add_parser(subparsers, formatter)`, which
 registers the command and sets `func=<its main(args) -> int>`, and `main(args)`. What they
-share is in `_common` (which imports no command); no command imports another.
+share lives in one private module per idea, none of which imports a command: `_errors` (the
+exit statuses and the error types below), `_options` (shared options, counts and sizes),
+`_build` (data, hyper-parameters, `build(args)`), `_resources` (memory checks), `_outputs`
+(output folders, atomic files, JSON, tables), `_cache` (JAX's compilation cache), `_tidy`
+(summary.csv) and `_distributed`. No command imports another; the measurements and the
+numerics the commands print live in the library (`memoa_jax.bench`, `memoa_jax.nash`).
 
 One error path for every command (`main`): a failure the user can cause ends in one line
 on stderr, `memoa: error: ...`, naming the value or path and the cause, without a traceback
@@ -22,22 +27,21 @@ import logging
 import sys
 
 from . import bench, reproduce, run, sweep, tune, verify
-from ._common import (
-    CREATED,
+from ._cache import enable_compile_cache
+from ._errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     SIGINT_SEEN,
     Failure,
-    HelpFormatter,
     Interrupted,
     UsageError,
-    enable_compile_cache,
     is_interrupt,
     is_runtime_failure,
-    remove_empty_outputs,
     runtime_failure,
 )
+from ._options import HelpFormatter
+from ._outputs import CREATED, remove_empty_outputs
 
 # in the order `memoa --help` lists them
 COMMANDS = (run, sweep, tune, verify, bench, reproduce)

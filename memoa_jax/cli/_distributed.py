@@ -22,7 +22,9 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ._common import Failure, UsageError, check_device_options, data_fingerprint
+from ._build import data_fingerprint
+from ._errors import Failure, UsageError
+from ._options import check_device_options
 
 T = TypeVar("T")
 

@@ -17,18 +17,10 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from ._common import (
-    Failure,
-    Interrupted,
-    InterruptGuard,
-    UsageError,
-    check,
-    command_line,
-    count_type,
-    default_out,
-    is_interrupt,
-    make_out_dir,
-)
+from ._errors import Failure, Interrupted, InterruptGuard, UsageError, check, is_interrupt
+from ._options import count_type
+from ._outputs import command_line, default_out, make_out_dir
+from ._tidy import REPRODUCE_COLUMNS, reproduce_rows, write_summary_csv
 
 EXPERIMENTS = ("main_table", "readings", "trajectories", "lambda_and_n", "tune_val", "esn_table")
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "experiments"  # of the source checkout
@@ -210,5 +202,9 @@ def main(args) -> int:
         for p in outputs:
             if p.exists():  # (an experiment may not apply to the chosen data sets)
                 print(f"  {p}" + ("  (already complete, kept)" if p in kept else ""))
+    rows = reproduce_rows(out)
+    if rows:  # (the experiments' numbers, all those in `out`, as one tidy table)
+        write_summary_csv(out / "summary.csv", rows, REPRODUCE_COLUMNS)
+        print(f"summary (every experiment's numbers in {out}/, tidy): {out / 'summary.csv'}")
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return 0

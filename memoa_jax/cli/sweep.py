@@ -18,36 +18,38 @@ import time
 from pathlib import Path
 
 from . import _distributed
-from ._common import (
-    MAX_AGENTS,
+from ._build import build, data_fingerprint
+from ._errors import (
     Failure,
     Interrupted,
     InterruptGuard,
     UsageError,
+    check,
+    is_interrupt,
+    is_runtime_failure,
+    runtime_failure,
+)
+from ._options import (
+    MAX_AGENTS,
     add_device_options,
     add_model_options,
     add_state_options,
     batch_size_for,
-    build,
-    check,
-    check_out_dir,
-    check_population_share,
-    command_line,
     count_type,
-    data_fingerprint,
-    default_out,
-    is_interrupt,
-    is_runtime_failure,
-    make_out_dir,
     parse_sizes,
-    peak_rss_bytes,
+)
+from ._outputs import (
+    check_out_dir,
+    command_line,
+    default_out,
+    make_out_dir,
     print_table,
-    runtime_failure,
     save_figure,
     strict_clean,
     strict_json,
     write_text,
 )
+from ._resources import check_population_share, peak_rss_bytes
 from ._tidy import SWEEP_COLUMNS, sweep_rows, write_summary_csv
 
 RESULTS = "sweep.jsonl"

@@ -15,20 +15,15 @@ import math
 import sys
 from pathlib import Path
 
-from ._common import (
-    UsageError,
-    add_model_options,
-    build,
-    check,
-    check_finite,
+from ._build import build
+from ._errors import UsageError, check, is_runtime_failure, runtime_failure
+from ._options import add_model_options, check_finite, count_type
+from ._outputs import (
     check_out_dir,
     command_line,
-    count_type,
     default_out,
-    is_runtime_failure,
     make_out_dir,
     print_table,
-    runtime_failure,
     save_figure,
     stamp,
     write_json,

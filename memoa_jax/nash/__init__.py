@@ -17,6 +17,10 @@ Inputs everywhere are one window's moments `M (T, d, p)`, `S (T, d, p, d, p)`, t
 * `nash_gap(M, S, y, cost, n)` — gain gap, ε_N and cost gap of the mean-field policy.
 * `monte_carlo` / `simulate_window` — one window simulated with N agents under both
   policies on the same features (shared RFN encoder, exact moments), O(N) memory.
+* `verify_convergence(window, cost, sizes, ...)` — all of the above over an N-sweep, with
+  slopes and timings: the numbers `memoa verify` prints and writes (`fixture_window`,
+  `rfn_window`: its two instances; `fit_slope`, `cost_gap_tail`, `mean_ci`: its statistics;
+  `dense_bytes`, `mc_bytes_per_agent`: memory estimates to refuse what cannot fit).
 
 `memoa_jax.solve_fne_reduced`, `memoa_jax.solve_fne_dense` and `memoa_jax.nash_gap` are also
 re-exported at the top level; the CLI is `memoa verify`.
@@ -24,6 +28,7 @@ re-exported at the top level; the CLI is `memoa verify`.
 
 from ._dense import DenseFNE as DenseFNE
 from ._dense import best_response_dense as best_response_dense
+from ._dense import dense_bytes as dense_bytes
 from ._dense import evaluate_dense as evaluate_dense
 from ._dense import solve_fne_dense as solve_fne_dense
 from ._dense import stack_policy as stack_policy
@@ -35,6 +40,7 @@ from ._evaluate import exploitability as exploitability
 from ._evaluate import mean_field_profile as mean_field_profile
 from ._evaluate import nash_gap as nash_gap
 from ._montecarlo import MonteCarloResult as MonteCarloResult
+from ._montecarlo import mc_bytes_per_agent as mc_bytes_per_agent
 from ._montecarlo import monte_carlo as monte_carlo
 from ._montecarlo import simulate_window as simulate_window
 from ._montecarlo import window_moments as window_moments
@@ -42,3 +48,10 @@ from ._reduced import FNESolution as FNESolution
 from ._reduced import centralized_method as centralized_method
 from ._reduced import fne_gains as fne_gains
 from ._reduced import solve_fne_reduced as solve_fne_reduced
+from ._verify import Window as Window
+from ._verify import cost_gap_tail as cost_gap_tail
+from ._verify import fit_slope as fit_slope
+from ._verify import fixture_window as fixture_window
+from ._verify import mean_ci as mean_ci
+from ._verify import rfn_window as rfn_window
+from ._verify import verify_convergence as verify_convergence

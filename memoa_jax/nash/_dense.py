@@ -106,6 +106,13 @@ def _symmetric_form(G, H, n: int, d: int, p: int):
     return G11 - G12, n * G12, H1
 
 
+def dense_bytes(n: int, d: int, p: int) -> int:
+    """The dense solver's memory at N = n, a lower bound (its O(N³)): the value matrices of
+    every agent before and after a step and their weights (three float64 arrays of
+    N × (N d)²), and the stacked system with its right-hand sides (two of (N p)²)."""
+    return 8 * (3 * n * (n * d) ** 2 + 2 * (n * p) ** 2)
+
+
 def stack_policy(
     K: Float[Array, "T p d"],
     L: Float[Array, "T p d"],

@@ -61,6 +61,13 @@ def window_moments(
     return jax.vmap(encoder.moments, in_axes=(None, 0))(params, x)
 
 
+def mc_bytes_per_agent(T: int, d: int, p: int, d_x: int) -> int:
+    """Bytes per agent of one `monte_carlo` replication, a lower bound: the window's
+    features (T d p), both policies' predictions and costs over the window (4 (T + 1) d) and
+    the encoder parameters (d d_x + d p), float64."""
+    return 8 * (T * d * p + 4 * (T + 1) * d + d * d_x + d * p)
+
+
 def _mean_se(a, n):
     mean = jnp.mean(a, axis=-1)
     var = jnp.mean(jnp.square(a - mean[..., None]), axis=-1)
