@@ -152,7 +152,7 @@ def load_checkpoint(folder: "str | os.PathLike[str]", run: Run) -> SimCarry:
     part = folder / f"step-{int(manifest['step']):012d}" / f"process-{jax.process_index()}"
     leaves, error = [], None
     try:
-        leaves = _read_shards(part, manifest["leaves"], run)
+        leaves = _read_shards(part, manifest["leaves"], run.mesh)
     except (OSError, ValueError, KeyError, TypeError) as e:
         error = f"checkpoint {str(folder)!r}: cannot read {str(part)!r}: {e}"
     _agree(error)
@@ -205,21 +205,22 @@ def _spec(sharding) -> dict | None:
     )
 
 
-def _sharding(spec: dict | None, run: Run):
-    """The sharding `_spec` recorded, on `run`'s mesh (or its first device)."""
-    if run.mesh is None or spec is None:
+def _sharding(spec: dict | None, mesh: jax.sharding.Mesh | None):
+    """The sharding `_spec` recorded, on `mesh` (None: the first device)."""
+    if mesh is None or spec is None:
         return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    if list(run.mesh.axis_names) != spec["axes"]:
-        raise ValueError(f"the mesh's axes are {spec['axes']}, this run's {run.mesh.axis_names}")
+    if list(mesh.axis_names) != spec["axes"]:
+        raise ValueError(f"the mesh's axes are {spec['axes']}, this run's {mesh.axis_names}")
     types = tuple(jax.sharding.AxisType[t] for t in spec["types"])
-    mesh = jax.sharding.Mesh(run.mesh.devices, run.mesh.axis_names, axis_types=types)
+    mesh = jax.sharding.Mesh(mesh.devices, mesh.axis_names, axis_types=types)
     parts = [tuple(e) if isinstance(e, list) else e for e in spec["spec"]]
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*parts))
 
 
-def _write_shards(tmp: Path, carry: SimCarry) -> list[dict]:
-    """This process's shards of every leaf of `carry` into `tmp`, and the leaves' records
-    (path, shape, dtype, sharding; for a PRNG key, its impl: its `key_data` is saved)."""
+def _write_shards(tmp: Path, carry: Any) -> list[dict]:
+    """This process's shards of every leaf of `carry` (a pytree of arrays) into `tmp`, and
+    the leaves' records (path, shape, dtype, sharding; for a PRNG key, its impl: its
+    `key_data` is saved)."""
     records, files = [], []
     for i, (path, leaf) in enumerate(jax.tree_util.tree_flatten_with_path(carry)[0]):
         impl = None
@@ -372,9 +373,9 @@ def _leaves_mismatch(records: list[dict], like, folder: Path) -> str | None:
     return None
 
 
-def _read_shards(part: Path, records: list[dict], run: Run) -> list:
-    """Every leaf, a global array laid out as `run` lays out its carry, from this process's
-    files in `part`."""
+def _read_shards(part: Path, records: list[dict], mesh: jax.sharding.Mesh | None) -> list:
+    """Every leaf, a global array laid out on `mesh` as it was saved (None: on the first
+    device), from this process's files in `part`."""
     listing = json.loads((part / SHARDS).read_text())
     blocks: dict[tuple[int, str], str] = {}
     for entry in listing["shards"]:
@@ -382,7 +383,7 @@ def _read_shards(part: Path, records: list[dict], run: Run) -> list:
     leaves = []
     for i, rec in enumerate(records):
         shape, dtype = tuple(rec["shape"]), np.dtype(rec["dtype"])
-        sharding = _sharding(rec["spec"], run)
+        sharding = _sharding(rec["spec"], mesh)
         arrays = []
         for device, index in sharding.addressable_devices_indices_map(shape).items():
             block = _block(index, shape)
