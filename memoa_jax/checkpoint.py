@@ -78,6 +78,7 @@ def save_checkpoint(folder: "str | os.PathLike[str]", run: Run, carry: SimCarry)
     _remove_temporary(step_dir, p)
     tmp = Path(tempfile.mkdtemp(prefix=f".process-{p}.", suffix=".tmp", dir=step_dir))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # (mkdtemp makes it 0700 whatever the umask)
         leaves = _write_shards(tmp, carry)
         _fsync_dir(tmp)
         part = step_dir / f"process-{p}"
@@ -255,6 +256,12 @@ def _write_file(path: Path, write) -> None:
         write(f)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:

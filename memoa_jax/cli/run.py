@@ -9,6 +9,7 @@ from typing import Any
 from ..data._checks import describe_stretches
 from . import _distributed
 from ._common import (
+    Failure,
     UsageError,
     add_device_options,
     add_model_options,
@@ -235,6 +236,9 @@ def main(args) -> int:
                     run = mj.Run(sim, x, y, key=jax.random.key(s), mesh=mesh)
                     unit = folder / f"seed-{s}" / label
                     res, seconds, ran = _run_in_segments(run, unit, every, args.resume, bar)
+                    if ran < n_steps:  # (resumed)
+                        at = "finished, read back" if ran == 0 else f"at step {n_steps - ran}"
+                        bar.write(f"seed {s}, {label}: resumed {at}")
                     run_s[i].append(seconds)
                     steps_run[i].append(ran)
                 res.status.raise_if_failed()  # a failed runtime check: `mj.SimulationError`
@@ -382,7 +386,6 @@ def _run_in_segments(run, unit, every: int, resume, bar):
     import jax
 
     from ..checkpoint import CheckpointError, checkpoint_step, load_checkpoint, save_checkpoint
-    from ._common import Failure
 
     n_steps = run.n_steps
     carry = None
@@ -395,9 +398,10 @@ def _run_in_segments(run, unit, every: int, resume, bar):
     t = first = int(carry.t)
     seconds = 0.0
     bar.update(t)
-    ends = set(range(every, n_steps, every)) | {n_steps}
-    if not bar.disable:  # finer segments for the bar (one compiled program for all)
-        ends |= set(range(-(-n_steps // 64), n_steps, -(-n_steps // 64)))
+    # finer segments for the bar (one compiled program for all), with or without it: every
+    # process of a --distributed run must run the same segments (their collectives)
+    fine = -(-n_steps // 64)
+    ends = set(range(every, n_steps, every)) | set(range(fine, n_steps, fine)) | {n_steps}
     for stop in sorted(e for e in ends if e > t):
         t0 = time.perf_counter()
         carry = jax.block_until_ready(run.segment(carry, stop))
@@ -673,8 +677,11 @@ def _print_timing(timing, wall_s):
             )
         )
     compile_total = sum(t["compile_s"] or 0.0 for t in timing)
+    in_segments = any(t["compile_s"] is None for t in timing)
     print(
-        f"wall time {wall_s:.1f} s, of which compilation {compile_total:.1f} s; "
+        f"wall time {wall_s:.1f} s, of which compilation "
+        + ("in the first segments" if in_segments else f"{compile_total:.1f} s")
+        + "; "
         f"peak memory (RSS) {format_bytes(peak_rss_bytes())}"
     )
 
