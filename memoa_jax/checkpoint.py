@@ -142,7 +142,7 @@ def load_checkpoint(folder: "str | os.PathLike[str]", run: Run) -> SimCarry:
     if isinstance(found, str):
         raise CheckpointError(found)
     manifest: dict[str, Any] = found
-    problem = _mismatch(manifest, run, folder)
+    problem, like = _mismatch(manifest, run, folder), None
     if problem is None:
         try:
             like = _template(run, int(manifest["step"]))
@@ -150,6 +150,7 @@ def load_checkpoint(folder: "str | os.PathLike[str]", run: Run) -> SimCarry:
         except ValueError as e:  # a step outside the run
             problem = f"checkpoint {str(folder)!r} does not fit this run: {e}"
     _agree(problem)
+    assert like is not None
     part = folder / f"step-{int(manifest['step']):012d}" / f"process-{jax.process_index()}"
     leaves, error = [], None
     try:
@@ -188,7 +189,7 @@ def _n_devices(run: Run) -> int:
     return 1 if run.mesh is None else int(run.mesh.size)
 
 
-def _block(index: tuple, shape: tuple) -> list[list[int]]:
+def _block(index: Any, shape: tuple) -> list[list[int]]:
     """A shard's index (slices) as `[[start, stop], ...]`, one pair per axis."""
     return [list(s.indices(n)[:2]) for s, n in zip(index, shape)]
 
@@ -225,7 +226,7 @@ def _write_shards(tmp: Path, carry: Any) -> list[dict]:
     records, files = [], []
     for i, (path, leaf) in enumerate(jax.tree_util.tree_flatten_with_path(carry)[0]):
         impl = None
-        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        if jax.numpy.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             impl = str(jax.random.key_impl(leaf))
             leaf = jax.random.key_data(leaf)
         records.append(
@@ -368,7 +369,7 @@ def _leaves_mismatch(records: list[dict], like, folder: Path) -> str | None:
             f"has {len(paths)}"
         )
     for (path, leaf), rec in zip(paths, records):
-        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        if jax.numpy.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             leaf = jax.eval_shape(jax.random.key_data, leaf)  # (saved as its key data)
         got = (jax.tree_util.keystr(path), list(leaf.shape), np.dtype(leaf.dtype).str)
         if got != (rec["path"], rec["shape"], rec["dtype"]):
