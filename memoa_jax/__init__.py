@@ -82,6 +82,10 @@ if TYPE_CHECKING:
     from ._tune import tunable as tunable
     from ._tune import tune as tune
     from ._tune import with_params as with_params
+    from .checkpoint import CheckpointError as CheckpointError
+    from .checkpoint import checkpoint_step as checkpoint_step
+    from .checkpoint import load_checkpoint as load_checkpoint
+    from .checkpoint import save_checkpoint as save_checkpoint
     from .nash import nash_gap as nash_gap
     from .nash import solve_fne_dense as solve_fne_dense
     from .nash import solve_fne_reduced as solve_fne_reduced

@@ -34,6 +34,8 @@ LOCAL = {"process_id", "coordinator", "out", "no_progress", "debug", "argv", "fu
 LOCAL |= {"data_dir", "csv", "params", "sweep_config", "size_option"}
 # the compilation cache: the same program either way
 LOCAL |= {"compile_cache_dir", "no_compile_cache"}
+# `memoa run --resume`: each process its own checkpoint folder (its own shards)
+LOCAL |= {"resume"}
 SHOWN = 60  # characters of a value shown in a message
 
 

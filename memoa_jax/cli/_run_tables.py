@@ -176,20 +176,28 @@ def print_timing(timing, wall_s):
     print()
     for t in timing:
         runs = ", ".join(f"{r:.2f}" for r in t["run_s_per_seed"])
-        print(
-            f"{' + '.join(t['methods'])}: compiled once"
-            + f" in {t['compile_s']:.1f} s"
-            + (
-                " (estimated)"
-                if t["trace_s"] is None
-                else f" (tracing {t['trace_s']:.1f} s; XLA's part read from JAX's cache)"
-                if t["read_from_cache"]
-                else f" (tracing {t['trace_s']:.1f} s)"
+        if t["compile_s"] is None:  # with checkpoints: compiled on the first segment
+            compiled = " on its first segment (in its first run's time)"
+        elif t["trace_s"] is None:
+            compiled = f" in {t['compile_s']:.1f} s (estimated)"
+        elif t["read_from_cache"]:
+            compiled = (
+                f" in {t['compile_s']:.1f} s (tracing {t['trace_s']:.1f} s; XLA's part read "
+                "from JAX's cache)"
             )
-            + f"; run {runs} s per seed ({t['agent_steps_per_s']:.3g} agent-steps/s)"
+        else:
+            compiled = f" in {t['compile_s']:.1f} s (tracing {t['trace_s']:.1f} s)"
+        rate = t["agent_steps_per_s"]
+        print(
+            f"{' + '.join(t['methods'])}: compiled once{compiled}; run {runs} s per seed"
+            + ("" if rate is None else f" ({rate:.3g} agent-steps/s)")
         )
-    compile_total = sum(t["compile_s"] for t in timing)
+    compile_total = sum(t["compile_s"] or 0.0 for t in timing)
+    in_segments = any(t["compile_s"] is None for t in timing)
     print(
-        f"wall time {wall_s:.1f} s, of which compilation {compile_total:.1f} s; "
-        f"peak memory (RSS) {format_bytes(peak_rss_bytes())}"
+        "wall time {:.1f} s, of which compilation {}; peak memory (RSS) {}".format(
+            wall_s,
+            "in the first segments" if in_segments else f"{compile_total:.1f} s",
+            format_bytes(peak_rss_bytes()),
+        )
     )

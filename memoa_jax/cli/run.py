@@ -9,7 +9,7 @@ from typing import Any
 from ..data._checks import describe_stretches
 from . import _distributed
 from ._build import build, preset_name
-from ._errors import UsageError, is_runtime_failure, runtime_failure
+from ._errors import Failure, UsageError, is_runtime_failure, runtime_failure
 from ._options import add_device_options, add_model_options, add_state_options, count_type
 from ._outputs import (
     check_out_dir,
@@ -19,6 +19,7 @@ from ._outputs import (
     save_figure,
     stamp,
     strict_json,
+    write_json,
     write_text,
 )
 from ._resources import check_population_share, peak_rss_bytes
@@ -67,6 +68,23 @@ def add_parser(sub, formatter):
         "lag-(T+1) persistence and the per-seed detail (worst agent, diverged agents)",
     )
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    g = r.add_argument_group("checkpoints (a long run stopped and continued)")
+    g.add_argument(
+        "--checkpoint-every",
+        type=count_type("--checkpoint-every"),
+        metavar="K",
+        help="save the loop's carry every K steps (and at each run's end) in "
+        "<out>/checkpoint, each process its own shards; the run then goes in segments of "
+        "one compiled program, to the same results",
+    )
+    g.add_argument(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help="continue the run whose checkpoint folder is DIR (e.g. <out>/checkpoint), "
+        "given the same options: finished seeds are read back, the seed in progress goes "
+        "on from its last checkpoint; writes to DIR's parent unless --out is given",
+    )
     r.set_defaults(func=main)
 
 
@@ -79,7 +97,12 @@ def main(args) -> int:
 
     wall0 = time.perf_counter()
     _distributed.start(args)  # --distributed: first, so that every check below is shared
-    built = _distributed.agree(args, lambda: build(args, comparators=True), lambda b: b.data)
+
+    def prepare():
+        _check_checkpoint_options(args)
+        return build(args, comparators=True)
+
+    built = _distributed.agree(args, prepare, lambda b: b.data)
     data, sims, hp, names = built.data, built.sims, built.hp, built.names
     n_agents = args.n_agents
     mesh = _distributed.agent_mesh(args)
@@ -87,12 +110,26 @@ def main(args) -> int:
         check_population_share(args, sims)
     out = args.out
     if out is None:
-        out = default_out("run", data.name, f"N{n_agents}", stamp())
+        out = (
+            args.resume.parent
+            if args.resume
+            else default_out("run", data.name, f"N{n_agents}", stamp())
+        )
+    # --resume: K as saved, unless given again; the checkpoint's configuration checked here
+    every = args.checkpoint_every
+    if args.resume is not None:
+        every = _distributed.on_process_0(args, lambda: _check_resume(args, data))
+        every = args.checkpoint_every or every
+    folder = args.resume if args.resume is not None else out / "checkpoint"
 
     def check_out():  # (--distributed: process 0's folder; it alone writes)
         check_out_dir(out)
-        if out.exists() and any(out.iterdir()):
+        resuming_here = args.resume is not None and out.resolve() == args.resume.resolve().parent
+        if out.exists() and any(out.iterdir()) and not resuming_here:
             raise UsageError(f"output folder {str(out)!r} exists and is not empty")
+        if every is not None and args.resume is None:  # what a resumed run must match
+            make_out_dir(folder)
+            write_json(folder / RUN_RECORD, _run_record(args, data, every))
 
     _distributed.on_process_0(args, check_out)
     n_steps = data.n_rows - 1
@@ -136,6 +173,9 @@ def main(args) -> int:
     print(f"  compilation cache: {cache if cache else 'off'}")
     for line in describe_stretches(data.y):
         print(f"  note: {line}")
+    if every is not None:
+        what = "resumed from" if args.resume is not None else "saved in"
+        print(f"  checkpoints: every {every} steps, {what} {folder}")
 
     x, y = jax.numpy.asarray(data.x), jax.numpy.asarray(data.y)
     game = built.fedmoe_game
@@ -148,8 +188,9 @@ def main(args) -> int:
     # callback (its runtime checks come back in the result's status, raised below), so JAX
     # keeps it in its persistent compilation cache, where a second identical run finds it
     # (after tracing and lowering the loop again: JAX keys its cache by the lowered program).
+    # With checkpoints: the loop in segments (`mj.Run`), compiled on its first segment.
     compiled, compile_s, trace_s, from_cache = [], [], [], []
-    for sim in sims:
+    for sim in sims if every is None else ():
         label = "+".join(m.name for m in sim.methods)
         bar.set_description(f"compiling {label}")
         if not args.no_progress:  # the bar stands at 0 meanwhile: say why, and that it is once
@@ -161,28 +202,42 @@ def main(args) -> int:
         compile_s.append(seconds)
         trace_s.append(tracing)
         from_cache.append(hit)
+    if every is not None:
+        compile_s = trace_s = from_cache = [None] * len(sims)
     bar.reset(total=total)  # the rate and ETA count from here, not from the compilation
     bar.set_description("running")
 
     # RUN: every seed, every simulation on the same data and key; results merged
     results = {n: [] for n in names}
     run_s = [[] for _ in sims]
+    steps_run = [[] for _ in sims]  # this command's steps per seed (fewer when resumed)
     game_s = []  # fedmoe_game: seconds per seed (its first includes its compilation)
     for s in range(args.seed, args.seed + args.seeds):
         for i, sim in enumerate(sims):
             label = "+".join(m.name for m in sim.methods)
             bar.set_description(f"seed {s}: {label}")
             try:
-                t0 = time.perf_counter()
-                res = jax.block_until_ready(compiled[i](sim, x, y, jax.random.key(s)))
-                run_s[i].append(time.perf_counter() - t0)
+                if every is None:
+                    t0 = time.perf_counter()
+                    res = jax.block_until_ready(compiled[i](sim, x, y, jax.random.key(s)))
+                    run_s[i].append(time.perf_counter() - t0)
+                    steps_run[i].append(n_steps)
+                    bar.update(n_steps)
+                else:
+                    run = mj.Run(sim, x, y, key=jax.random.key(s), mesh=mesh)
+                    unit = folder / f"seed-{s}" / label
+                    res, seconds, ran = _run_in_segments(run, unit, every, args.resume, bar)
+                    if ran < n_steps:  # (resumed)
+                        at = "finished, read back" if ran == 0 else f"at step {n_steps - ran}"
+                        bar.write(f"seed {s}, {label}: resumed {at}")
+                    run_s[i].append(seconds)
+                    steps_run[i].append(ran)
                 res.status.raise_if_failed()  # a failed runtime check: `mj.SimulationError`
             except Exception as e:  # a failed runtime check, out of memory
                 bar.close()
                 if not is_runtime_failure(e):
                     raise
                 raise runtime_failure(e, f"{label.replace('+', ', ')}, seed {s}") from None
-            bar.update(n_steps)
             for name, summary in res.ordered():
                 steps = {f: np.asarray(v) for f, v in res.steps[name]._asdict().items()}
                 results[name].append((summary, steps))
@@ -214,9 +269,9 @@ def main(args) -> int:
             trace_s=tr,
             read_from_cache=d,
             run_s_per_seed=r,
-            agent_steps_per_s=n_agents * n_steps * len(sim.methods) / float(np.mean(r)),
+            agent_steps_per_s=n_agents * sum(k) * len(sim.methods) / sum(r) if sum(r) else None,
         )
-        for sim, c, tr, d, r in zip(sims, compile_s, trace_s, from_cache, run_s)
+        for sim, c, tr, d, r, k in zip(sims, compile_s, trace_s, from_cache, run_s, steps_run)
     ]
     if game is not None:
         timing.append(
@@ -239,6 +294,118 @@ def main(args) -> int:
 
     _distributed.on_process_0(args, report)
     return 0
+
+
+RUN_RECORD = "run.json"  # in a checkpoint folder: the configuration a resumed run must match
+# options that may change between a run and its resumption (and the per-process ones,
+# `_distributed.LOCAL`)
+RESUMABLE = {"--resume", "--checkpoint-every", "--wide"}
+
+
+def _check_checkpoint_options(args) -> None:
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise UsageError(
+            f"--checkpoint-every {args.checkpoint_every}: need a positive number of steps "
+            "between checkpoints"
+        )
+
+
+def _config_items(args, data) -> dict[str, list[str]]:
+    """What a resumed run must share with the checkpointed one, hashed: the versions (the
+    package's source files too), the options and the data (`_distributed.digest_items`)."""
+    items = _distributed.digest_items(args, data)
+    return _distributed._hashed({k: v for k, v in items.items() if k not in RESUMABLE})
+
+
+def _run_record(args, data, every: int) -> dict:
+    import jax
+
+    return dict(
+        format="memoa run checkpoint 1",
+        command=command_line(args),
+        process_count=jax.process_count(),
+        checkpoint_every=every,
+        config=_config_items(args, data),
+    )
+
+
+def _check_resume(args, data) -> int:
+    """`--resume DIR` is a checkpoint folder of this configuration, written by as many
+    processes: its checkpoint interval K. Else one line (`UsageError`) and nothing run."""
+    import json
+
+    import jax
+
+    folder = args.resume
+    where = f"--resume {str(folder)!r}"
+    if not folder.exists():
+        raise UsageError(f"{where}: no such folder")
+    if not folder.is_dir():
+        raise UsageError(f"{where} is a file, not a checkpoint folder")
+    try:
+        saved = json.loads((folder / RUN_RECORD).read_text())
+        config, count, every = saved["config"], saved["process_count"], saved["checkpoint_every"]
+    except FileNotFoundError:
+        raise UsageError(
+            f"{where} is not a checkpoint folder of memoa run (no {RUN_RECORD} in it; "
+            "`memoa run --checkpoint-every K` writes <out>/checkpoint)"
+        ) from None
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise UsageError(f"{where}: cannot read its {RUN_RECORD}: {e}") from None
+    if count != jax.process_count():
+        raise UsageError(
+            f"{where} was written by {count} process(es); this run has "
+            f"{jax.process_count()} (resume with as many processes)"
+        )
+    mine = _config_items(args, data)
+    for k in [*config, *(k for k in mine if k not in config)]:
+        a, b = config.get(k), mine.get(k)
+        if a is None or b is None or a[0] != b[0]:
+            show = lambda v: "(absent)" if v is None else v[1]  # noqa: E731
+            raise UsageError(
+                f"{where} is of another configuration: {k} {show(a)} there, {show(b)} here "
+                f"(it was: {saved.get('command', '?')}); nothing was run"
+            )
+    return int(every)
+
+
+def _run_in_segments(run, unit, every: int, resume, bar):
+    """One seed of one simulation as `run`'s segments, its carry saved in the checkpoint
+    folder `unit` every `every` steps and at the end; from its last checkpoint there when
+    resuming. Returns the `SimResult` (checks not raised) and the seconds in segments
+    and the steps run in them."""
+    import jax
+
+    from ..checkpoint import CheckpointError, checkpoint_step, load_checkpoint, save_checkpoint
+
+    n_steps = run.n_steps
+    carry = None
+    if resume is not None and checkpoint_step(unit) is not None:
+        try:
+            carry = load_checkpoint(unit, run)
+        except CheckpointError as e:
+            raise UsageError(f"--resume: {e}") from None
+    carry = run.init() if carry is None else carry
+    t = first = int(carry.t)
+    seconds = 0.0
+    bar.update(t)
+    # finer segments for the bar (one compiled program for all), with or without it: every
+    # process of a --distributed run must run the same segments (their collectives)
+    fine = -(-n_steps // 64)
+    ends = set(range(every, n_steps, every)) | set(range(fine, n_steps, fine)) | {n_steps}
+    for stop in sorted(e for e in ends if e > t):
+        t0 = time.perf_counter()
+        carry = jax.block_until_ready(run.segment(carry, stop))
+        seconds += time.perf_counter() - t0
+        carry.status.raise_if_failed()
+        bar.update(stop - t)
+        t = stop
+        if stop % every == 0 or stop == n_steps:
+            try:
+                save_checkpoint(unit, run, carry)
+            except OSError as e:
+                raise Failure(f"cannot write a checkpoint in {unit}: {e}") from None
+    return run.finish(carry, throw=False), seconds, n_steps - first
 
 
 def _persistence(mj, y, sims, hp, fedmoe_game: bool, season: int = 0) -> dict:
