@@ -315,7 +315,8 @@ def checkpoint_folder(tmp_path_factory):
     """A checkpoint folder of a 1-seed run (K = 5): its `run.json`, what `--resume` checks
     before anything runs (written as `memoa run` writes it, without running)."""
     from memoa_jax.cli import _parser
-    from memoa_jax.cli._common import build, write_json
+    from memoa_jax.cli._build import build
+    from memoa_jax.cli._outputs import write_json
     from memoa_jax.cli.run import RUN_RECORD, _run_record
 
     folder = tmp_path_factory.mktemp("ckpt") / "o" / "checkpoint"
