@@ -35,6 +35,7 @@ import sys, time
 sys.path.insert(0, sys.argv[1])
 import jax, jax.numpy as jnp
 import memoa_jax as mj
+assert mj.__file__.startswith(sys.argv[1]), (mj.__file__, sys.argv[1])
 from memoa_jax.data import load_dataset
 n, steps, bs, state = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 bs = None if bs == "none" else int(bs)
@@ -85,60 +86,22 @@ class Worker:
         self.proc.wait()
 
 
-def draw_rate(n: int = 2**22, chunk: int = 2**14, repeat: int = 3) -> float:
-    """Hashes (each with one erf⁻¹: one float32 normal) per second of the project's own
-    counter-based draw kernel, `n` agents × 5 normals in chunks of `chunk` agents."""
-    import jax
-    import jax.numpy as jnp
-    from jax import lax
-
-    from memoa_jax._random import agent_normals
-
-    keys = jnp.stack([jnp.arange(n, dtype=jnp.uint32), jnp.full((n,), 7, jnp.uint32)])
-
-    @jax.jit
-    def kernel(keys):
-        def body(i, acc):
-            k = lax.dynamic_slice_in_dim(keys, i * chunk, chunk, axis=1)
-            return acc + jnp.sum(agent_normals(k, 3, 5))
-
-        return lax.fori_loop(0, n // chunk, body, jnp.zeros((), jnp.float32))
-
-    jax.block_until_ready(kernel(keys))
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        jax.block_until_ready(kernel(keys))
-        best = min(best, time.perf_counter() - t0)
-    return 5 * n / best
-
-
 def counts(n: int, batch_size) -> dict:
+    """The step's draws and XLA figures (`memoa_jax.bench.lean_step_figures`) and the
+    carried bytes, for MEMOA alone as the workers run it."""
     import jax.numpy as jnp
 
     import memoa_jax as mj
-    from memoa_jax._counts import step_costs, step_draw_counts
+    from memoa_jax.bench import lean_step_figures
 
     cost = mj.CostParams(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
     enc = mj.RFNEncoder(d=1, d_x=1, p=5, sigma=0.1)
     memoa = mj.default_methods(cost, window=3, ridge_window=3)[:1]
-
-    def sim(bs):
-        return mj.Simulation(
-            n, enc, memoa, mj.RidgeMixture(), cost, "h2", dtype=jnp.float32, state="lean",
-            batch_size=bs,
-        )  # fmt: skip
-
-    draws = step_draw_counts(sim(batch_size))
-    xla = step_costs(sim(None))  # unchunked: XLA's cost analysis counts a loop body once
-    return dict(
-        hashes_per_agent_step=draws.hashes,
-        normals_per_agent_step=draws.normals,
-        xla_bytes_accessed_per_agent_step=xla["bytes_accessed"],
-        xla_flops_per_agent_step=xla["flops"],
-        xla_buffer_bytes_per_agent=xla["buffer_bytes"],
-        carried_bytes_per_agent=mj.carry_bytes_per_agent(sim(batch_size)),
-    )
+    sim = mj.Simulation(
+        n, enc, memoa, mj.RidgeMixture(), cost, "h2", dtype=jnp.float32, state="lean",
+        batch_size=batch_size,
+    )  # fmt: skip
+    return lean_step_figures(sim) | dict(carried_bytes_per_agent=mj.carry_bytes_per_agent(sim))
 
 
 def main(argv=None):
@@ -155,6 +118,8 @@ def main(argv=None):
     for item in args.points.split(","):
         n, bs = item.split(":")
         points.append((int(float(n)), None if bs == "none" else int(float(bs))))
+    from memoa_jax.bench import draw_rate
+
     load_before = os.getloadavg()
     rate = draw_rate()
     print(f"draw rate of this machine: {rate:.3g} hashes (+ erf⁻¹) per second", flush=True)

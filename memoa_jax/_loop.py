@@ -686,7 +686,7 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
             z = dict(zip(offsets, zs))
             outs = {n: passes[n].rows(yh, z) for n, yh in zip(names, yhats)}
             now = masked(z[0].astype(sdt), w)
-            sums = {
+            sums: dict[str, Any] = {
                 "zbar": jnp.sum(now, -1),
                 "zz": jnp.einsum("akn,bln->akbl", now, z[-1].astype(sdt)),
             }

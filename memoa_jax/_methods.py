@@ -495,15 +495,16 @@ class MeanFieldGame(AbstractMethod):
         `E[Z₁ ⊗ Z₀]`. Equal to the mean of `replay`'s states to round-off (tested)."""
         T, R = self.window, ctx.ring_size
         assert ctx.zbar is not None and ctx.zz is not None and T <= self.ONE_PASS_UP_TO
-        zbar = lambda s: ctx.zbar[jnp.mod(ctx.t - T + s, R)]
-        ybar = [y0]
-        if T >= 2:
-            b0 = K[0] @ y0 + L[0] @ y0 + g[0]
-            ybar.append(y0 + zbar(0) @ b0)
-        if T >= 3:
+        zbar, zz = ctx.zbar, ctx.zz
+        at = lambda s: jnp.mod(ctx.t - T + s, R)  # the ring slot of the window's step s
+        if T == 1:
+            return [y0]
+        b0 = K[0] @ y0 + L[0] @ y0 + g[0]
+        ybar = [y0, y0 + zbar[at(0)] @ b0]
+        if T == 3:
             a1 = K[1] @ y0 + L[1] @ ybar[1] + g[1]
-            cross = ctx.zz[jnp.mod(ctx.t - T + 1, R)]  # E[Z_{t−T+1} ⊗ Z_{t−T}]
-            ybar.append(ybar[1] + zbar(1) @ a1 + jnp.einsum("akbl,kb,l->a", cross, K[1], b0))
+            cross = jnp.einsum("akbl,kb,l->a", zz[at(1)], K[1], b0)  # E[Z₁ K₁ Z₀ b₀]
+            ybar.append(ybar[1] + zbar[at(1)] @ a1 + cross)
         return ybar
 
     def one_pass(self, ctx, state):

@@ -38,6 +38,8 @@ from ._problem import policy_inputs as policy_inputs
 from ._problem import policy_step as policy_step
 from ._timing import best_time as best_time
 from ._timing import copy_bandwidth as copy_bandwidth
+from ._timing import draw_rate as draw_rate
+from ._timing import lean_step_figures as lean_step_figures
 from ._timing import mark_overhead as mark_overhead
 from ._timing import measure_loops as measure_loops
 from ._timing import measure_policy as measure_policy

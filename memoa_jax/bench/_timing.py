@@ -57,6 +57,51 @@ def copy_bandwidth(mib: int, repeat: int = 5) -> dict:
     )
 
 
+def draw_rate(n: int = 2**22, chunk: int = 2**14, repeat: int = 3) -> float:
+    """This machine's draw rate: Threefry hashes per second, each with one erf⁻¹ (one
+    float32 normal), of the loop's own counter-based draw (`_random.agent_normals`, 5
+    normals per agent as a step's features) over `n` agents in chunks of `chunk`: the
+    ceiling of a loop bound by its draws."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    from .._random import agent_normals
+
+    keys = jnp.stack([jnp.arange(n, dtype=jnp.uint32), jnp.full((n,), 7, jnp.uint32)])
+
+    @jax.jit
+    def kernel(keys, t):
+        def body(i, acc):
+            k = lax.dynamic_slice_in_dim(keys, i * chunk, chunk, axis=1)
+            return acc + jnp.sum(agent_normals(k, t, P))
+
+        return lax.fori_loop(0, n // chunk, body, jnp.zeros((), jnp.float32))
+
+    jax.block_until_ready(kernel(keys, 3))
+    return P * n / best_time(lambda: jax.block_until_ready(kernel(keys, 3)), repeat)
+
+
+def lean_step_figures(sim) -> dict[str, float]:
+    """What one steady-state step of a lean loop costs per agent, without running it: the
+    Threefry hashes and normals counted from its jaxpr (`_counts.step_draw_counts`) and
+    XLA's bytes accessed, flops and temporary buffers of the step compiled alone and
+    unchunked (XLA's cost analysis counts a loop body once: `_counts.step_costs`)."""
+    import dataclasses
+
+    from .._counts import step_costs, step_draw_counts
+
+    draws = step_draw_counts(sim)
+    xla = step_costs(dataclasses.replace(sim, batch_size=None))
+    return dict(
+        hashes_per_agent_step=draws.hashes,
+        normals_per_agent_step=draws.normals,
+        xla_bytes_accessed_per_agent_step=xla["bytes_accessed"],
+        xla_flops_per_agent_step=xla["flops"],
+        xla_buffer_bytes_per_agent=xla["buffer_bytes"],
+    )
+
+
 def time_loop(n, x, y, dtype, repeat, kernels="tuned", state="stored"):
     """The full loop at `n` agents: tracing and lowering, XLA's compilation and the best of
     `repeat` runs timed apart, the StableHLO size, the carry's bytes per agent and XLA's
@@ -90,6 +135,7 @@ def time_loop(n, x, y, dtype, repeat, kernels="tuned", state="stored"):
         carried_bytes_per_agent=carry_bytes_per_agent(sim),
         memoa_worst_rmse=float(res.summary["memoa"].worst_rmse),
         carry_bytes_per_agent_step=carry_bytes_per_agent(sim),  # the floor: read once
+        **(lean_step_figures(sim) if state == "lean" else {}),
     )
 
 
@@ -282,11 +328,24 @@ def measure_policy(n, dtype, repeat, numpy_max, python_max, bandwidth: float) ->
 
 
 def measure_loops(
-    point: dict, x, y, xn, yn, dtype, repeat, *, kernels, states, numpy_max, bandwidth: float
+    point: dict,
+    x,
+    y,
+    xn,
+    yn,
+    dtype,
+    repeat,
+    *,
+    kernels,
+    states,
+    numpy_max,
+    bandwidth: float,
+    rate: float | None = None,
 ) -> dict:
     """The full loop at `point["n_agents"]` agents in each of `states` ("stored", "lean"),
     with its rates and fraction of the roofline (the carry read once per step over
-    `bandwidth` bytes/s), into `point` as each is done (`loop`, then `loop_lean`): a
+    `bandwidth` bytes/s; a lean loop's hashes per second also over the machine's draw
+    `rate`, `draw_rate`), into `point` as each is done (`loop`, then `loop_lean`): a
     failure part way keeps what was measured. Up to `numpy_max` agents the first state is
     also timed against the NumPy loop on `xn`, `yn`."""
     n, steps = point["n_agents"], x.shape[0] - 1
@@ -296,6 +355,9 @@ def measure_loops(
         loop["agent_steps_per_s"] = n * steps / loop["run_s"]
         per_step = loop["carry_bytes_per_agent_step"] * n * steps
         loop["roofline_fraction"] = per_step / bandwidth / loop["run_s"]
+        if rate and "hashes_per_agent_step" in loop:  # hashes/s against the machine's rate
+            hashes_per_s = loop["agent_steps_per_s"] * loop["hashes_per_agent_step"]
+            loop["draw_rate_share"] = hashes_per_s / rate
         point["loop" if state == states[0] else f"loop_{state}"] = loop
     loop = point["loop"]
     if n <= numpy_max:

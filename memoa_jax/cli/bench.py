@@ -199,8 +199,13 @@ def main(args) -> int:
         f"JAX {bw['jax_bytes_per_s'] / 1e9:.2f} GB/s, NumPy {bw['numpy_bytes_per_s'] / 1e9:.2f}"
         f" GB/s -> roofline {bw['bytes_per_s'] / 1e9:.2f} GB/s"
     )
+    rate = None
+    if args.state in ("lean", "both"):  # what a loop bound by its draws can reach here
+        rate = bench.draw_rate()
+        print(f"draw rate (Threefry hash + erf⁻¹, chunks of 2¹⁴ agents): {rate:.3g}/s")
     record: dict[str, Any] = dict(
         command=command_line(args),
+        draw_rate_hashes_per_s=rate,
         device=str(dev),
         platform=dev.platform,
         device_kind=getattr(dev, "device_kind", ""),
@@ -250,6 +255,7 @@ def main(args) -> int:
                     states=("stored", "lean") if args.state == "both" else (args.state,),
                     numpy_max=args.numpy_max,
                     bandwidth=roofline,
+                    rate=rate,
                 )
         except Exception as e:  # out of memory at the largest sizes: record it, go on
             if not out_of_memory(e):
@@ -342,6 +348,27 @@ def _print_tables(record):
             ],
             rows,
         )
+    lean = [(p["n_agents"], p["loop_lean"]) for p in pts if "loop_lean" in p]
+    lean += [(p["n_agents"], p["loop"]) for p in pts if p.get("loop", {}).get("state") == "lean"]
+    if any("hashes_per_agent_step" in lp for _, lp in lean):
+        print("\nlean loop, per agent-step (one step: draws from its jaxpr, bytes from XLA):")
+        print_table(
+            ["N", "hashes", "normals", "XLA bytes", "XLA flops", "buffers B/agent",
+             "carried B/agent", "of draw rate"],
+            [
+                [
+                    f"{n:.0e}",
+                    _g(lp, "hashes_per_agent_step", "{:.1f}"),
+                    _g(lp, "normals_per_agent_step", "{:.1f}"),
+                    _g(lp, "xla_bytes_accessed_per_agent_step", "{:.0f}"),
+                    _g(lp, "xla_flops_per_agent_step", "{:.0f}"),
+                    _g(lp, "xla_buffer_bytes_per_agent", "{:.0f}"),
+                    _g(lp, "carried_bytes_per_agent", "{:.0f}"),
+                    _g(lp, "draw_rate_share", "{:.0%}"),
+                ]
+                for n, lp in lean
+            ],
+        )  # fmt: skip
     print("\nbare policy step, agent-steps/s:")
     rows = [
         [
