@@ -28,3 +28,12 @@ def assert_same_result(a, b, *, rtol: float, atol: float):
                 atol=atol,
                 err_msg=f"{name} {key}",
             )
+
+
+def assert_same_bits(a, b) -> None:
+    """Every leaf of two pytrees equal bit for bit (NaN where NaN), naming the first that
+    differs by its path."""
+    la, lb = jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    for (path, u), v in zip(la, lb):
+        assert np.array_equal(u, v, equal_nan=True), jax.tree_util.keystr(path)

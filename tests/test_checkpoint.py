@@ -22,8 +22,8 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
+from helpers import assert_same_bits
 
 import memoa_jax as mj
 from memoa_jax.checkpoint import (
@@ -58,13 +58,6 @@ def logistic():
     return jnp.asarray(data.x), jnp.asarray(data.y)
 
 
-def _same_bits(a, b) -> None:
-    la, lb = jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    for (path, u), v in zip(la, lb):
-        assert np.array_equal(u, v, equal_nan=True), jax.tree_util.keystr(path)
-
-
 # THE API
 
 
@@ -90,9 +83,9 @@ def test_saved_loaded_and_continued_equals_one_run(tmp_path, logistic, getkey, s
 
     loaded = load_checkpoint(folder, run)
     assert int(loaded.t) == 8
-    _same_bits(loaded, carry)
+    assert_same_bits(loaded, carry)
     result = run.finish(run.segment(loaded, run.n_steps))
-    _same_bits(result, run.finish(run.segment(run.init(), run.n_steps)))
+    assert_same_bits(result, run.finish(run.segment(run.init(), run.n_steps)))
 
 
 def test_load_refuses_another_run_or_no_checkpoint(tmp_path, logistic, getkey):

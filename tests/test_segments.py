@@ -4,8 +4,8 @@ a `Status` (no host callback): the same bits as one scan, the same messages as b
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
+from helpers import assert_same_bits
 
 import memoa_jax as mj
 from memoa_jax.data import load_dataset
@@ -29,13 +29,6 @@ def logistic():
     return jnp.asarray(data.x), jnp.asarray(data.y)
 
 
-def _same_bits(a, b) -> None:
-    la, lb = jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    for (path, u), v in zip(la, lb):
-        assert np.array_equal(u, v, equal_nan=True), jax.tree_util.keystr(path)
-
-
 @pytest.mark.parametrize(
     "state", ["stored", pytest.param("lean", marks=pytest.mark.slow)]
 )  # (lean: a warm-up program and a second one after it; minutes of compilation here)
@@ -51,14 +44,14 @@ def test_segments_equal_one_scan_bit_for_bit(logistic, getkey, state):
     eager = mj.simulate(sim, x, y, key=key, progress=meter)
     assert seen == list(range(n_steps))  # every step, reported between segments
     scanned = jax.jit(lambda k: mj.simulate(sim, x, y, key=k, throw=False))(key)
-    _same_bits(eager, scanned)
+    assert_same_bits(eager, scanned)
 
     run = mj.Run(sim, x, y, key=key)
     carry = run.init()
     for stop in (2, 2, 3, 8, n_steps):  # across the lean warm-up (3 steps)
         carry = run.segment(carry, stop)
         assert int(carry.t) == stop
-    _same_bits(run.finish(carry), scanned)
+    assert_same_bits(run.finish(carry), scanned)
     with pytest.raises(ValueError, match="stop=0"):
         run.segment(run.init(), 0)
 
