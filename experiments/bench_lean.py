@@ -13,7 +13,11 @@ Per point it prints and saves:
   hashes (each with one erf⁻¹) per second of a bare chunked draw kernel timed in the same
   run.
 
-    python experiments/bench_lean.py --baseline ../wt-base --out figures/bench_lean
+    git worktree add ../wt-base 9a75742   # the commit before the one pass
+    python experiments/bench_lean.py --baseline ../wt-base --out figures/bench_lean \
+        --points 1e6:none,1e6:65536,1e7:65536,1e7:1048576 --steps 10 --repeat 3
+    python experiments/bench_lean.py --baseline ../wt-base --out figures/bench_lean \
+        --state stored --points 1e6:none,1e6:65536 --steps 10 --repeat 3
 
 Timings are from the machine as it is: the load average is saved with them.
 """
@@ -113,6 +117,7 @@ def main(argv=None):
     ap.add_argument("--state", default="lean", choices=("lean", "stored"))
     ap.add_argument("--baseline", type=Path, help="an older checkout to time beside this one")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / f"bench_lean-{int(time.time())}")
+    ap.add_argument("--name", help="the JSON file's stem (default bench_<state>)")
     args = ap.parse_args(argv)
     points = []
     for item in args.points.split(","):
@@ -155,8 +160,9 @@ def main(argv=None):
         points=rows,
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_lean.json").write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {args.out / 'bench_lean.json'}")
+    path = args.out / f"{args.name or 'bench_' + args.state}.json"
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ _HASH_JITS = ("_threefry2x32", "threefry2x32")
 
 
 def _count(jaxpr, counts: dict) -> None:
+    """Adds the hashes and normals of `jaxpr` (recursively, see the module) to `counts`."""
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
         if name in ("pjit", "jit") and eqn.params.get("name") in _HASH_JITS:
@@ -68,6 +69,7 @@ def _count(jaxpr, counts: dict) -> None:
 
 
 def _sub_jaxprs(params) -> list:
+    """The jaxprs an equation's parameters hold (a nested jit's, a custom rule's)."""
     out = []
     for v in params.values():
         vs = v if isinstance(v, (tuple, list)) else (v,)
