@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from ._methods import LocalRidge as LocalRidge
     from ._methods import MeanFieldGame as MeanFieldGame
     from ._methods import MethodState as MethodState
+    from ._methods import OnePass as OnePass
     from ._methods import StepContext as StepContext
     from ._methods import default_methods as default_methods
     from ._metrics import DIVERGED_FACTOR as DIVERGED_FACTOR
