@@ -31,6 +31,7 @@ LAYERS = (
         "memoa_jax._sharding",
         "memoa_jax._scan",
         "memoa_jax._loop",
+        "memoa_jax._counts",
         "memoa_jax._online_gradient",
         "memoa_jax._sweep",
     ),

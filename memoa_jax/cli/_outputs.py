@@ -81,11 +81,13 @@ def make_out_dir(out: Path, option: str = "--out") -> Path:
     folders it creates are noted in `CREATED`."""
     check_out_dir(out, option)
     missing = [f for f in (out, *out.parents) if not f.exists()]
+    # noted before they exist: a Ctrl-C between the two steps must not leave one behind
+    # (`remove_empty_outputs` passes over a folder that is not there)
+    CREATED.extend(missing)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise Failure(f"{option} {str(out)!r}: cannot create the folder ({cause(e)})") from None
-    CREATED.extend(missing)
     return out
 
 
