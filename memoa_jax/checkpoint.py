@@ -74,22 +74,26 @@ def save_checkpoint(folder: "str | os.PathLike[str]", run: Run, carry: SimCarry)
     p = jax.process_index()
     if _from_process_0(lambda: (step_dir / MANIFEST).is_file()):
         return step_dir
-    step_dir.mkdir(parents=True, exist_ok=True)
-    _remove_temporary(step_dir, p)
-    tmp = Path(tempfile.mkdtemp(prefix=f".process-{p}.", suffix=".tmp", dir=step_dir))
+    problem = None
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # (mkdtemp makes it 0700 whatever the umask)
-        leaves = _write_shards(tmp, carry)
-        _fsync_dir(tmp)
-        part = step_dir / f"process-{p}"
-        if part.exists():  # an unfinished save of this step, before a kill (no manifest)
-            shutil.rmtree(part)
-        os.replace(tmp, part)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _fsync_dir(step_dir)
-    _barrier(f"memoa_jax checkpoint: shards of step {t}")
+        step_dir.mkdir(parents=True, exist_ok=True)
+        _remove_temporary(step_dir, p)
+        tmp = Path(tempfile.mkdtemp(prefix=f".process-{p}.", suffix=".tmp", dir=step_dir))
+        try:
+            os.chmod(tmp, 0o777 & ~_umask())  # (mkdtemp makes it 0700 whatever the umask)
+            leaves = _write_shards(tmp, carry)
+            _fsync_dir(tmp)
+            part = step_dir / f"process-{p}"
+            if part.exists():  # an unfinished save of this step, before a kill (no manifest)
+                shutil.rmtree(part)
+            os.replace(tmp, part)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_dir(step_dir)
+    except OSError as e:
+        problem, leaves = e, []
+    _barrier(f"memoa_jax checkpoint: shards of step {t}", problem)
     if p == 0:
         manifest = dict(
             format=FORMAT,
@@ -102,9 +106,12 @@ def save_checkpoint(folder: "str | os.PathLike[str]", run: Run, carry: SimCarry)
             jax=jax.__version__,
         )
         text = json.dumps(manifest, indent=1).encode()
-        write_atomic(step_dir / MANIFEST, lambda f: f.write(text))
-        _fsync_dir(step_dir)
-    _barrier(f"memoa_jax checkpoint: manifest of step {t}")
+        try:
+            write_atomic(step_dir / MANIFEST, lambda f: f.write(text))
+            _fsync_dir(step_dir)
+        except OSError as e:
+            problem = e
+    _barrier(f"memoa_jax checkpoint: manifest of step {t}", problem)
     _remove_older(folder, t, p)
     return step_dir
 
@@ -291,17 +298,22 @@ def _steps(folder: Path) -> list[tuple[int, Path]]:
 
 def _remove_older(folder: Path, t: int, p: int) -> None:
     """The steps before `t`: their manifest first (process 0: never chosen again), then
-    this process's files, then the step's folder once empty."""
+    this process's files, then the step's folder once empty.
+
+    Best effort, and never an error: the step `t` is complete by now, and the other
+    processes remove their own files and the same folders at the same moment (a folder
+    listed here can be gone an instant later: `Path.glob` then raises FileNotFoundError).
+    What cannot be removed stays, unused: a step without its manifest is never loaded."""
     for s, d in _steps(folder):
         if s >= t:
             continue
-        if p == 0:
-            (d / MANIFEST).unlink(missing_ok=True)
-        shutil.rmtree(d / f"process-{p}", ignore_errors=True)
-        _remove_temporary(d, p)
         try:
+            if p == 0:
+                (d / MANIFEST).unlink(missing_ok=True)
+            shutil.rmtree(d / f"process-{p}", ignore_errors=True)
+            _remove_temporary(d, p)
             d.rmdir()
-        except OSError:  # another process's files, not yet removed
+        except OSError:  # gone already, or another process's files not yet removed
             pass
 
 
@@ -414,11 +426,23 @@ def _read_shards(part: Path, records: list[dict], mesh: jax.sharding.Mesh | None
 # MANY PROCESSES
 
 
-def _barrier(name: str) -> None:
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
+def _barrier(name: str, problem: OSError | None = None) -> None:
+    """Waits until every process is here. When any process brings a `problem` (a failed
+    write), every process raises it (as `OSError`, the first process's, named), so that
+    none is left waiting alone at the next collective; processes that reach different
+    barriers (out of step) raise `CheckpointError` instead of going on."""
+    if jax.process_count() == 1:
+        if problem is not None:
+            raise problem
+        return
+    text = None if problem is None else str(problem)
+    every = [json.loads(b) for b in _allgather(json.dumps([name, text]).encode())]
+    names = {n for n, _ in every}
+    if len(names) > 1:
+        raise CheckpointError(f"processes out of step at a checkpoint: {sorted(names)}")
+    first = next(((q, e) for q, (_, e) in enumerate(every) if e is not None), None)
+    if first is not None:
+        raise OSError(f"process {first[0]}: {first[1]}")
 
 
 def _allgather(payload: bytes) -> list[bytes]:

@@ -88,6 +88,32 @@ def test_saved_loaded_and_continued_equals_one_run(tmp_path, logistic, getkey, s
     assert_same_bits(result, run.finish(run.segment(run.init(), run.n_steps)))
 
 
+def test_removing_the_older_steps_never_fails_a_save(tmp_path, logistic, getkey, monkeypatch):
+    """Removing the steps before a complete save is best effort: under many processes the
+    others remove the same folders at the same moment, and a folder gone in the middle of
+    a scan (`Path.glob`'s FileNotFoundError, seen in a two-process run, which then stopped
+    one process alone and left the other waiting) fails neither the save nor the process."""
+    from memoa_jax import checkpoint
+
+    sim, x, y = _sim(), *logistic
+    run = mj.Run(sim, x, y, key=getkey())
+    folder = tmp_path / "ckpt"
+    carry = run.segment(run.init(), 3)
+    save_checkpoint(folder, run, carry)
+    remove_temporary = checkpoint._remove_temporary
+
+    def gone(step_dir, p):
+        if step_dir.name == "step-000000000003":  # removed by "another process" meanwhile
+            raise FileNotFoundError(2, "No such file or directory", str(step_dir))
+        remove_temporary(step_dir, p)
+
+    monkeypatch.setattr(checkpoint, "_remove_temporary", gone)
+    carry = run.segment(carry, 5)
+    save_checkpoint(folder, run, carry)
+    assert checkpoint_step(folder) == 5
+    assert_same_bits(load_checkpoint(folder, run), carry)
+
+
 def test_load_refuses_another_run_or_no_checkpoint(tmp_path, logistic, getkey):
     """A checkpoint continues only its own run: another key, another population, another
     data, no complete step: `CheckpointError` naming the folder and the difference."""
@@ -191,14 +217,27 @@ DRIVER = textwrap.dedent(
     if kill.startswith("kill-at-"):
         saves, barrier = [0], checkpoint._barrier
 
-        def killing_barrier(name):
+        def killing_barrier(name, problem=None):
             if name.startswith("memoa_jax checkpoint: shards"):
                 saves[0] += 1
                 if saves[0] == int(kill.removeprefix("kill-at-")):
                     os.kill(os.getpid(), signal.SIGKILL)
-            barrier(name)
+            barrier(name, problem)
 
         checkpoint._barrier = killing_barrier
+    if kill == "disk-full-on-1":  # process 1's second save of `full` fails, as on a full disk
+        write, saves = checkpoint._write_shards, [0]
+
+        def full(tmp, carry):
+            import jax
+
+            if "full" in str(tmp) and jax.process_index() == 1:
+                saves[0] += 1
+                if saves[0] == 2:
+                    raise OSError(28, "No space left on device")
+            return write(tmp, carry)
+
+        checkpoint._write_shards = full
     print(json.dumps([main([*cmd, *dist]) for cmd in commands]))
     """
 )
@@ -267,7 +306,9 @@ def test_run_killed_mid_checkpoint_resumes_to_the_same_results(tmp_path):
 def test_two_processes_killed_mid_checkpoint_resume_to_the_same_results(tmp_path):
     """Two processes (`--distributed`, 2 devices each), both SIGKILLed while saving seed
     1's second checkpoint: resumed by two processes, the numbers of an uninterrupted
-    two-process run with checkpoints; resumed by one process, refused (exit 2, one line)."""
+    two-process run with checkpoints; resumed by one process, refused (exit 2, one line).
+    A save that fails on process 1 alone (a full disk) stops both processes with the same
+    line (exit 1), the previous checkpoint kept: neither waits for the other forever."""
     from test_multiprocess import _pair
 
     def pair(commands, kill):
@@ -294,10 +335,17 @@ def test_two_processes_killed_mid_checkpoint_resume_to_the_same_results(tmp_path
     assert "was written by 2 process(es); this run has 1" in one.stderr
     assert sorted(p for p in tmp_path.rglob("*") if "cache" not in p.parts) == before
 
-    then = [[*RUN, "--resume", "o/checkpoint"], [*RUN, "--checkpoint-every", "3", "--out", "ref"]]
-    for rc, out, err in pair(then, "-"):
-        assert rc == 0 and json.loads(out.splitlines()[-1]) == [0, 0], (out, err)
+    then = [
+        [*RUN, "--resume", "o/checkpoint"],
+        [*RUN, "--checkpoint-every", "3", "--out", "ref"],
+        [*RUN, "--checkpoint-every", "3", "--out", "full"],
+    ]
+    for rc, out, err in pair(then, "disk-full-on-1"):
+        assert rc == 0 and json.loads(out.splitlines()[-1]) == [0, 0, 1], (out, err)
+        said = "cannot write a checkpoint in full/checkpoint/seed-0/memoa: process 1: "
+        assert said + "[Errno 28] No space left on device" in err, err
     assert _numbers(tmp_path / "o") == _numbers(tmp_path / "ref")
+    assert checkpoint_step(tmp_path / "full" / "checkpoint" / "seed-0" / "memoa") == 3
 
 
 # BAD INPUT

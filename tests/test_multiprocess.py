@@ -32,10 +32,16 @@ MODEL = ["-n", "10", "--dataset", "logistic", "--rows", "12", "--methods", "memo
 RTOL = 1e-12
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _reserved_port() -> socket.socket:
+    """A socket bound to a free port of 127.0.0.1, to hold until the pair is done: the
+    coordinator binds it too (gRPC sets SO_REUSEPORT, as this socket does), and no other
+    test's `bind(0)` is given it meanwhile. (A port merely found free and closed could go
+    to a pair of another test running beside this one; two coordinators share a port under
+    SO_REUSEPORT, so the two pairs would talk to each other.)"""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind(("127.0.0.1", 0))
+    return s
 
 
 def _env(tmp_path) -> dict:
@@ -53,33 +59,36 @@ def _pair(tmp_path, argv_of, *, code: str | None = None) -> list[tuple[int, str,
     """Runs 2 processes (`argv_of(process_id)` the arguments after `python -m memoa_jax`, or
     after `python -c code`) with `--distributed` on a free port; (exit status, stdout,
     stderr) of each. Kills both and fails when they do not end within `TIMEOUT_S`."""
-    port = _free_port()
-    procs = []
-    for pid in (0, 1):
-        argv = [*argv_of(pid), "--distributed", "--coordinator", f"127.0.0.1:{port}"]
-        argv += ["--num-processes", "2", "--process-id", str(pid)]
-        head = ["-c", code] if code is not None else ["-m", "memoa_jax"]
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, *head, *argv],
-                env=_env(tmp_path),
-                cwd=tmp_path,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
+    with _reserved_port() as reserved:
+        port = reserved.getsockname()[1]
+        procs = []
+        for pid in (0, 1):
+            argv = [*argv_of(pid), "--distributed", "--coordinator", f"127.0.0.1:{port}"]
+            argv += ["--num-processes", "2", "--process-id", str(pid)]
+            head = ["-c", code] if code is not None else ["-m", "memoa_jax"]
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, *head, *argv],
+                    env=_env(tmp_path),
+                    cwd=tmp_path,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
             )
-        )
-    outs = []
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=TIMEOUT_S)
-            outs.append((p.returncode, out, err))
-    except subprocess.TimeoutExpired:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.communicate()
-        pytest.fail(f"the 2 processes did not end within {TIMEOUT_S} s (a deadlock?)")
+        outs = []
+        try:
+            for p in procs:
+                out, err = p.communicate(timeout=TIMEOUT_S)
+                outs.append((p.returncode, out, err))
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            said = [f"process {i}: {_errors(p.communicate()[1])[-3:]}" for i, p in enumerate(procs)]
+            pytest.fail(
+                f"the 2 processes did not end within {TIMEOUT_S} s (a deadlock?); "
+                + "; ".join(said)
+            )
     return outs
 
 
