@@ -41,6 +41,7 @@ def test_run_writes_table_json_and_figure(tmp_path, capsys):
     assert (out / "run.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # (--shard: 4 devices in test_sharding.py, 2 processes in test_multiprocess.py)
 def test_sharded_run_matches_unsharded(tmp_path):
     """`--shard` on the devices at hand (one here; four in `test_sharding.py`)."""
     common = ["run", "--dataset", "logistic", "-n", "6", "--seeds", "1", "--rows", "30"]
@@ -195,7 +196,12 @@ TINY = {
 }
 
 
-@pytest.mark.parametrize("command", sorted(TINY))
+@pytest.mark.parametrize(
+    "command",
+    # `memoa run` in the default run; the others (half a minute each here) share its
+    # `default_out` and `make_out_dir`, and their own tests give `--out`
+    [c if c == "run" else pytest.param(c, marks=pytest.mark.slow) for c in sorted(TINY)],
+)
 def test_default_output_is_under_runs(command, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main([command, *TINY[command], "--no-progress"]) == 0

@@ -54,19 +54,23 @@ def _rel(a, b) -> float:
     return worst
 
 
-@pytest.fixture(scope="module")
-def plain():
-    return _simulate(64, mj.Kernels().without("onepass"))
-
-
-def test_one_pass_equals_plain(plain):
+@pytest.mark.parametrize(
+    "both",
+    # MEMOA alone (T = 3, realized ȳ: both feature statistics) in the default run; with the
+    # T = 2 game on the flow as well (each lean method is a minute of compilation here)
+    [False, pytest.param(True, marks=pytest.mark.slow)],
+    ids=["memoa", "memoa+flow2"],
+)
+def test_one_pass_equals_plain(both):
     """One pass (in chunks of 24 of 64 agents, the last one shifted; unchunked, the one
     pass is what every lean test runs) against the plain form: the replay's means from
     feature statistics instead of population means of the replayed states, the moments
     summed in the same pass. A
     T-step replay's means are sums of O(T) products of O(1) terms: float64 round-off is
     far below 1e-11 relative; the frozen counts (the `moving` flags, now carried) exact."""
-    one = _simulate(64, mj.Kernels(), batch_size=24)
+    methods = _methods() if both else _methods()[:1]
+    plain = _simulate(64, mj.Kernels().without("onepass"), methods=methods)
+    one = _simulate(64, mj.Kernels(), batch_size=24, methods=methods)
     assert _rel(one, plain) < 1e-11
     for name in plain.names:
         assert float(one.summary[name].frozen_share) == float(plain.summary[name].frozen_share)
