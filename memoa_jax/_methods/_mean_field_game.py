@@ -138,17 +138,17 @@ class MeanFieldGame(AbstractMethod):
             v = getattr(self, k)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{k} must be a positive integer, got {k}={v!r}")
-        nash = f"equilibrium={_name(EQUILIBRIA, self.equilibrium)!r}"
+        equilibrium = f"equilibrium={_name(EQUILIBRIA, self.equilibrium)!r}"
         flow = not self.mean_field.realized
         mean_field = f"mean_field={_name(MEAN_FIELDS, self.mean_field)!r}"
         if flow and not self.equilibrium.has_flow:
             raise ValueError(
-                f"{nash} plays the N-player feedback equilibrium on the realized ȳ; "
+                f"{equilibrium} plays the N-player feedback equilibrium on the realized ȳ; "
                 f"it has no deterministic flow, got {mean_field}"
             )
         if self.moments.per_agent and not self.equilibrium.takes_own_moments:
             raise ValueError(
-                f"{nash} is the symmetric N-player equilibrium of the population "
+                f"{equilibrium} is the symmetric N-player equilibrium of the population "
                 f"moments, got moments={_name(MOMENTS, self.moments)!r}"
             )
         if self.moments.per_agent and flow:
@@ -157,13 +157,13 @@ class MeanFieldGame(AbstractMethod):
             )
         if self.equilibrium.needs_gains_solver and self.gains_solver is None:
             raise ValueError(
-                f"{nash} needs gains_solver=memoa_jax.nash.fne_gains (or use "
+                f"{equilibrium} needs gains_solver=memoa_jax.nash.fne_gains (or use "
                 "memoa_jax.nash.centralized_method)"
             )
 
     @property
     def options(self) -> dict[str, str]:
-        """The names of its strategies (`memoa_jax.reference`, the CLI's tables): e.g.
+        """The names of its strategies (what `memoa_jax.reference` records): e.g.
         `{"mean_field": "realized", "equilibrium": "mean_field", "replay_base":
         "replay_end", "replay_control": "replay", "moments": "population"}` (a strategy
         with no registry name: its class name)."""
