@@ -7,7 +7,6 @@ Every script in `experiments/` exposes `run(out: Path, *, quick: bool, progress)
 on that to skip finished work after an interruption.
 """
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -116,18 +115,10 @@ def simulation(
     enc = make_encoder(hp["features"], hp["sigma"])
     if encoder == "esn":
         hp["encoder"] = f"esn (HardSigmoid reservoir, {enc.n_mc} Monte-Carlo draws per agent)"
-    methods = mj.default_methods(cost, window=hp["window"], ridge_window=hp["ridge_window"])
+    settings = dict(window=hp["window"], ridge_window=hp["ridge_window"], **(reading or {}))
+    methods = tuple(mj.make_method(n, cost, **settings) for n in mj.DEFAULT_METHODS)
     if nash:
-        methods += (
-            mj.nash.centralized_method(
-                cost, window=hp["window"], ridge_window=hp["ridge_window"], name="fne"
-            ),
-        )
-    if reading:
-        methods = tuple(
-            dataclasses.replace(m, **reading) if isinstance(m, mj.MeanFieldGame) else m
-            for m in methods
-        )
+        methods += (mj.nash.centralized_method(cost, name="fne", **settings),)
     record = dict(hp, q=Q, lam=float(lam), homogeneity="h2", server="ridge kappa=1 eta=1")
     record.update(reading or {})
     if g1_params == "game":
@@ -138,7 +129,7 @@ def simulation(
     g1_sim = mj.Simulation(
         n_agents=n_agents,
         encoder=make_encoder(g1["features"], g1["sigma"]),
-        methods=(mj.LocalRidge(g1_cost, ridge_window=g1["ridge_window"]),),
+        methods=(mj.make_method("g1_ridge", g1_cost, ridge_window=g1["ridge_window"]),),
         cost=cost,  # the realized cost is measured with the game's weights, like the others'
     )
     methods = tuple(m for m in methods if m.name != "g1_ridge")

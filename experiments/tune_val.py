@@ -48,7 +48,7 @@ def _memoa_sim(dataset, n, window, lam, *, baselines=False):
     settings in its own simulation): a tuple of simulations for `C.RUNNER`."""
     (main, *others), hp = C.simulation(dataset, n, lam=C.jnp.asarray(C.LAM))
     cost = mj.CostParams(q=C.Q, lam=C.jnp.asarray(lam), gamma=hp["gamma"], alpha=hp["alpha"])
-    memoa = mj.MeanFieldGame(cost, window=window, ridge_window=hp["ridge_window"], name="memoa")
+    memoa = mj.make_method("memoa", cost, window=window, ridge_window=hp["ridge_window"])
     methods = (memoa,) + (tuple(m for m in main.methods if m.name != "memoa") if baselines else ())
     main = eqx.tree_at(lambda s: s.methods, main, methods)
     return ((main, *others) if baselines else (main,)), hp

@@ -44,14 +44,36 @@ if TYPE_CHECKING:
     from ._mean_field import nce_fixed_point as nce_fixed_point
     from ._mean_field import solve_mean_field as solve_mean_field
     from ._mean_field import window_weights as window_weights
+    from ._methods import DEFAULT_METHODS as DEFAULT_METHODS
+    from ._methods import METHODS as METHODS
+    from ._methods import AbstractEquilibrium as AbstractEquilibrium
+    from ._methods import AbstractMeanField as AbstractMeanField
     from ._methods import AbstractMethod as AbstractMethod
+    from ._methods import AbstractMoments as AbstractMoments
+    from ._methods import AbstractReplayBase as AbstractReplayBase
+    from ._methods import AbstractReplayControl as AbstractReplayControl
+    from ._methods import FlowMean as FlowMean
     from ._methods import FollowTheMean as FollowTheMean
+    from ._methods import GainsControl as GainsControl
     from ._methods import LocalRidge as LocalRidge
+    from ._methods import MeanFieldEquilibrium as MeanFieldEquilibrium
     from ._methods import MeanFieldGame as MeanFieldGame
     from ._methods import MethodState as MethodState
+    from ._methods import NamedMethod as NamedMethod
+    from ._methods import NashEquilibrium as NashEquilibrium
+    from ._methods import ObservedBase as ObservedBase
     from ._methods import OnePass as OnePass
+    from ._methods import OnlineGradient as OnlineGradient
+    from ._methods import OwnBase as OwnBase
+    from ._methods import OwnMoments as OwnMoments
+    from ._methods import PopulationMoments as PopulationMoments
+    from ._methods import RealizedMean as RealizedMean
+    from ._methods import ReplayControl as ReplayControl
+    from ._methods import ReplayEnd as ReplayEnd
     from ._methods import StepContext as StepContext
     from ._methods import default_methods as default_methods
+    from ._methods import greedy_step as greedy_step
+    from ._methods import make_method as make_method
     from ._metrics import DIVERGED_FACTOR as DIVERGED_FACTOR
     from ._metrics import SimResult as SimResult
     from ._metrics import StepStats as StepStats
@@ -66,7 +88,6 @@ if TYPE_CHECKING:
     from ._mixture import ridge_weights_dense as ridge_weights_dense
     from ._moments import rfn_moments as rfn_moments
     from ._moments import second_moment_operator as second_moment_operator
-    from ._online_gradient import OnlineGradient as OnlineGradient
     from ._progress import AbstractProgressMeter as AbstractProgressMeter
     from ._progress import CallbackProgressMeter as CallbackProgressMeter
     from ._progress import NoProgressMeter as NoProgressMeter

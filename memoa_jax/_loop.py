@@ -3,7 +3,7 @@
 Per step `t = 0..n−2` (the target of step `t` is `y_{t+1}`):
 
 1. every agent draws its features `Zⁱ_t = enc_i(x_t)` (shared by all methods);
-2. every method computes its controls and next predictions `Ŷ_{t+1}` (see `_methods.py`);
+2. every method computes its controls and next predictions `Ŷ_{t+1}` (see `_methods/`);
 3. the server fits weights on `(Ŷ_t, y_t)` and predicts `ŷ^srv_{t+1} = w_tᵀ Ŷ_{t+1}`;
 4. per-step statistics are emitted and per-agent accumulators updated — never an N × T array.
 
@@ -627,8 +627,7 @@ def _initial_state(sim: Simulation, x, y, key, shard) -> _State:
         zbar=jnp.zeros((R, d, p), sdt) if _one_pass(sim) else None,
         zz=jnp.zeros((R, d, p, d, p), sdt) if _one_pass(sim) else None,
         methods={
-            m.name: MethodState(y0, jnp.zeros((R, d, N), dt), m.init_extra(N, p, dt))
-            for m in sim.methods
+            m.name: MethodState(y0, jnp.zeros((R, d, N), dt), m.init(N, p, dt)) for m in sim.methods
         },
         acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
         moving=None if _lean_features(sim) and not _one_pass(sim) else jnp.zeros((N,), bool),

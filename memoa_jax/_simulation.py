@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from ._encoders import AbstractEncoder
 from ._kernels import Kernels, as_kernels
 from ._mean_field import CostParams
-from ._methods import AbstractMethod, MeanFieldGame
+from ._methods import AbstractMethod
 from ._mixture import AbstractServer, RidgeMixture
 
 
@@ -86,9 +86,7 @@ class Simulation(eqx.Module):
             )
         if not self.methods:
             raise ValueError("need at least one method")
-        if self.encoder.stateful and any(
-            getattr(m, "moments", "population") == "own" for m in self.methods
-        ):
+        if self.encoder.stateful and any(m.needs_agent_moments for m in self.methods):
             raise ValueError(
                 "moments='own' needs closed-form per-agent moments; the encoder "
                 f"{type(self.encoder).__name__} is stateful (its moments are Monte Carlo)"
@@ -118,7 +116,7 @@ def validate_data(sim: Simulation, x, y):
             f"(d_x={sim.encoder.d_x}, d={sim.encoder.d})"
         )
     n = x.shape[0]
-    longest = max((m.window for m in sim.methods if isinstance(m, MeanFieldGame)), default=0)
+    longest = max(m.warm_up for m in sim.methods)
     if n - 1 <= longest:
         raise ValueError(
             f"window={longest} is not shorter than the {n - 1} prediction steps of the series "

@@ -32,10 +32,9 @@ import optax
 
 from ._custom_types import Array, Float, PRNGKeyArray
 from ._loop import Simulation, simulate
-from ._methods import MeanFieldGame
+from ._methods import OnlineGradient
 from ._metrics import SimResult
 from ._mixture import RidgeMixture
-from ._online_gradient import OnlineGradient
 
 OBJECTIVES = ("worst", "avg", "server")
 
@@ -48,7 +47,13 @@ def _where(name: str) -> Callable[[Simulation], Float[Array, ""] | float]:
         return lambda s: cast(RidgeMixture, s.server).kappa
     if name == "learning_rate":
         return lambda s: cast(OnlineGradient, s.methods[0]).learning_rate
-    return lambda s: getattr(s.methods[0].cost, name)
+    return lambda s: getattr(_cost(s), name)
+
+
+def _cost(sim: Simulation):
+    """The cost weights of the one method of `sim` (every method `tunable` admits a cost
+    weight for has one, see `AbstractMethod.tunable`)."""
+    return getattr(sim.methods[0], "cost")
 
 
 def tunable(sim: Simulation, kind: str = "server") -> tuple[str, ...]:
@@ -62,12 +67,7 @@ def tunable(sim: Simulation, kind: str = "server") -> tuple[str, ...]:
     if len(sim.methods) != 1:
         raise ValueError(f"tune one method at a time, got methods={[m.name for m in sim.methods]}")
     (m,) = sim.methods
-    if isinstance(m, OnlineGradient):
-        names = ("learning_rate",)
-    elif isinstance(m, MeanFieldGame) and float(m.cost.lam) != 0.0:
-        names = ("lam", "gamma", "alpha")
-    else:
-        names = ("gamma", "alpha")
+    names = m.tunable  # (`AbstractMethod.tunable`)
     server = isinstance(sim.server, RidgeMixture) and kind == "server"
     return names + (("kappa",) if server else ())
 
@@ -86,7 +86,7 @@ def _check(sim: Simulation, names: Sequence[str]):
 
 def _shift(sim: Simulation, name: str) -> float:
     """`q` for λ (so that λ > −q), 0 otherwise."""
-    return float(sim.methods[0].cost.q) if name == "lam" else 0.0
+    return float(_cost(sim).q) if name == "lam" else 0.0
 
 
 _U0 = math.log(math.expm1(1.0))  # softplus⁻¹(1)

@@ -339,18 +339,18 @@ def config_from_simulation(sim) -> dict:
     for m in sim.methods:
         kind = type(m).__name__
         base = dict(name=m.name, ridge_window=int(m.ridge_window), **cost(m.cost))
-        if kind == "MeanFieldGame" and getattr(m, "equilibrium", "mean_field") != "mean_field":
-            raise TypeError(f"no NumPy reference for MeanFieldGame(equilibrium={m.equilibrium!r})")
         if kind == "MeanFieldGame":
+            options = dict(m.options)
+            if options.pop("equilibrium") != "mean_field":
+                raise TypeError(
+                    f"no NumPy reference for MeanFieldGame(equilibrium={m.equilibrium!r})"
+                )
             methods.append(
                 dict(
                     kind="game",
                     window=int(m.window),
                     sync_every=int(m.sync_every),
-                    mean_field=str(m.mean_field),
-                    replay_base=str(m.replay_base),
-                    replay_control=str(m.replay_control),
-                    moments=str(m.moments),
+                    **options,
                     **base,
                 )
             )

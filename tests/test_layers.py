@@ -32,7 +32,6 @@ LAYERS = (
         "memoa_jax._scan",
         "memoa_jax._loop",
         "memoa_jax._counts",
-        "memoa_jax._online_gradient",
         "memoa_jax._sweep",
     ),
     ("memoa_jax.nash", "memoa_jax._fedmoe_game", "memoa_jax._tune", "memoa_jax.reference"),

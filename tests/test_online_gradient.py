@@ -8,7 +8,7 @@ import pytest
 from helpers import tree_allclose
 
 import memoa_jax as mj
-from memoa_jax._online_gradient import EPS_ROOT
+from memoa_jax._methods._online_gradient import EPS_ROOT
 from memoa_jax.data import load_dataset
 
 

@@ -148,8 +148,6 @@ class Built(NamedTuple):
 def build(args, *, comparators: bool = False) -> Built:
     """Validate the arguments and build the data and simulations (`Built`); raises
     UsageError. `comparators`: the command can run `fedmoe_game` (`memoa run`)."""
-    import dataclasses
-
     import jax
     import jax.numpy as jnp
 
@@ -226,22 +224,16 @@ def build(args, *, comparators: bool = False) -> Built:
         else:
             rate = 1.0 / (8.0 * bound**2) if args.hedge_rate is None else args.hedge_rate
             server = mj.HedgeMixture(rate=rate)
-        methods = mj.default_methods(
-            cost,
+        settings = dict(
             window=hp["window"],
             ridge_window=hp["ridge_window"],
             sync_every=args.sync_every,
             mean_field=args.mean_field,
+            learning_rate=args.ogd_lr,
+            **reading,
         )
-        methods = tuple(
-            dataclasses.replace(m, **reading) if isinstance(m, mj.MeanFieldGame) else m
-            for m in methods
-        )
-        methods += tuple(
-            mj.OnlineGradient(cost=cost, optimizer=n[4:], learning_rate=args.ogd_lr, name=n)
-            for n in OGD_NAMES
-        )
-        by_name = {m.name: m for m in methods}
+        # every named method (`memoa_jax.METHODS`), so that each setting is checked
+        by_name = {n: mj.make_method(n, cost, **settings) for n in mj.METHODS}
 
         def simulation(enc, methods) -> mj.Simulation:
             return mj.Simulation(
@@ -275,7 +267,7 @@ def build(args, *, comparators: bool = False) -> Built:
                 simulation(
                     encoder(g1.features, g1.sigma),
                     # the realized cost is measured with the game's weights, like the others'
-                    (mj.LocalRidge(cost=g1_cost, ridge_window=g1.ridge_window),),
+                    (mj.make_method("g1_ridge", g1_cost, ridge_window=g1.ridge_window),),
                 )
             )
             hp = dict(hp, g1=dict(g1.as_dict(), source=g1.source))

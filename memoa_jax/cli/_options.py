@@ -8,10 +8,20 @@ import math
 import re
 from pathlib import Path
 
+from .._methods._registry import (
+    DEFAULT_METHODS,
+    MEAN_FIELDS,
+    METHODS,
+    MOMENTS,
+    REPLAY_BASES,
+    REPLAY_CONTROLS,
+)
 from ._errors import UsageError, check
 
-METHOD_NAMES = ("memoa", "g1_ridge", "g2_myopic", "g3_independent", "g4_follow_mean")
-OGD_NAMES = ("ogd_sgd", "ogd_adam")  # online-gradient baselines: selectable, not run by default
+# the library's named methods (`memoa_jax.METHODS`; its registry imports no JAX): those of
+# `default_methods` run by default, the others (the online-gradient baselines) selectable
+METHOD_NAMES = DEFAULT_METHODS
+OGD_NAMES = tuple(n for n in METHODS if n not in DEFAULT_METHODS)
 # FedMOE's own dense N-player game (`memoa_jax.simulate_fedmoe_game`): `memoa run` only
 COMPARATOR_NAMES = ("fedmoe_game",)
 
@@ -231,7 +241,7 @@ def add_model_options(r, *, dataset: str = "ecb"):
     )
     r.add_argument(
         "--mean-field",
-        choices=("realized", "flow"),
+        choices=tuple(MEAN_FIELDS),
         default="realized",
         help="agents use the broadcast empirical mean (realized) or the flow m",
     )
@@ -256,19 +266,19 @@ def add_model_options(r, *, dataset: str = "ecb"):
     )
     g.add_argument(
         "--replay-base",
-        choices=("replay_end", "observed", "own"),
+        choices=tuple(REPLAY_BASES),
         default="replay_end",
         help="base: the replay's end (FedMOE), the observed yₜ, or the agent's own ŷₜ",
     )
     g.add_argument(
         "--replay-control",
-        choices=("replay", "gains"),
+        choices=tuple(REPLAY_CONTROLS),
         default="replay",
         help="β: the replay's last control (FedMOE), or the window's last gains on the base",
     )
     g.add_argument(
         "--moments",
-        choices=("population", "own"),
+        choices=tuple(MOMENTS),
         default="population",
         help="gains from the population's moments, or each agent's own (FedMOE's; rfn only)",
     )

@@ -21,10 +21,11 @@ import jax.core
 import jax.numpy as jnp
 import optax
 
-from ._agents import advance, map_agents
-from ._custom_types import Array, Float
-from ._mean_field import CostParams
-from ._methods import AbstractMethod, StepContext
+from .._agents import advance, map_agents
+from .._custom_types import Array, Float
+from .._mean_field import CostParams
+from ._base import AbstractMethod
+from ._context import StepContext
 
 OPTIMIZERS = ("sgd", "adam")
 EPS_ROOT = 1e-12
@@ -68,7 +69,19 @@ class OnlineGradient(AbstractMethod):
         # the learning rate can be tuned through the loop (optax's advice for meta-gradients)
         return optax.adam(self.learning_rate, eps_root=EPS_ROOT)
 
-    def init_extra(self, n_agents, p, dtype):
+    @property
+    def history(self) -> int:
+        return self.ridge_window
+
+    @property
+    def needs_moments(self) -> bool:
+        return False
+
+    @property
+    def tunable(self) -> tuple[str, ...]:
+        return ("learning_rate",)
+
+    def init(self, n_agents, p, dtype):
         beta = jnp.zeros((p,), dtype)
         one = (beta, self._opt().init(beta))
         return jax.tree.map(lambda a: jnp.broadcast_to(a[..., None], a.shape + (n_agents,)), one)
