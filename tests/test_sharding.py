@@ -186,3 +186,37 @@ def test_mesh_without_agents_axis_is_refused():
             key=jr.key(0),
             mesh=jax.make_mesh((1,), ("x",)),
         )
+
+
+def test_cli_run_with_shard_and_batch_size(tmp_path):
+    """`memoa run --shard --batch-size 70` on 4 devices (301 agents each): the summary of
+    the unchunked one-device run, to round-off; N not a multiple of the devices: one line,
+    exit 2, nothing written."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env.pop("JAX_PLATFORMS", None)
+    model = ["--dataset", "logistic", "--rows", "40", "--methods", "memoa", "--seeds", "1"]
+    model += ["--no-progress", "--no-compile-cache"]
+
+    def memoa(*args):
+        cmd = [sys.executable, "-m", "memoa_jax", "run", *model, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+    for name, args in (("one", []), ("four", ["--shard", "--batch-size", "70"])):
+        res = memoa("-n", "1204", *args, "--out", str(tmp_path / name))
+        assert res.returncode == 0, res.stderr[-3000:]
+    one, four = (
+        json.loads((tmp_path / name / "results.json").read_text())["summary"]
+        for name in ("one", "four")
+    )
+    compared = 0
+    for m, fields in one.items():
+        for f, s in fields.items():
+            if not (isinstance(s, dict) and "per_seed" in s):
+                continue
+            a, b = s["per_seed"][0], four[m][f]["per_seed"][0]
+            assert (a is None and b is None) or abs(a - b) <= 1e-12 * (1 + abs(a)), (m, f, a, b)
+            compared += 1
+    assert compared >= 10, one
+    res = memoa("-n", "1203", "--shard", "--batch-size", "70", "--out", str(tmp_path / "odd"))
+    assert res.returncode == 2 and "N must be a multiple of 4, got 1203" in res.stderr, res
+    assert not (tmp_path / "odd").exists()
