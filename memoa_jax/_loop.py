@@ -224,7 +224,10 @@ def simulate(
             every per-agent array is split across devices, and the population reductions
             (mean field, population moments, server statistics, metrics) are the only
             cross-device communication. None: one device. Results equal single-device ones up
-            to the order of floating-point sums.
+            to the order of floating-point sums. With `sim.batch_size`, each device runs the
+            chunks of its own share (`jax.shard_map`; N a multiple of the devices), so that
+            its memory is bounded by its chunk; without, one program over the global arrays
+            (GSPMD).
         n_active: run only the first `n_active ≤ N` agents; the other slots are padding that
             no reduction sees, so one compilation serves every population size up to
             `sim.n_agents`. Agent `i` is the same in any population, so this equals a run
@@ -247,7 +250,8 @@ def simulate(
 
     Raises:
         ValueError: data shapes that do not match the encoder, a window not shorter than the
-            series, `n_active` outside `[1, N]`, `progress` under a trace.
+            series, `n_active` outside `[1, N]`, `progress` under a trace, `batch_size` with
+            a mesh whose devices do not divide N.
         SimulationError: a failed runtime check (a singular system), with `throw=True`.
 
     Examples:
