@@ -133,10 +133,13 @@ def map_sum_chunks(fn: Callable, *args, batch_size: int | None, pop: "Population
     `(per_agent, sums)`, per-agent outputs (agent axis last) and sums over the chunk's
     agents where `w` holds (see `sum_chunks`); returns `(per_agent, sums)` of the whole
     population. For a pass that both updates every agent and reduces over them (the lean
-    loop's one pass: its draws made once for both)."""
+    loop's one pass: its draws made once for both). On one shard of a mesh (`pop.axis`),
+    the chunks are the shard's and the sums are the whole population's: one all-reduce of
+    every sum together, after the chunks."""
     n = jax.tree.leaves(args)[0].shape[-1]
     if batch_size is None or batch_size >= n:
-        return fn(pop.valid(jnp.arange(n)), *args)
+        res, sums = fn(pop.valid(pop.slots()), *args)
+        return res, pop.total(sums)
     take = lambda a, start: lax.dynamic_slice_in_dim(a, start, batch_size, axis=a.ndim - 1)
     w0 = jnp.ones((batch_size,), bool)
     shapes = jax.eval_shape(fn, w0, *jax.tree.map(lambda a: take(a, 0), args))
@@ -147,7 +150,7 @@ def map_sum_chunks(fn: Callable, *args, batch_size: int | None, pop: "Population
         out, total, lost = carry  # Kahan: `lost` is what rounding took from `total` so far
         start = jnp.minimum(i * batch_size, n - batch_size)
         index = start + jnp.arange(batch_size, dtype=start.dtype)
-        w = (index >= i * batch_size) & pop.valid(index)
+        w = (index >= i * batch_size) & pop.valid(pop.offset().astype(index.dtype) + index)
         chunk = jax.tree.map(lambda a: take(a, start), args)
         res, sums = computed_once(fn, w, *chunk, live=i >= 0)
         out = jax.tree.map(
@@ -158,7 +161,7 @@ def map_sum_chunks(fn: Callable, *args, batch_size: int | None, pop: "Population
         return out, new, jax.tree.map(lambda n_, t, y: (n_ - t) - y, new, total, term)
 
     out, total, _ = lax.fori_loop(0, -(-n // batch_size), body, (out, zero, zero))
-    return out, total
+    return out, pop.total(total)
 
 
 def masked(a: Array, w: Array) -> Array:
@@ -172,17 +175,45 @@ class Population(NamedTuple):
 
     Reductions over the agent axis (the LAST axis) go through it; with `n_active=None`
     every slot is an agent and they are the plain `mean` / `max` / `argmax`.
+
+    Inside `jax.shard_map` over the mesh axis `axis`, split in `shards` equal shards, the
+    arrays hold one shard's slots (`n_here` of them, from `offset()` on), and every reduction
+    is the shard's followed by one all-reduce across the shards (`total`).
     """
 
     n_slots: int
     n_active: Array | None = None
+    axis: str | None = None
+    shards: int = 1
 
     @property
     def n(self):
         return self.n_slots if self.n_active is None else self.n_active
 
+    @property
+    def n_here(self) -> int:
+        """The slots of the arrays here: all of them, or one shard's."""
+        return self.n_slots // self.shards
+
+    def offset(self) -> Array:
+        """The first slot here (0, or the shard's first agent's global index)."""
+        if self.axis is None:
+            return jnp.zeros((), count_dtype())
+        return lax.axis_index(self.axis).astype(count_dtype()) * self.n_here
+
+    def slots(self, dtype=None) -> Array:
+        """The global indices of the slots here (`jnp.arange(n_slots)` on one shard)."""
+        here = jnp.arange(self.n_here, dtype=dtype)
+        return here if self.axis is None else self.offset().astype(here.dtype) + here
+
+    def total(self, tree, reduce=lax.psum):
+        """`tree`, a pytree of the shard's reductions, reduced across the shards (`reduce`:
+        `lax.psum`, `lax.pmax` or `lax.pmin`): one all-reduce for the whole tree. The identity
+        without shards."""
+        return tree if self.axis is None else reduce(tree, self.axis)
+
     def mask(self) -> Array | None:
-        return None if self.n_active is None else self.valid(jnp.arange(self.n_slots))
+        return None if self.n_active is None else self.valid(self.slots())
 
     def valid(self, index: Array) -> Array:
         """Whether the slots `index` hold real agents (bool, the shape of `index`)."""
@@ -200,16 +231,16 @@ class Population(NamedTuple):
         return self.fill_padding(a, 0)
 
     def sum(self, a: Array) -> Array:
-        return jnp.sum(self.zero_padding(a), axis=-1)
+        return self.total(jnp.sum(self.zero_padding(a), axis=-1))
 
     def mean(self, a: Array) -> Array:
-        if self.n_active is None:
+        if self.n_active is None and self.axis is None:
             return jnp.mean(a, axis=-1)
         total = self.sum(a)
-        return total / self.n_active.astype(total.dtype)
+        return total / jnp.asarray(self.n, total.dtype)
 
     def max(self, a: Array) -> Array:
-        return jnp.max(self.fill_padding(a, -jnp.inf), -1)
+        return self.total(jnp.max(self.fill_padding(a, -jnp.inf), -1), lax.pmax)
 
     def argmax(self, a: Array) -> Array:
         """The first slot holding the largest value of `a` over the agents (the first NaN if
@@ -217,16 +248,17 @@ class Population(NamedTuple):
         it), so that across devices it is two all-reduces of one number each, where
         `jnp.argmax` all-gathers every device's candidate."""
         a = self.fill_padding(a, -jnp.inf)
-        top = jnp.max(a, axis=-1, keepdims=True)  # NaN if any is NaN
+        top = self.total(jnp.max(a, axis=-1, keepdims=True), lax.pmax)  # NaN if any is NaN
         hit = (a == top) | (jnp.isnan(a) & jnp.isnan(top))
-        slot = lax.broadcasted_iota(count_dtype(), a.shape, a.ndim - 1)
-        return jnp.min(jnp.where(hit, slot, jnp.asarray(self.n_slots, slot.dtype)), axis=-1)
+        slot = lax.broadcasted_iota(count_dtype(), a.shape, a.ndim - 1) + self.offset()
+        first = jnp.min(jnp.where(hit, slot, jnp.asarray(self.n_slots, slot.dtype)), axis=-1)
+        return self.total(first, lax.pmin)
 
     def n_where(self, a: Bool[Array, "*batch n"]) -> Array:
         """How many agents (not padding) have `a` True: an integer of `count_dtype()`, exact
         for any N (a float sum of ones is not, in float32 above 2²⁴ agents)."""
         mask = self.mask()
-        return jnp.sum(a if mask is None else a & mask, axis=-1, dtype=count_dtype())
+        return self.total(jnp.sum(a if mask is None else a & mask, axis=-1, dtype=count_dtype()))
 
     def quantile(self, a: Float[Array, " n"], q: float) -> Array:
         """The `q`-quantile of `a` over the agents (see `quantiles`)."""
@@ -259,7 +291,7 @@ class Population(NamedTuple):
         above = keys[None, :] > at[:, None]
         above = above if valid is None else above & valid[None, :]
         top = jnp.asarray(np.iinfo(word).max, word)
-        after = jnp.min(jnp.where(above, keys[None, :], top), axis=-1)
+        after = self.total(jnp.min(jnp.where(above, keys[None, :], top), axis=-1), lax.pmin)
         s_hi = jnp.where(count > hi, s_lo, from_ordered_bits(after, a.dtype))
         frac = (pos - below).astype(a.dtype)
         return jnp.where(frac == 0, s_lo, s_lo + frac * (s_hi - s_lo))
@@ -299,9 +331,8 @@ class Population(NamedTuple):
         if valid is not None:
             hits = hits & valid[None, :]
         small = self.n_slots < 2**31
-        return jnp.sum(hits, axis=-1, dtype=jnp.int32 if small else count_dtype()).astype(
-            count_dtype()
-        )
+        n = jnp.sum(hits, axis=-1, dtype=jnp.int32 if small else count_dtype())
+        return self.total(n).astype(count_dtype())
 
 
 def count_dtype():

@@ -21,6 +21,7 @@ import jax.core
 import jax.numpy as jnp
 import jax.random as jr
 from jax import lax
+from jax.sharding import PartitionSpec as P
 
 from ._agents import (
     Population,
@@ -40,7 +41,7 @@ from ._moments import assemble_second_moment
 from ._progress import AbstractProgressMeter, CallbackProgressMeter, NoProgressMeter
 from ._random import bits_rows, fold_in_index, fold_in_rows, is_threefry, split_rows
 from ._scan import scan, scan_remat
-from ._sharding import agent_sharding, shard_state
+from ._sharding import AXIS, agent_sharding, on_shards, shard_state, state_specs
 from ._simulation import Simulation, solve_dtype, validate_data
 from ._status import Status
 
@@ -223,7 +224,10 @@ def simulate(
             every per-agent array is split across devices, and the population reductions
             (mean field, population moments, server statistics, metrics) are the only
             cross-device communication. None: one device. Results equal single-device ones up
-            to the order of floating-point sums.
+            to the order of floating-point sums. With `sim.batch_size`, each device runs the
+            chunks of its own share (`jax.shard_map`; N a multiple of the devices), so that
+            its memory is bounded by its chunk; without, one program over the global arrays
+            (GSPMD).
         n_active: run only the first `n_active ≤ N` agents; the other slots are padding that
             no reduction sees, so one compilation serves every population size up to
             `sim.n_agents`. Agent `i` is the same in any population, so this equals a run
@@ -246,7 +250,8 @@ def simulate(
 
     Raises:
         ValueError: data shapes that do not match the encoder, a window not shorter than the
-            series, `n_active` outside `[1, N]`, `progress` under a trace.
+            series, `n_active` outside `[1, N]`, `progress` under a trace, `batch_size` with
+            a mesh whose devices do not divide N.
         SimulationError: a failed runtime check (a singular system), with `throw=True`.
 
     Examples:
@@ -381,11 +386,12 @@ class Run(eqx.Module):
         track_agent: int | Array = 0,
     ):
         validate_data(sim, x, y)
-        if mesh is not None and sim.batch_size is not None:
+        shards = 1 if mesh is None else mesh.shape.get(AXIS, 1)
+        if _per_shard(sim, mesh) and sim.n_agents % shards:
             raise ValueError(
-                f"batch_size={sim.batch_size} with a mesh: chunks of the global agent axis would "
-                "be gathered across devices at every step; shard (each device then holds "
-                "N/devices agents) or chunk, not both"
+                f"batch_size={sim.batch_size} with a mesh of {shards} devices: each "
+                "device runs its own chunks of an equal share of the agents, so n_agents must "
+                f"be a multiple of the devices, got n_agents={sim.n_agents}"
             )
         if n_active is not None and not isinstance(n_active, jax.core.Tracer):
             if not 1 <= int(n_active) <= sim.n_agents:
@@ -445,9 +451,8 @@ def _step_index(t: int):
 @eqx.filter_jit
 def _init_carry(sim, x, y, key, mesh, track_agent) -> SimCarry:
     x, y = jnp.asarray(x, sim.dtype), jnp.asarray(y, sim.dtype)
-    pop, shard = Population(sim.n_agents, None), agent_sharding(mesh)
-    init = _initial_state(sim, x, y, key, shard)
-    step = _make_step(sim, x, y, key, pop, shard, mesh is not None, track_agent)
+    init = _initial_state_on(sim, x, y, key, mesh)
+    step = _step_on(sim, x, y, key, mesh, None, track_agent)
     stats = jax.eval_shape(step, init, _step_index(0))[1]
     n_steps = x.shape[0] - 1
     steps = jax.tree.map(lambda a: jnp.zeros((n_steps, *a.shape), a.dtype), stats)
@@ -460,8 +465,7 @@ def _run_segment(fixed, carry: SimCarry, stop) -> SimCarry:
     run-time values; a `fori_loop` over them is a while loop)."""
     sim, x, y, key, mesh, n_active, track_agent = fixed
     x, y = jnp.asarray(x, sim.dtype), jnp.asarray(y, sim.dtype)
-    pop, shard = Population(sim.n_agents, n_active), agent_sharding(mesh)
-    step = _make_step(sim, x, y, key, pop, shard, mesh is not None, track_agent)
+    step = _step_on(sim, x, y, key, mesh, n_active, track_agent)
 
     def body(t, state_steps):
         t = jnp.asarray(t, carry.t.dtype)  # (a Python int under `jax.disable_jit`)
@@ -476,11 +480,10 @@ def _run_segment(fixed, carry: SimCarry, stop) -> SimCarry:
 @eqx.filter_jit
 def _finish(sim, x, y, key, mesh, n_active, carry: SimCarry) -> SimResult:
     x, y = jnp.asarray(x, sim.dtype), jnp.asarray(y, sim.dtype)
-    pop, shard = Population(sim.n_agents, n_active), agent_sharding(mesh)
     final = carry.state
     if final.moving is None:
-        final = final._replace(moving=_moving(sim, x, key, shard, x.shape[0] - 1))
-    return _results(sim, final, carry.steps, y, pop)
+        final = final._replace(moving=_moving_on(sim, x, key, mesh, x.shape[0] - 1))
+    return _results(sim, final, carry.steps, y, Population(sim.n_agents, n_active))
 
 
 @eqx.filter_jit
@@ -488,9 +491,8 @@ def _simulate(sim, x, y, key, mesh, n_active, remat, track_agent):
     """The body of `simulate` under a trace, one scan (see there): the initial state, one
     step scanned over the series, the summaries."""
     x, y = jnp.asarray(x, sim.dtype), jnp.asarray(y, sim.dtype)
-    pop, shard = Population(sim.n_agents, n_active), agent_sharding(mesh)
-    init = _initial_state(sim, x, y, key, shard)
-    step = _make_step(sim, x, y, key, pop, shard, mesh is not None, track_agent)
+    init = _initial_state_on(sim, x, y, key, mesh)
+    step = _step_on(sim, x, y, key, mesh, n_active, track_agent)
     drive, n_steps = (scan_remat if remat else scan), x.shape[0] - 1
     warm_up = _warm_up_steps(sim)
     if not warm_up:
@@ -505,15 +507,72 @@ def _simulate(sim, x, y, key, mesh, n_active, remat, track_agent):
         # 5-method lean run)
         steps = lax.optimization_barrier(steps)
     if final.moving is None:
-        final = final._replace(moving=_moving(sim, x, key, shard, n_steps))
-    return _results(sim, final, steps, y, pop)
+        final = final._replace(moving=_moving_on(sim, x, key, mesh, n_steps))
+    return _results(sim, final, steps, y, Population(sim.n_agents, n_active))
 
 
-def _moving(sim: Simulation, x, key, shard, n_steps: int) -> Bool[Array, " n"]:
+def _per_shard(sim: Simulation, mesh) -> bool:
+    """Whether the loop runs on each device's shard of the agents (`jax.shard_map`, its
+    chunk loops inside, the population reductions explicit all-reduces): with a mesh and
+    chunks. With a mesh alone, the loop is one program over the global arrays, which GSPMD
+    partitions (its chunk loops would slice the global agent axis, gathering it)."""
+    return mesh is not None and sim.batch_size is not None
+
+
+def _population(sim: Simulation, mesh, n_active) -> tuple[Population, Callable]:
+    """The population as the loop's code sees it, and the function that pins per-agent
+    arrays to the mesh: all the slots (GSPMD or one device), or one shard's."""
+    if _per_shard(sim, mesh):
+        return Population(sim.n_agents, n_active, AXIS, mesh.shape[AXIS]), _same
+    return Population(sim.n_agents, n_active), agent_sharding(mesh)
+
+
+def _initial_state_on(sim: Simulation, x, y, key, mesh) -> _State:
+    """`_initial_state` on `mesh` (on each shard with chunks, `_per_shard`)."""
+    pop, shard = _population(sim, mesh, None)
+    init = lambda: _initial_state(sim, x, y, key, shard, pop)
+    if pop.axis is None:
+        return init()
+    whole = jax.eval_shape(lambda: _initial_state(sim, x, y, key, _same))
+    return on_shards(mesh, init, (), state_specs(whole, sim.homogeneity == "h2"))()
+
+
+def _step_on(sim: Simulation, x, y, key, mesh, n_active, track_agent):
+    """`_make_step`'s step on `mesh` (on each shard with chunks, `_per_shard`)."""
+    pop, shard = _population(sim, mesh, n_active)
+    step = _make_step(sim, x, y, key, pop, shard, mesh is not None, track_agent)
+    if pop.axis is None:
+        return step
+
+    def here(state: _State, t):
+        new, stats = step(state, t)
+        # a method's check may be each agent's own (`moments="own"`): the first failure in
+        # agent order, from every shard's (one all-gather of its 4 numbers, packed)
+        leaves, tree = jax.tree.flatten(new.status)
+        every = lax.all_gather(jnp.stack(leaves), AXIS)  # (shards, 4)
+        first = Status.first_of_batch(jax.tree.unflatten(tree, list(every.T)))
+        return new._replace(status=first), stats
+
+    def shards(state: _State, t):
+        specs = state_specs(state, sim.homogeneity == "h2")
+        return on_shards(mesh, here, (specs, P()), (specs, P()))(state, t)
+
+    return shards
+
+
+def _moving_on(sim: Simulation, x, key, mesh, n_steps: int) -> Bool[Array, " n"]:
+    """`_moving` on `mesh` (on each shard with chunks, `_per_shard`)."""
+    pop, shard = _population(sim, mesh, None)
+    if pop.axis is None:
+        return _moving(sim, x, key, shard, pop, n_steps)
+    return on_shards(mesh, lambda: _moving(sim, x, key, shard, pop, n_steps), (), P(AXIS))()
+
+
+def _moving(sim: Simulation, x, key, shard, pop: Population, n_steps: int) -> Bool[Array, " n"]:
     """Whether each agent's features were nonzero at some step `t < n_steps`, for a lean
     loop with a stateless encoder: its draws recomputed once here, chunk by chunk, rather
     than once more at every step."""
-    enc, kernels, agents = sim.encoder, sim.kernels, _agents(sim, None, key, shard)
+    enc, kernels, agents = sim.encoder, sim.kernels, _agents(sim, None, key, shard, pop)
 
     def of(a):
         q, k = agents.draws(a)
@@ -562,9 +621,9 @@ class _Agents(NamedTuple):
     draws: Callable[[Any], tuple[Any, Array]]
 
 
-def _agents(sim: Simulation, state: "_State | None", key, shard) -> _Agents:
+def _agents(sim: Simulation, state: "_State | None", key, shard, pop: Population) -> _Agents:
     if sim.state == "lean":
-        index = shard(jnp.arange(sim.n_agents, dtype=index_dtype(sim.n_agents)))
+        index = shard(pop.slots(index_dtype(sim.n_agents)))
         return _Agents(index, lambda i: _agent_draws_at(sim, key, i))
     assert state is not None, "the stored state's draws come from the state"
     if sim.homogeneity == "h2":
@@ -610,9 +669,11 @@ def _draw_features(sim: Simulation, x, agents: _Agents, t, prev):
     return map_chunks(draw, agents.src, prev, batch_size=sim.batch_size)
 
 
-def _initial_state(sim: Simulation, x, y, key, shard) -> _State:
-    """The agents' draws (stored), every ring empty, every prediction `y_0`."""
-    N, d, p, dt, sdt = sim.n_agents, sim.encoder.d, sim.encoder.p, sim.dtype, solve_dtype()
+def _initial_state(sim: Simulation, x, y, key, shard, pop: Population | None = None) -> _State:
+    """The agents' draws (stored), every ring empty, every prediction `y_0`: of every agent,
+    or of the agents of `pop` (one shard's)."""
+    pop = Population(sim.n_agents) if pop is None else pop
+    N, d, p, dt, sdt = pop.n_here, sim.encoder.d, sim.encoder.p, sim.dtype, solve_dtype()
     R = sim.history + 1  # ring slots: the history and the current step
     h2 = sim.homogeneity == "h2"
     y0 = jnp.broadcast_to(y[0][:, None], (d, N))
@@ -633,12 +694,12 @@ def _initial_state(sim: Simulation, x, y, key, shard) -> _State:
         moving=None if _lean_features(sim) and not _one_pass(sim) else jnp.zeros((N,), bool),
         status=Status.ok(),
     )
-    if sim.state == "stored":
-        params, noise_keys = init_agents(sim, key=key)
+    if sim.state == "stored":  # (`init_agents`, of the agents here)
+        params, noise_keys = agent_draws(sim, key, pop.slots(index_dtype(sim.n_agents)))
         state = state._replace(params=params, noise_keys=noise_keys)
     if not _lean_features(sim):
         zeros = jnp.zeros((d, p, N), dt)
-        agents = _agents(sim, state, key, shard)
+        agents = _agents(sim, state, key, shard, pop)
         state = state._replace(
             z_ring=jnp.zeros((R, d, p, N), dt), z_next=_draw_features(sim, x, agents, 0, zeros)
         )
@@ -647,7 +708,7 @@ def _initial_state(sim: Simulation, x, y, key, shard) -> _State:
 
 def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool, track_agent):
     """The loop's `step(state, t) -> (state, {method: StepStats})`."""
-    N, enc, kernels, bs, c = sim.n_agents, sim.encoder, sim.kernels, sim.batch_size, sim.cost
+    N, enc, kernels, bs, c = pop.n_here, sim.encoder, sim.kernels, sim.batch_size, sim.cost
     sdt = solve_dtype()
     R = sim.history + 1
     h2 = sim.homogeneity == "h2"
@@ -661,7 +722,8 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
         masked sum (an all-reduce of d numbers, where an index would gather the whole row)."""
         if not sharded:
             return a[:, track_agent]
-        return jnp.sum(jnp.where(jnp.arange(N) == track_agent.astype(int), a, 0.0), axis=-1)
+        here = pop.slots() == track_agent.astype(int)
+        return pop.total(jnp.sum(jnp.where(here, a, 0.0), axis=-1))
 
     def visit(state: _State, t, passes: dict):
         """The one pass over the agents of a step (`_one_pass`): each chunk's keys and
@@ -669,7 +731,7 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
         one-pass method reads (and `o = −1, 0`), then the methods' rows, the sums of the
         moment parts at `x_t`, `Z_t` and `Z_t ⊗ Z_{t−1}`, and whether `Z_t` is nonzero.
         Returns `({method: (base, energy, next)}, moved, sums)`."""
-        agents = _agents(sim, state, key, shard)
+        agents = _agents(sim, state, key, shard, pop)
         offsets = tuple(sorted({-1, 0}.union(*(p.offsets for p in passes.values()))))
         names = tuple(passes)
 
@@ -700,7 +762,7 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
     def step(state: _State, t):
         x_t, y_t, y_next = x[t], y[t], y[t + 1]
         slot = jnp.mod(t, R)
-        agents = _agents(sim, state, key, shard)
+        agents = _agents(sim, state, key, shard, pop)
 
         def agent_moments(tau):
             """Every agent's own exact moments at time `tau` (`moments="own"`), agent axis

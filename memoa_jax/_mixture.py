@@ -19,6 +19,7 @@ import equinox as eqx
 import jax
 import jax.core
 import jax.numpy as jnp
+from jax import lax
 
 from ._agents import Population
 from ._custom_types import Array, Float
@@ -28,8 +29,9 @@ def _f64(x):
     return x.astype(jnp.float64) if jax.config.read("jax_enable_x64") else x
 
 
-def _push_through(Y: Float[Array, "d n"], kappa, pop: Population | None = None):
-    """`C = (κI + YYᵀ)⁻¹`, `s = Y𝟙` and `𝟙ᵀc = (n − sᵀCs)/κ`, the d×d pieces of §8.
+def _push_through(Y: Float[Array, "d n"], kappa, pop: Population | None = None, s=None):
+    """`C = (κI + YYᵀ)⁻¹`, `s = Y𝟙` and `𝟙ᵀc = (n − sᵀCs)/κ`, the d×d pieces of §8 (`s`
+    given: summed by the caller with its other sums).
 
     `𝟙ᵀc` is formed as `n / (κ(1 + n ȳᵀA⁻¹ȳ))` with the centred `A = κI + ỸỸᵀ`
     (Sherman–Morrison on `κI + YYᵀ = A + n ȳȳᵀ`): the direct difference loses
@@ -38,9 +40,9 @@ def _push_through(Y: Float[Array, "d n"], kappa, pop: Population | None = None):
     pop = Population(Y.shape[1]) if pop is None else pop
     d, n = Y.shape[0], jnp.asarray(pop.n, Y.dtype)
     Y = pop.zero_padding(Y)
-    ybar = pop.mean(Y)
+    ybar = (pop.sum(Y) if s is None else s) / n
     Yc = pop.zero_padding(Y - ybar[:, None])
-    A = kappa * jnp.eye(d, dtype=Y.dtype) + Yc @ Yc.T
+    A = kappa * jnp.eye(d, dtype=Y.dtype) + pop.total(Yc @ Yc.T)
     C = jnp.linalg.inv(A + n * jnp.outer(ybar, ybar))
     sum_c = n / (kappa * (1.0 + n * ybar @ jnp.linalg.solve(A, ybar)))
     return C, n * ybar, sum_c
@@ -81,12 +83,14 @@ class RidgeMixture(AbstractServer):
     def predict(self, Y_t, y_t, Y_next, cum_loss, pop):
         del cum_loss
         Y, Yn, y = pop.zero_padding(_f64(Y_t)), pop.zero_padding(_f64(Y_next)), _f64(y_t)
-        C, s, sum_c = _push_through(Y, self.kappa, pop)
-        cross = Yn @ Y.T  # Ŷ_{t+1} Ŷ_tᵀ, d×d
+        # Ŷ_t 𝟙, Ŷ_{t+1} Ŷ_tᵀ (d×d) and Ŷ_{t+1} 𝟙: across devices, one all-reduce of all
+        sums = pop.total((jnp.sum(Y, axis=1), Yn @ Y.T, jnp.sum(Yn, axis=1)))
+        sum_Y, cross, sum_next = sums
+        C, s, sum_c = _push_through(Y, self.kappa, pop, sum_Y)
         sum_a = s @ C @ y  # 𝟙ᵀa
         nu = (sum_a - self.eta) / sum_c
         # Ŷ_{t+1} w = Ŷ_{t+1} a − ν Ŷ_{t+1} c, each through d×d reductions only
-        pred = cross @ C @ y - nu * (jnp.sum(Yn, axis=1) - cross @ C @ s) / self.kappa
+        pred = cross @ C @ y - nu * (sum_next - cross @ C @ s) / self.kappa
         return pred.astype(Y_next.dtype)
 
 
@@ -127,7 +131,9 @@ class HedgeMixture(AbstractServer):
 
     def predict(self, Y_t, y_t, Y_next, cum_loss, pop):
         del Y_t, y_t
-        logits = -self.rate * _f64(cum_loss)
-        mask = pop.mask()  # None: every slot is an agent
-        w = jax.nn.softmax(logits if mask is None else jnp.where(mask, logits, -jnp.inf))
-        return (_f64(Y_next) @ w).astype(Y_next.dtype)
+        # `jax.nn.softmax` over the agents, written with `pop`'s reductions (across devices,
+        # a max, a sum and the weighted sum, each an all-reduce of a few numbers)
+        logits = pop.fill_padding(-self.rate * _f64(cum_loss), -jnp.inf)
+        e = jnp.exp(logits - lax.stop_gradient(pop.max(logits)))
+        w = e / pop.sum(e)
+        return pop.total(_f64(Y_next) @ w).astype(Y_next.dtype)

@@ -1,24 +1,39 @@
-"""Sharding the agent axis over a device mesh (`jax.sharding`): the only cross-device
-traffic is the population reductions, which GSPMD inserts."""
+"""Sharding the agent axis over a device mesh (`jax.sharding`). Unchunked, one program over
+the global arrays, whose population reductions GSPMD turns into all-reduces; with chunks
+(`Simulation.batch_size`), the loop runs on each device's shard (`jax.shard_map`), its
+chunk loops inside, and the reductions are explicit (`Population.total`)."""
 
 import jax
 from jax import lax
+from jax.sharding import PartitionSpec as P
+
+AXIS = "agents"
+"""The mesh axis over which the agents are split."""
+
+
+def _auto(mesh):
+    """`mesh` with GSPMD propagation ("Auto" axes) on the same devices, whatever axis types
+    the caller used (`jax.make_mesh` makes "Explicit" axes, whose shardings would have to be
+    typed by hand)."""
+    if AXIS not in mesh.axis_names:
+        raise ValueError(f"the mesh needs an axis named 'agents', got axes {mesh.axis_names}")
+    auto = (jax.sharding.AxisType.Auto,) * len(mesh.axis_names)
+    return jax.sharding.Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
+
+
+def agent_spec(a) -> P:
+    """The partition of an array with the agent axis last."""
+    return P(*([None] * (a.ndim - 1)), AXIS)
 
 
 def agent_sharding(mesh):
     """A function that places an array (or pytree), agent axis last, on `mesh`'s "agents" axis."""
     if mesh is None:
         return lambda tree: tree
-    if "agents" not in mesh.axis_names:
-        raise ValueError(f"the mesh needs an axis named 'agents', got axes {mesh.axis_names}")
-    # GSPMD propagation ("Auto" axes) on the same devices, whatever axis types the caller used
-    # (`jax.make_mesh` makes "Explicit" axes, whose shardings would have to be typed by hand)
-    auto = (jax.sharding.AxisType.Auto,) * len(mesh.axis_names)
-    mesh = jax.sharding.Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
+    mesh = _auto(mesh)
 
     def constrain(a):
-        spec = jax.sharding.PartitionSpec(*([None] * (a.ndim - 1)), "agents")
-        return lax.with_sharding_constraint(a, jax.sharding.NamedSharding(mesh, spec))
+        return lax.with_sharding_constraint(a, jax.sharding.NamedSharding(mesh, agent_spec(a)))
 
     return lambda tree: jax.tree.map(constrain, tree)
 
@@ -34,3 +49,21 @@ def shard_state(shard, state, h2: bool):
         acc=shard(state.acc),
         moving=shard(state.moving),
     )
+
+
+def state_specs(state, h2: bool):
+    """The partitions of the loop state's leaves (of arrays or their shapes): the per-agent
+    parts of `shard_state` split on the agent axis, the rest replicated."""
+    marked = shard_state(lambda tree: jax.tree.map(agent_spec, tree), state, h2)
+    return jax.tree.map(
+        lambda a: a if isinstance(a, P) else P(), marked, is_leaf=lambda a: isinstance(a, P)
+    )
+
+
+def on_shards(mesh, fn, in_specs, out_specs):
+    """`fn` run on each device's shard (`jax.shard_map` over `mesh`). The outputs that
+    `out_specs` replicate must be equal on every shard (all-reduced, or computed from
+    replicated values alone): unchecked (`check_vma=False`), as the code that runs inside
+    is written for global arrays and does not type its loops' carries as varying."""
+    mesh = _auto(mesh)
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)

@@ -22,35 +22,54 @@ SCRIPT = textwrap.dedent(
     from memoa_jax.data import load_dataset
 
     assert len(jax.devices()) == 4, jax.devices()
-    homogeneity, n, state, n_methods, run = sys.argv[1:]
+    homogeneity, n, state, n_methods, run, batch_size = sys.argv[1:]
     n, n_methods, run = int(n), int(n_methods), run == "run"
+    batch_size = None if batch_size == "none" else int(batch_size)
     data = load_dataset("logistic", n_rows=40)
     enc = mj.RFNEncoder(d=1, d_x=1, p=4, sigma=0.1)
     cost = mj.CostParams(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
     sim = mj.Simulation(n, enc, mj.default_methods(cost)[:n_methods], homogeneity=homogeneity,
                         state=state)
+    # on the mesh, with chunks: each device runs its agents' chunks (`jax.shard_map`)
+    chunked = mj.Simulation(n, enc, sim.methods, homogeneity=homogeneity, state=state,
+                            batch_size=batch_size)
     mesh = jax.make_mesh((4,), ("agents",))
     # (throw=False: no eqx.error_if after the loop; the CLI runs the loop so, raising the
     # status itself)
-    four = jax.jit(lambda x, y, k: mj.simulate(sim, x, y, key=k, mesh=mesh, throw=False))
+    four = jax.jit(lambda x, y, k: mj.simulate(chunked, x, y, key=k, mesh=mesh, throw=False))
     # the whole compiled program (the loop, and the summaries after it): which collectives
-    # other than all-reduces and sorts it holds (in the time loop or not), and its arrays
-    # with the population's length (each device holds ceil(N / 4) agents)
-    ops, popdim, computation = [], [], None
-    for line in four.lower(data.x, data.y, jr.key(3)).compile().as_text().splitlines():
+    # other than all-reduces and sorts it holds (in the time loop or not), the shapes it
+    # all-gathers, and its arrays with the population's length (each device holds
+    # ceil(N / 4) agents); its temporary memory per device
+    ops, gathers, popdim, computation = [], [], [], None
+    compiled = four.lower(data.x, data.y, jr.key(3)).compile()
+    for line in compiled.as_text().splitlines():
         if line and not line.startswith(" "):
             computation = line.split(" ")[0]
         for op in ("all-gather(", "all-to-all(", "collective-permute(", "sort("):
             if op in line:
                 ops.append((op, "entry" if computation == "ENTRY" else "loop"))
+        if " all-gather(" in line:
+            gathers.append(line.split("=", 1)[1].split(" all-gather(")[0].strip())
         if re.search(rf"[\\[,]{n}[\\],]", line):
             popdim.append(line.strip()[:120])
-    out = dict(ops=ops, popdim=popdim)
+    temp = compiled.memory_analysis().temp_size_in_bytes
+    out = dict(ops=ops, gathers=gathers, popdim=popdim, temp=temp)
+    if batch_size is not None:  # chunks on a mesh need an equal share per device
+        uneven = mj.Simulation(n - 1, enc, sim.methods, state=state, batch_size=batch_size)
+        try:
+            mj.Run(uneven, data.x, data.y, key=jr.key(3), mesh=mesh)
+        except ValueError as e:
+            out.update(refused=str(e))
     if run:
         one = jax.jit(lambda x, y, k: mj.simulate(sim, x, y, key=k, throw=False))
         a = one(data.x, data.y, jr.key(3))
         b = four(data.x, data.y, jr.key(3))
         rel = jax.tree.map(lambda u, v: float(jnp.max(jnp.abs(u - v) / (1 + jnp.abs(u)))), a, b)
+        if batch_size is not None:  # and in segments (`mj.Run`, as the CLI runs it)
+            c = mj.simulate(chunked, data.x, data.y, key=jr.key(3), mesh=mesh)
+            rel = (rel, jax.tree.map(
+                lambda u, v: float(jnp.max(jnp.abs(u - v) / (1 + jnp.abs(u)))), a, c))
         # one device: the quantiles and the worst agent are the sort-based ones (bit for
         # bit) of the agents' RMSE (the formula `Population.quantile` had, NumPy's)
         @partial(jax.jit, static_argnums=1)
@@ -75,10 +94,13 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _sharded(homogeneity: str, n: int, state: str, n_methods: int, run: bool) -> dict:
+def _sharded(
+    homogeneity: str, n: int, state: str, n_methods: int, run: bool, batch_size=None
+) -> dict:
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     env.pop("JAX_PLATFORMS", None)
-    args = [homogeneity, str(n), state, str(n_methods), "run" if run else "lower"]
+    chunks = "none" if batch_size is None else str(batch_size)
+    args = [homogeneity, str(n), state, str(n_methods), "run" if run else "lower", chunks]
     res = subprocess.run(
         [sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, env=env, timeout=600
     )
@@ -114,12 +136,38 @@ def test_sharded_run_equals_single_device(homogeneity, n):
 def test_lean_sharded_program_has_no_population_array():
     """The lean loop (agents recomputed from their index, the frozen agents found after the
     loop) and its summaries, sharded: no gather, sort or population-length array anywhere
-    in the compiled program (compiled, not run; one method)."""
-    out = _sharded("h2", 8004, "lean", 1, run=False)
-    assert out["ops"] == [] and out["popdim"] == [], out
+    in the compiled program (compiled, not run; one method). With chunks (2001 agents per
+    device, 300 per chunk), the same, and a device's temporary memory is bounded by its
+    chunk: well under the unchunked program's."""
+    plain = _sharded("h2", 8004, "lean", 1, run=False)
+    assert plain["ops"] == [] and plain["popdim"] == [], plain
+    chunked = _sharded("h2", 8004, "lean", 1, run=False, batch_size=300)
+    # the only all-gathers: the step's status (4 numbers per device; see the test below),
+    # in each of the lean loop's two scans
+    assert chunked["ops"] == [["all-gather(", "loop"]] * 2, chunked
+    assert chunked["gathers"] == ["s32[4,4]{1,0}"] * 2 and chunked["popdim"] == [], chunked
+    assert chunked["temp"] < plain["temp"] / 2, (chunked["temp"], plain["temp"])
 
 
-def test_mesh_with_chunks_is_refused():
+@pytest.mark.parametrize("state, n_methods", [("stored", 5), ("lean", 1)])
+def test_chunks_on_each_shard_equal_single_device(state, n_methods):
+    """`batch_size` with a mesh: each device runs the chunk loops over its own 301 agents
+    (chunks of 70, the last one ragged), its draws from the agents' global indices, the
+    population reductions all-reduced; the results equal the unchunked single-device run
+    to round-off, jitted and in segments (`Run`). The programs hold no gather or sort of
+    agents: the only all-gather is the step's status (a method's check of each agent's own,
+    `moments="own"`, can fail on one device only), 4 numbers per device. N not a multiple
+    of the devices is refused."""
+    out = _sharded("h2", 4 * 301, state, n_methods, run=True, batch_size=70)
+    assert out["max_rel"] < 1e-12, out
+    assert 0 < out["worst"] < 10, out
+    assert all(out["same"]) and len(out["same"]) == 4 * n_methods, out
+    assert all(op == ["all-gather(", "loop"] for op in out["ops"]), out
+    assert set(out["gathers"]) == {"s32[4,4]{1,0}"} and out["popdim"] == [], out
+    assert "n_agents must be a multiple of the devices, got n_agents=1203" in out["refused"]
+
+
+def test_mesh_without_agents_axis_is_refused():
     import jax
     import jax.numpy as jnp
     import jax.random as jr
@@ -129,11 +177,7 @@ def test_mesh_with_chunks_is_refused():
 
     data = load_dataset("logistic", n_rows=20)
     cost = mj.CostParams(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
-    sim = mj.Simulation(10, mj.RFNEncoder(d=1, d_x=1, p=3), mj.default_methods(cost), batch_size=4)
-    mesh = jax.make_mesh((1,), ("agents",))
-    with pytest.raises(ValueError, match="batch_size=4"):
-        mj.simulate(sim, jnp.asarray(data.x), jnp.asarray(data.y), key=jr.key(0), mesh=mesh)
-    sim = mj.Simulation(10, sim.encoder, sim.methods)
+    sim = mj.Simulation(10, mj.RFNEncoder(d=1, d_x=1, p=3), mj.default_methods(cost))
     with pytest.raises(ValueError, match="'agents'"):
         mj.simulate(
             sim,
@@ -142,3 +186,37 @@ def test_mesh_with_chunks_is_refused():
             key=jr.key(0),
             mesh=jax.make_mesh((1,), ("x",)),
         )
+
+
+def test_cli_run_with_shard_and_batch_size(tmp_path):
+    """`memoa run --shard --batch-size 70` on 4 devices (301 agents each): the summary of
+    the unchunked one-device run, to round-off; N not a multiple of the devices: one line,
+    exit 2, nothing written."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env.pop("JAX_PLATFORMS", None)
+    model = ["--dataset", "logistic", "--rows", "40", "--methods", "memoa", "--seeds", "1"]
+    model += ["--no-progress", "--no-compile-cache"]
+
+    def memoa(*args):
+        cmd = [sys.executable, "-m", "memoa_jax", "run", *model, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+    for name, args in (("one", []), ("four", ["--shard", "--batch-size", "70"])):
+        res = memoa("-n", "1204", *args, "--out", str(tmp_path / name))
+        assert res.returncode == 0, res.stderr[-3000:]
+    one, four = (
+        json.loads((tmp_path / name / "results.json").read_text())["summary"]
+        for name in ("one", "four")
+    )
+    compared = 0
+    for m, fields in one.items():
+        for f, s in fields.items():
+            if not (isinstance(s, dict) and "per_seed" in s):
+                continue
+            a, b = s["per_seed"][0], four[m][f]["per_seed"][0]
+            assert (a is None and b is None) or abs(a - b) <= 1e-12 * (1 + abs(a)), (m, f, a, b)
+            compared += 1
+    assert compared >= 10, one
+    res = memoa("-n", "1203", "--shard", "--batch-size", "70", "--out", str(tmp_path / "odd"))
+    assert res.returncode == 2 and "N must be a multiple of 4, got 1203" in res.stderr, res
+    assert not (tmp_path / "odd").exists()

@@ -311,7 +311,8 @@ def add_state_options(parser):
     parser.add_argument(
         "--batch-size",
         type=count_type("--batch-size"),
-        help="process agents in chunks of this size (default: none with --state stored; "
+        help="process agents in chunks of this size, each device its own share's with "
+        "--shard (then N a multiple of the devices) (default: none with --state stored; "
         f"chunks of {LEAN_CHUNK:,} with --state lean above that many agents, so that a step's "
         "intermediates do not scale with N)",
     )
@@ -352,16 +353,10 @@ def add_device_options(parser):
 
 
 def check_device_options(args):
-    """Refuses the `--distributed` options without `--distributed`, and `--batch-size` with
-    `--shard`."""
+    """Refuses the `--distributed` options without `--distributed`."""
     for name in ("coordinator", "num_processes", "process_id"):
         check(
             getattr(args, name) is None or args.distributed,
             f"--{name.replace('_', '-')} is an option of --distributed; add --distributed "
             "or leave it out",
         )
-    check(
-        args.batch_size is None or not (args.shard or args.distributed),
-        f"--batch-size {args.batch_size} with --shard: each device already holds N/devices "
-        "agents; use one or the other",
-    )
