@@ -72,7 +72,6 @@ def test_module_entry_point_help():
         (["--kappa", "-2"], "kappa=-2.0"),
         (["--alpha", "-0.5"], "alpha=-0.5"),
         (["--methods", "memoa,bogus"], "unknown method 'bogus'"),
-        (["--shard", "--batch-size", "10"], "--batch-size 10 with --shard"),
         (["--server", "hedge", "--hedge-rate", "0"], "--hedge-rate must be a finite number > 0"),
         (["--server", "hedge", "--hedge-rate", "nan"], "got nan"),
         (["--kappa", "inf"], "--kappa must be a finite number, got inf"),
