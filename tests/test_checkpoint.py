@@ -357,15 +357,15 @@ def checkpoint_folder(tmp_path_factory):
     before anything runs (written as `memoa run` writes it, without running)."""
     from memoa_jax.cli import _parser
     from memoa_jax.cli._build import build
+    from memoa_jax.cli._checkpoints import RUN_RECORD, run_record
     from memoa_jax.cli._outputs import write_json
-    from memoa_jax.cli.run import RUN_RECORD, _run_record
 
     folder = tmp_path_factory.mktemp("ckpt") / "o" / "checkpoint"
     folder.mkdir(parents=True)
     argv = [*BASE, "--seeds", "1", "--checkpoint-every", "5", "--out", str(folder.parent)]
     args = _parser().parse_args(argv)
     args.argv = argv
-    write_json(folder / RUN_RECORD, _run_record(args, build(args).data, 5))
+    write_json(folder / RUN_RECORD, run_record(args, build(args).data, 5))
     return folder
 
 

@@ -9,7 +9,8 @@ from typing import Any
 from ..data._checks import describe_stretches
 from . import _distributed
 from ._build import build, preset_name
-from ._errors import Failure, UsageError, is_runtime_failure, runtime_failure
+from ._checkpoints import RUN_RECORD, check_options, check_resume, run_in_segments, run_record
+from ._errors import UsageError, is_runtime_failure, runtime_failure
 from ._options import add_device_options, add_model_options, add_state_options, count_type
 from ._outputs import (
     check_out_dir,
@@ -99,7 +100,7 @@ def main(args) -> int:
     _distributed.start(args)  # --distributed: first, so that every check below is shared
 
     def prepare():
-        _check_checkpoint_options(args)
+        check_options(args)
         return build(args, comparators=True)
 
     built = _distributed.agree(args, prepare, lambda b: b.data)
@@ -119,7 +120,7 @@ def main(args) -> int:
     # --resume: K as saved, unless given again; the checkpoint's configuration checked here
     every = args.checkpoint_every
     if args.resume is not None:
-        every = _distributed.on_process_0(args, lambda: _check_resume(args, data))
+        every = _distributed.on_process_0(args, lambda: check_resume(args, data))
         every = args.checkpoint_every or every
     folder = args.resume if args.resume is not None else out / "checkpoint"
 
@@ -130,7 +131,7 @@ def main(args) -> int:
             raise UsageError(f"output folder {str(out)!r} exists and is not empty")
         if every is not None and args.resume is None:  # what a resumed run must match
             make_out_dir(folder)
-            write_json(folder / RUN_RECORD, _run_record(args, data, every))
+            write_json(folder / RUN_RECORD, run_record(args, data, every))
 
     _distributed.on_process_0(args, check_out)
     n_steps = data.n_rows - 1
@@ -227,7 +228,7 @@ def main(args) -> int:
                 else:
                     run = mj.Run(sim, x, y, key=jax.random.key(s), mesh=mesh)
                     unit = folder / f"seed-{s}" / label
-                    res, seconds, ran = _run_in_segments(run, unit, every, args.resume, bar)
+                    res, seconds, ran = run_in_segments(run, unit, every, args.resume, bar)
                     if ran < n_steps:  # (resumed)
                         at = "finished, read back" if ran == 0 else f"at step {n_steps - ran}"
                         bar.write(f"seed {s}, {label}: resumed {at}")
@@ -295,118 +296,6 @@ def main(args) -> int:
 
     _distributed.on_process_0(args, report)
     return 0
-
-
-RUN_RECORD = "run.json"  # in a checkpoint folder: the configuration a resumed run must match
-# options that may change between a run and its resumption (and the per-process ones,
-# `_distributed.LOCAL`)
-RESUMABLE = {"--resume", "--checkpoint-every", "--wide"}
-
-
-def _check_checkpoint_options(args) -> None:
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:
-        raise UsageError(
-            f"--checkpoint-every {args.checkpoint_every}: need a positive number of steps "
-            "between checkpoints"
-        )
-
-
-def _config_items(args, data) -> dict[str, list[str]]:
-    """What a resumed run must share with the checkpointed one, hashed: the versions (the
-    package's source files too), the options and the data (`_distributed.digest_items`)."""
-    items = _distributed.digest_items(args, data)
-    return _distributed._hashed({k: v for k, v in items.items() if k not in RESUMABLE})
-
-
-def _run_record(args, data, every: int) -> dict:
-    import jax
-
-    return dict(
-        format="memoa run checkpoint 1",
-        command=command_line(args),
-        process_count=jax.process_count(),
-        checkpoint_every=every,
-        config=_config_items(args, data),
-    )
-
-
-def _check_resume(args, data) -> int:
-    """`--resume DIR` is a checkpoint folder of this configuration, written by as many
-    processes: its checkpoint interval K. Else one line (`UsageError`) and nothing run."""
-    import json
-
-    import jax
-
-    folder = args.resume
-    where = f"--resume {str(folder)!r}"
-    if not folder.exists():
-        raise UsageError(f"{where}: no such folder")
-    if not folder.is_dir():
-        raise UsageError(f"{where} is a file, not a checkpoint folder")
-    try:
-        saved = json.loads((folder / RUN_RECORD).read_text())
-        config, count, every = saved["config"], saved["process_count"], saved["checkpoint_every"]
-    except FileNotFoundError:
-        raise UsageError(
-            f"{where} is not a checkpoint folder of memoa run (no {RUN_RECORD} in it; "
-            "`memoa run --checkpoint-every K` writes <out>/checkpoint)"
-        ) from None
-    except (OSError, ValueError, TypeError, KeyError) as e:
-        raise UsageError(f"{where}: cannot read its {RUN_RECORD}: {e}") from None
-    if count != jax.process_count():
-        raise UsageError(
-            f"{where} was written by {count} process(es); this run has "
-            f"{jax.process_count()} (resume with as many processes)"
-        )
-    mine = _config_items(args, data)
-    for k in [*config, *(k for k in mine if k not in config)]:
-        a, b = config.get(k), mine.get(k)
-        if a is None or b is None or a[0] != b[0]:
-            show = lambda v: "(absent)" if v is None else v[1]  # noqa: E731
-            raise UsageError(
-                f"{where} is of another configuration: {k} {show(a)} there, {show(b)} here "
-                f"(it was: {saved.get('command', '?')}); nothing was run"
-            )
-    return int(every)
-
-
-def _run_in_segments(run, unit, every: int, resume, bar):
-    """One seed of one simulation as `run`'s segments, its carry saved in the checkpoint
-    folder `unit` every `every` steps and at the end; from its last checkpoint there when
-    resuming. Returns the `SimResult` (checks not raised) and the seconds in segments
-    and the steps run in them."""
-    import jax
-
-    from ..checkpoint import CheckpointError, checkpoint_step, load_checkpoint, save_checkpoint
-
-    n_steps = run.n_steps
-    carry = None
-    if resume is not None and checkpoint_step(unit) is not None:
-        try:
-            carry = load_checkpoint(unit, run)
-        except CheckpointError as e:
-            raise UsageError(f"--resume: {e}") from None
-    carry = run.init() if carry is None else carry
-    t = first = int(carry.t)
-    seconds = 0.0
-    bar.update(t)
-    # finer segments for the bar (one compiled program for all), with or without it: every
-    # process of a --distributed run must run the same segments (their collectives)
-    fine = -(-n_steps // 64)
-    ends = set(range(every, n_steps, every)) | set(range(fine, n_steps, fine)) | {n_steps}
-    for stop in sorted(e for e in ends if e > t):
-        t0 = time.perf_counter()
-        carry = jax.block_until_ready(run.segment(carry, stop))
-        seconds += time.perf_counter() - t0
-        carry.status.raise_if_failed()
-        bar.update(stop - t)
-        t = stop
-        if stop % every == 0 or stop == n_steps:
-            try:
-                save_checkpoint(unit, run, carry)
-            except OSError as e:
-                raise Failure(f"cannot write a checkpoint in {unit}: {e}") from None
-    return run.finish(carry, throw=False), seconds, n_steps - first
 
 
 def _persistence(mj, y, sims, hp, fedmoe_game: bool, season: int = 0) -> dict:
