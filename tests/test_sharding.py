@@ -149,7 +149,12 @@ def test_lean_sharded_program_has_no_population_array():
     assert chunked["temp"] < plain["temp"] / 2, (chunked["temp"], plain["temp"])
 
 
-@pytest.mark.parametrize("state, n_methods", [("stored", 5), ("lean", 1)])
+@pytest.mark.parametrize(
+    "state, n_methods",
+    # lean under -m slow (2.5 min in CI): its chunked sharded program is checked compiled in
+    # the test above, lean = stored in test_lean.py, and the shards' chunk loops run here
+    [("stored", 5), pytest.param("lean", 1, marks=pytest.mark.slow)],
+)
 def test_chunks_on_each_shard_equal_single_device(state, n_methods):
     """`batch_size` with a mesh: each device runs the chunk loops over its own 301 agents
     (chunks of 70, the last one ragged), its draws from the agents' global indices, the
