@@ -34,6 +34,7 @@ import jax
 import numpy as np
 
 from ._loop import Run, SimCarry
+from ._multihost import allgather_bytes
 from .data import write_atomic
 
 FORMAT = "memoa-jax checkpoint 1"
@@ -431,34 +432,9 @@ def _barrier(name: str, problem: OSError | None = None) -> None:
     write), every process raises it (as `OSError`, the first process's, named), so that
     none is left waiting alone at the next collective; processes that reach different
     barriers (out of step) raise `CheckpointError` instead of going on."""
-    if jax.process_count() == 1:
-        if problem is not None:
-            raise problem
-        return
-    text = None if problem is None else str(problem)
-    every = [json.loads(b) for b in _allgather(json.dumps([name, text]).encode())]
-    names = {n for n, _ in every}
-    if len(names) > 1:
-        raise CheckpointError(f"processes out of step at a checkpoint: {sorted(names)}")
-    first = next(((q, e) for q, (_, e) in enumerate(every) if e is not None), None)
-    if first is not None:
-        raise OSError(f"process {first[0]}: {first[1]}")
-
-
-def _allgather(payload: bytes) -> list[bytes]:
-    """Every process's `payload`, in process order (`cli._distributed` has the same)."""
-    if jax.process_count() == 1:
-        return [payload]
-    from jax.experimental import multihost_utils
-
-    sizes = np.asarray(
-        multihost_utils.process_allgather(np.asarray([len(payload)], np.int32))
-    ).reshape(-1)
-    width = -(-int(sizes.max()) // 4096) * 4096  # few shapes, few compilations
-    buf = np.zeros(width, np.int32)  # (one byte per int32: collectives of int32 everywhere)
-    buf[: len(payload)] = np.frombuffer(payload, np.uint8)
-    every = np.asarray(multihost_utils.process_allgather(buf)).reshape(len(sizes), width)
-    return [every[p, : sizes[p]].astype(np.uint8).tobytes() for p in range(len(sizes))]
+    if problem is not None and jax.process_count() == 1:
+        raise problem
+    _agree(None if problem is None else str(problem), OSError, name)
 
 
 def _from_process_0(fn):
@@ -466,14 +442,18 @@ def _from_process_0(fn):
     if jax.process_count() == 1:
         return fn()
     mine = fn() if jax.process_index() == 0 else None
-    return json.loads(_allgather(json.dumps(mine).encode())[0])
+    return json.loads(allgather_bytes(json.dumps(mine).encode())[0])
 
 
-def _agree(problem: str | None) -> None:
-    """Raises `CheckpointError` on every process when any process has a problem (the
-    first process's), so that none goes on alone."""
-    every = [json.loads(b) for b in _allgather(json.dumps(problem).encode())]
-    first = next(((p, e) for p, e in enumerate(every) if e is not None), None)
+def _agree(problem: str | None, error: type[Exception] = CheckpointError, name: str = "") -> None:
+    """Raises `error` on every process when any process has a problem (the first
+    process's, named), so that none goes on alone; processes that reached this point
+    under different `name`s (out of step) raise `CheckpointError`."""
+    every = [json.loads(b) for b in allgather_bytes(json.dumps([name, problem]).encode())]
+    names = {n for n, _ in every}
+    if len(names) > 1:
+        raise CheckpointError(f"processes out of step at a checkpoint: {sorted(names)}")
+    first = next(((p, e) for p, (_, e) in enumerate(every) if e is not None), None)
     if first is not None:
         p, text = first
-        raise CheckpointError(text if jax.process_count() == 1 else f"process {p}: {text}")
+        raise error(text if jax.process_count() == 1 else f"process {p}: {text}")

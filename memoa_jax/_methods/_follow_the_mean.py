@@ -25,10 +25,6 @@ class FollowTheMean(AbstractMethod):
     name: str = eqx.field(static=True, default="g4_follow_mean")
 
     @property
-    def history(self) -> int:
-        return self.ridge_window
-
-    @property
     def needs_moments(self) -> bool:
         return False
 

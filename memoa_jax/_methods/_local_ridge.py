@@ -22,10 +22,6 @@ class LocalRidge(AbstractMethod):
     name: str = eqx.field(static=True, default="g1_ridge")
 
     @property
-    def history(self) -> int:
-        return self.ridge_window
-
-    @property
     def needs_moments(self) -> bool:
         return False
 

@@ -70,10 +70,6 @@ class OnlineGradient(AbstractMethod):
         return optax.adam(self.learning_rate, eps_root=EPS_ROOT)
 
     @property
-    def history(self) -> int:
-        return self.ridge_window
-
-    @property
     def needs_moments(self) -> bool:
         return False
 

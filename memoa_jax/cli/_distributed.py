@@ -22,6 +22,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .._multihost import allgather_bytes
 from ._build import data_fingerprint
 from ._errors import Failure, UsageError, check
 from ._options import check_device_options
@@ -80,23 +81,6 @@ def check_even_shares(mesh, chunked: list[int]):
             f"--batch-size with {mesh.size} devices: each device runs the chunks of an equal "
             f"share of the agents, so N must be a multiple of {mesh.size}, got {n}",
         )
-
-
-def _allgather(payload: bytes) -> list[bytes]:
-    """Every process's `payload`, in process order (blocks until all have given theirs)."""
-    import jax
-    import numpy as np
-    from jax.experimental import multihost_utils
-
-    if jax.process_count() == 1:
-        return [payload]
-    sizes = multihost_utils.process_allgather(np.asarray([len(payload)], np.int32))
-    sizes = np.asarray(sizes).reshape(-1)
-    width = -(-int(sizes.max()) // 4096) * 4096  # few shapes, few compilations
-    buf = np.zeros(width, np.int32)  # (one byte per int32: collectives of int32 everywhere)
-    buf[: len(payload)] = np.frombuffer(payload, np.uint8)
-    every = np.asarray(multihost_utils.process_allgather(buf)).reshape(len(sizes), width)
-    return [every[p, : sizes[p]].astype(np.uint8).tobytes() for p in range(len(sizes))]
 
 
 def _first_line(e: BaseException) -> str:
@@ -177,7 +161,7 @@ def agree(args, prepare: Callable[[], T], data: Callable[[T], Any]) -> T:
         known = isinstance(e, (UsageError, Failure))
         kind, text = (type(e).__name__, str(e)) if known else ("Failure", _first_line(e))
         mine = dict(items=_hashed(digest_items(args, None)), error=[kind, text])
-    every = [json.loads(b) for b in _allgather(json.dumps(mine).encode())]
+    every = [json.loads(b) for b in allgather_bytes(json.dumps(mine).encode())]
     failed = [(p, r["error"]) for p, r in enumerate(every) if r["error"] is not None]
     if own is not None and not isinstance(own, (UsageError, Failure)):
         raise own
@@ -209,15 +193,15 @@ def on_process_0(args, fn: Callable[[], T]) -> T:
         try:
             out = dict(value=fn())
         except (UsageError, Failure) as e:
-            _allgather(json.dumps(dict(error=[type(e).__name__, str(e)])).encode())
+            allgather_bytes(json.dumps(dict(error=[type(e).__name__, str(e)])).encode())
             raise
         except BaseException as e:  # a bug, Ctrl-C: the others stop too, then it is raised
             text = f"process 0 stopped: {_first_line(e)}"
-            _allgather(json.dumps(dict(error=["Failure", text])).encode())
+            allgather_bytes(json.dumps(dict(error=["Failure", text])).encode())
             raise
-        _allgather(json.dumps(out).encode())
+        allgather_bytes(json.dumps(out).encode())
         return out["value"]
-    got = json.loads(_allgather(b"null")[0])
+    got = json.loads(allgather_bytes(b"null")[0])
     if "error" in got:
         raise _error(got["error"])
     return got["value"]
