@@ -65,7 +65,10 @@ class _ArgumentError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors in the one error path of `main`: one line (the usage it
-    would print first is what `--help` shows), exit status 2."""
+    would print first is what `--help` shows), exit status 2. `commands`: each command's
+    parser, by name."""
+
+    commands: dict[str, argparse.ArgumentParser]
 
     def error(self, message):
         raise _ArgumentError(self.prog, message)
@@ -95,7 +98,21 @@ def _parser():
             action="store_true",
             help="on an error, show Python's traceback instead of the one-line message",
         )
+    p.commands = dict(sub.choices)
     return p
+
+
+def _parse(argv):
+    """The parsed options; with `--config FILE`, parsed again over the file's values as
+    the command's defaults, so that the options given explicitly override the file."""
+    p = _parser()
+    args = p.parse_args(argv)
+    if getattr(args, "config", None) is not None:
+        from ._config import config_defaults, read_config
+
+        p.commands[args.command].set_defaults(**config_defaults(read_config(args.config)))
+        args = p.parse_args(argv)
+    return args
 
 
 def _say(message: str) -> None:
@@ -167,9 +184,12 @@ def main(argv=None) -> int:
 def _main(argv) -> tuple[int, str]:
     """`main`'s work: the exit status and the command's name."""
     try:
-        args = _parser().parse_args(argv)
+        args = _parse(argv)
     except _ArgumentError as e:
         print(f"{e.prog}: error: {e} (see {e.prog} --help)", file=sys.stderr)
+        return EXIT_USAGE, "memoa"
+    except UsageError as e:  # (a bad --config file)
+        _say(str(e))
         return EXIT_USAGE, "memoa"
     args.argv = list(sys.argv[1:] if argv is None else argv)  # to say how to resume
     return _run(args), args.command

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..data._checks import describe_stretches
 from . import _distributed
-from ._build import build, preset_name
+from ._build import build
 from ._checkpoints import RUN_RECORD, check_options, check_resume, run_in_segments, run_record
 from ._errors import UsageError, is_runtime_failure, runtime_failure
 from ._options import add_device_options, add_model_options, add_state_options, count_type
@@ -47,6 +47,15 @@ def add_parser(sub, formatter):
         type=count_type("--n-agents"),
         default=1000,
         help="population size N (1e6 notation allowed)",
+    )
+    r.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help='run what FILE describes: a results.json of memoa run (its "spec"), or a '
+        ".toml/.json spec file (memoa_jax.RunSpec.to_dict's keys, e.g. n_agents = 20 and a "
+        '[data] table with dataset = "periodic"; keys left out take the defaults '
+        "below); options given on the command line override the file's values",
     )
     add_model_options(r)
     r.add_argument(
@@ -414,7 +423,7 @@ def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persi
             sync_every=args.sync_every,
             ogd_lr=args.ogd_lr,
             seeds=list(range(args.seed, args.seed + args.seeds)),
-            preset=preset_name(args),
+            preset=built.spec.preset_name,
             **hp,
         ),
         device=str(jax.devices()[0]),
@@ -423,6 +432,7 @@ def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persi
         compilation_cache=getattr(args, "compile_cache_dir", None),
         timing=dict(simulations=timing, wall_s=wall_s, peak_rss_bytes=peak_rss_bytes()),
         summary=summary,
+        spec=built.spec.to_dict(),
         steps={m: {k: v.tolist() for k, v in s.items()} for m, s in steps.items()},
     )
     title = (
