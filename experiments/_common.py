@@ -168,35 +168,18 @@ def _with_lam(sim, lam):
 
 
 class Runner:
-    """One compilation per (data set, simulation, population slots); seeds, λ, N ≤ slots and
-    the tracked agent are run-time values (padding slots, `simulate(n_active=...)`)."""
+    """`mj.Runner` on a data set and a seed: one compilation per (simulation structure,
+    data shape); seeds, λ, N ≤ slots and the tracked agent are run-time values (padding
+    slots, `simulate(n_active=...)`)."""
 
     def __init__(self):
-        self._compiled = {}
-
-    def one(self, sim, dataset, *, seed: int, n_active: int | None = None, track=0):
-        x, y = jnp.asarray(dataset.x), jnp.asarray(dataset.y)
-        na = None if n_active is None else jnp.asarray(n_active, jnp.int32)
-        tr = jnp.asarray(track, jnp.int32)
-        static = jax.tree.flatten(eqx.filter(sim, eqx.is_array, inverse=True))
-        k = (dataset.name, dataset.n_rows, n_active is None, static[1], tuple(static[0]))
-        if k not in self._compiled:
-            self._compiled[k] = (
-                eqx.filter_jit(mj.simulate)
-                .lower(sim, x, y, key=jax.random.key(0), n_active=na, track_agent=tr)
-                .compile()
-            )
-        return jax.block_until_ready(
-            self._compiled[k](sim, x, y, key=jax.random.key(seed), n_active=na, track_agent=tr)
-        )
+        self.runner = mj.Runner()
 
     def __call__(self, sims, dataset, *, seed: int, n_active: int | None = None, track=0):
         """Every simulation of `sims` (same data, same key), as one `SimResult`."""
-        runs = [self.one(s, dataset, seed=seed, n_active=n_active, track=track) for s in sims]
-        merged = lambda field: {k: v for r in runs for k, v in getattr(r, field).items()}
-        return mj.SimResult(
-            steps=merged("steps"), summary=merged("summary"), agent_rmse=merged("agent_rmse")
-        )
+        x, y = jnp.asarray(dataset.x), jnp.asarray(dataset.y)
+        key = jax.random.key(seed)
+        return self.runner(sims, x, y, key=key, n_active=n_active, track=track)
 
 
 def summary_dict(res) -> dict:

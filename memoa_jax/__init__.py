@@ -94,6 +94,8 @@ if TYPE_CHECKING:
     from ._progress import AbstractProgressMeter as AbstractProgressMeter
     from ._progress import CallbackProgressMeter as CallbackProgressMeter
     from ._progress import NoProgressMeter as NoProgressMeter
+    from ._runner import Compiled as Compiled
+    from ._runner import Runner as Runner
     from ._simulation import Simulation as Simulation
     from ._spec import SPEC_VERSION as SPEC_VERSION
     from ._spec import DataSpec as DataSpec

@@ -200,19 +200,19 @@ def main(args) -> int:
     # keeps it in its persistent compilation cache, where a second identical run finds it
     # (after tracing and lowering the loop again: JAX keys its cache by the lowered program).
     # With checkpoints: the loop in segments (`mj.Run`), compiled on its first segment.
-    compiled, compile_s, trace_s, from_cache = [], [], [], []
+    runner = mj.Runner(mesh=mesh, throw=False)
+    compile_s, trace_s, from_cache = [], [], []
     for sim in sims if every is None else ():
         label = "+".join(m.name for m in sim.methods)
         bar.set_description(f"compiling {label}")
         if not args.no_progress:  # the bar stands at 0 meanwhile: say why, and that it is once
             bar.write(f"compiling {label} (first run only: cached afterwards) ...", sys.stderr)
-        program, seconds, tracing, hit = compile_simulation(sim, x, y, mesh)
+        compiled = runner.compile(sim, x, y)
         if not args.no_progress:
-            bar.write(f"compiled {label} in {seconds:.1f} s", sys.stderr)
-        compiled.append(program)
-        compile_s.append(seconds)
-        trace_s.append(tracing)
-        from_cache.append(hit)
+            bar.write(f"compiled {label} in {compiled.compile_s:.1f} s", sys.stderr)
+        compile_s.append(compiled.compile_s)
+        trace_s.append(compiled.trace_s)
+        from_cache.append(compiled.from_cache)
     if every is not None:
         compile_s = trace_s = from_cache = [None] * len(sims)
     bar.reset(total=total)  # the rate and ETA count from here, not from the compilation
@@ -230,7 +230,7 @@ def main(args) -> int:
             try:
                 if every is None:
                     t0 = time.perf_counter()
-                    res = jax.block_until_ready(compiled[i](sim, x, y, jax.random.key(s)))
+                    res = runner.run(sim, x, y, key=jax.random.key(s))
                     run_s[i].append(time.perf_counter() - t0)
                     steps_run[i].append(n_steps)
                     bar.update(n_steps)
@@ -243,6 +243,7 @@ def main(args) -> int:
                         bar.write(f"seed {s}, {label}: resumed {at}")
                     run_s[i].append(seconds)
                     steps_run[i].append(ran)
+                assert res.status is not None  # (run with throw=False: its checks' status)
                 res.status.raise_if_failed()  # a failed runtime check: `mj.SimulationError`
             except Exception as e:  # a failed runtime check, out of memory
                 bar.close()
@@ -345,37 +346,6 @@ def _aggregate(per_seed, persistence) -> dict:
         out[f] = dict(mean=float(v.mean()), std=float(v.std()), per_seed=values)
     out["persistence"] = persistence
     return out
-
-
-def compile_simulation(sim, x, y, mesh):
-    """`mj.simulate(sim, x, y, key=..., mesh=mesh)` compiled once for every key (checks
-    returned in the result's status, `throw=False`: no host callback), and what it cost:
-    `(program, compile seconds, of which tracing and lowering, whether XLA's part came from
-    JAX's persistent cache)`. `program(sim, x, y, key)` returns the `SimResult`."""
-    import equinox as eqx
-    import jax
-    import jax.monitoring
-
-    import memoa_jax as mj
-
-    fn = eqx.filter_jit(
-        lambda sim_, x_, y_, key: mj.simulate(sim_, x_, y_, key=key, mesh=mesh, throw=False)
-    )
-    seen: set[str] = set()
-
-    def listen(event: str, **_) -> None:
-        seen.add(event)
-
-    t0 = time.perf_counter()
-    lowered = fn.lower(sim, x, y, jax.random.key(0))  # pyright: ignore[reportFunctionMemberAccess]
-    t1 = time.perf_counter()
-    jax.monitoring.register_event_listener(listen)
-    try:
-        program = lowered.compile()
-    finally:
-        jax.monitoring.unregister_event_listener(listen)
-    hit = "/jax/compilation_cache/cache_hits" in seen
-    return program, time.perf_counter() - t0, t1 - t0, hit
 
 
 def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persistence):
