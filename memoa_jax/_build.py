@@ -79,22 +79,22 @@ def _check(cond: bool, detail: str) -> None:
 
 
 def build(spec: RunSpec, *, data=None) -> Built:
-    """The data and the simulations of `spec` (`Built`).
+    """The data and the simulations of `spec` (`Built`). Float64 needs `jax_enable_x64`
+    on (the caller's choice: `memoa run` turns it on).
 
-    **Arguments:**
+    Args:
+        spec: the run (`RunSpec`).
+        data: the data set, when the caller holds it already (e.g. a built-in one cut to
+            its rows); default: read here (`load_data`).
 
-    - `spec`: the run (`RunSpec`).
-    - `data`: the data set, when the caller holds it already (e.g. a built-in one cut to
-      its rows); default: read here (`load_data`).
+    Returns:
+        A `Built`: the data, the simulations, the hyper-parameters, the method names, a
+        CSV's notes, dates and columns, `simulate_fedmoe_game`'s arguments, the spec.
 
-    **Returns:** a `Built`: the data, the simulations, the hyper-parameters, the method
-    names, a CSV's notes and dates, `simulate_fedmoe_game`'s arguments.
-
-    **Raises:** `SpecError`: what the spec's own checks cannot see without the data (a
-    window longer than the series, fedmoe_compat on a multi-dimensional target, a missing
-    CSV).
-
-    Float64 needs `jax_enable_x64` on (the caller's choice: `memoa run` turns it on).
+    Raises:
+        SpecError: what the spec's own checks cannot see without the data (a window
+            longer than the series, fedmoe_compat on a multi-dimensional target, a
+            missing or unreadable CSV).
     """
     import jax.numpy as jnp
 

@@ -38,12 +38,11 @@ class Runner:
     data's values, the cost weights and `n_active`/`track` are run-time values, so seeds,
     λ (an array) and N up to `sim.n_agents` reuse one program.
 
-    **Arguments:**
-
-    - `mesh`: shard the agents over this mesh (`simulate`'s `mesh`), or None.
-    - `throw`: raise a failed runtime check (`simulate`'s `throw`); False: it comes back
-      in the result's `status` (the program then holds no host callback, so JAX's
-      persistent cache keeps it).
+    Args:
+        mesh: shard the agents over this mesh (`simulate`'s `mesh`), or None.
+        throw: raise a failed runtime check (`simulate`'s `throw`); False: it comes back
+            in the result's `status` (the program then holds no host callback, so JAX's
+            persistent cache keeps it).
     """
 
     def __init__(self, *, mesh: jax.sharding.Mesh | None = None, throw: bool = True):

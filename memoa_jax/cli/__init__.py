@@ -5,9 +5,9 @@ One module per command (`run`, `sweep`, `bench`, `verify`, `reproduce`, `tune`),
 registers the command and sets `func=<its main(args) -> int>`, and `main(args)`. What they
 share lives in one private module per idea, none of which imports a command: `_errors` (the
 exit statuses and the error types below), `_options` (shared options, counts and sizes),
-`_build` (data, hyper-parameters, `build(args)`), `_resources` (memory checks), `_outputs`
-(output folders, atomic files, JSON, tables), `_cache` (JAX's compilation cache), `_tidy`
-(summary.csv) and `_distributed`. No command imports another; the measurements and the
+`_build` (the options' `RunSpec`, `build(args)`), `_config` (`memoa run --config FILE`),
+`_resources` (memory checks), `_outputs` (output folders, atomic files, JSON, tables),
+`_cache` (JAX's compilation cache), `_tidy` (summary.csv) and `_distributed`. No command imports another; the measurements and the
 numerics the commands print live in the library (`memoa_jax.bench`, `memoa_jax.nash`).
 
 One error path for every command (`main`): a failure the user can cause ends in one line

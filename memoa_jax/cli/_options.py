@@ -132,8 +132,9 @@ def check_finite(args, *names):
 
 def add_model_options(r, *, dataset: str = "ecb"):
     """Data, hyper-parameter and method options shared by `run` and the commands that
-    build a `Simulation` the same way (`build(args)`). New model options go here and into
-    `build`. `dataset`: this command's default data set."""
+    build a `Simulation` the same way (`build(args)`). A new model option goes here, into
+    `memoa_jax.RunSpec` (the field of the same name) and `memoa_jax.build`. `dataset`: this
+    command's default data set."""
     from ..data import DATASETS
 
     r.add_argument("--dataset", default=dataset, help=f"one of {', '.join(sorted(DATASETS))}")
