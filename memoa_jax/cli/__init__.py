@@ -7,8 +7,9 @@ share lives in one private module per idea, none of which imports a command: `_e
 exit statuses and the error types below), `_options` (shared options, counts and sizes),
 `_build` (the options' `RunSpec`, `build(args)`), `_config` (`memoa run --config FILE`),
 `_resources` (memory checks), `_outputs` (output folders, atomic files, JSON, tables),
-`_cache` (JAX's compilation cache), `_tidy` (summary.csv) and `_distributed`. No command imports another; the measurements and the
-numerics the commands print live in the library (`memoa_jax.bench`, `memoa_jax.nash`).
+`_cache` (JAX's compilation cache), `_tidy` (summary.csv) and `_distributed`. No command
+imports another; the measurements and the numerics the commands print live in the library
+(`memoa_jax.bench`, `memoa_jax.nash`).
 
 One error path for every command (`main`): a failure the user can cause ends in one line
 on stderr, `memoa: error: ...`, naming the value or path and the cause, without a traceback

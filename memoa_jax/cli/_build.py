@@ -12,14 +12,13 @@ from .._spec import COMPARATORS, HYPER_PARAMETERS, DataSpec, HyperSpec, RunSpec,
 
 if TYPE_CHECKING:
     from .._build import Built
+from .._methods._registry import METHODS
 from ._errors import UsageError, check
-from ._options import METHOD_NAMES, OGD_NAMES, batch_size_for
+from ._options import batch_size_for
 from ._resources import check_population_fits
 
 # above this ridge window T_c, a note says that the compilation will take minutes
 RIDGE_WINDOW_NOTE = 32
-
-METHODS = METHOD_NAMES + OGD_NAMES
 
 
 def _names(text: str | None, option: str) -> tuple[str, ...] | None:
