@@ -176,6 +176,25 @@ def test_build_refuses_what_needs_the_data():
         mj.build(spec)
 
 
+def test_runner_compiles_once_per_structure():
+    """Seeds and the arrays of the cost are run-time values: one program; the run-time
+    options given are part of the structure."""
+    import jax
+    import jax.numpy as jnp
+
+    spec = mj.RunSpec(
+        data=mj.DataSpec("periodic", rows=12), n_agents=3, methods=("g4_follow_mean",)
+    )
+    built = mj.build(spec)
+    x, y = jnp.asarray(built.data.x), jnp.asarray(built.data.y)
+    runner = mj.Runner()
+    first = runner.compile(built.sims[0], x, y)
+    res = runner(built.sims, x, y, key=jax.random.key(1))
+    assert list(res.summary) == ["g4_follow_mean"]
+    assert runner.compile(built.sims[0], x, y) is first
+    assert runner.compile(built.sims[0], x, y, n_active=2) is not first
+
+
 def _results(out) -> dict:
     return json.loads((out / "results.json").read_text())
 
@@ -216,7 +235,7 @@ def _help(capsys) -> str:
     "name, text, message",
     [
         ("bad.toml", "n_agent = 3\n", "unknown key 'n_agent' (known: data, hyper"),
-        ("bad.toml", "[data]\nrows = 1\n", "rows must be at least 2, got 1"),
+        ("bad.toml", "[data]\nrows = 1\n", "data.rows must be at least 2, got 1"),
         ("bad.toml", "n_agents = [", "not TOML"),
         ("bad.json", '{"methods": ["memoa", "g9"]}', "unknown method 'g9'"),
         ("results.json", '{"summary": {}}', 'a results.json without a "spec"'),

@@ -43,7 +43,7 @@ def _lags(text: str, option: str) -> tuple[int, ...]:
 
 
 # the spec's fields whose option is not `--<field>`
-OPTIONS = {"learning_rate": "--ogd-lr", "spec_version": "spec_version"}
+OPTIONS = {"learning_rate": "--ogd-lr"}
 
 
 def option(field: str) -> str:
@@ -51,9 +51,30 @@ def option(field: str) -> str:
     return OPTIONS.get(field, "--" + field.replace("_", "-"))
 
 
-def usage_error(e: SpecError, name=option) -> UsageError:
+def usage_error(e: SpecError) -> UsageError:
     """A spec's refusal as the CLI's bad input, its fields named as options."""
-    return UsageError(e.render(name))
+    return UsageError(e.render(option))
+
+
+# the spec's fields that are options of the same name in every command that builds
+MODEL_FIELDS = (
+    "q",
+    "lam",
+    "sync_every",
+    "encoder",
+    "mc_samples",
+    "homogeneity",
+    "mean_field",
+    "server",
+    "kappa",
+    "eta",
+    "hedge_rate",
+    "replay_base",
+    "replay_control",
+    "moments",
+    "fedmoe_compat",
+    "g1_params",
+)
 
 
 def spec_from_args(args, *, comparators: bool = False) -> RunSpec:
@@ -100,32 +121,11 @@ def spec_from_args(args, *, comparators: bool = False) -> RunSpec:
         raise usage_error(e) from None
 
 
-# the spec's fields that are options of the same name in every command that builds
-MODEL_FIELDS = (
-    "q",
-    "lam",
-    "sync_every",
-    "encoder",
-    "mc_samples",
-    "homogeneity",
-    "mean_field",
-    "server",
-    "kappa",
-    "eta",
-    "hedge_rate",
-    "replay_base",
-    "replay_control",
-    "moments",
-    "fedmoe_compat",
-    "g1_params",
-)
-
-
 def build(args, *, comparators: bool = False) -> "Built":
-    """Validate the arguments and build the data and simulations (`memoa_jax.Built`): the options'
-    `RunSpec` (`spec_from_args`) through `memoa_jax.build`, and the checks of the machine
-    (memory) the library leaves to its caller. Raises UsageError. `comparators`: the
-    command can run `fedmoe_game` (`memoa run`)."""
+    """Validate the arguments and build the data and simulations (`memoa_jax.Built`): the
+    options' `RunSpec` (`spec_from_args`) through `memoa_jax.build`, and the checks of the
+    machine (memory) the library leaves to its caller. Raises UsageError. `comparators`:
+    the command can run `fedmoe_game` (`memoa run`)."""
     import jax
 
     import memoa_jax as mj

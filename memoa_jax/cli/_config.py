@@ -3,10 +3,11 @@ small .toml or .json spec file, given to the command line as its options' defaul
 an option given explicitly overrides the file's value (`config_defaults`).
 """
 
+import dataclasses
 import json
 from pathlib import Path
 
-from .._spec import HYPER_PARAMETERS, RunSpec, SpecError
+from .._spec import HYPER_PARAMETERS, DataSpec, HyperSpec, RunSpec, SpecError
 from ._errors import UsageError
 
 
@@ -40,7 +41,15 @@ def read_config(path: Path) -> RunSpec:
     try:
         return RunSpec.from_dict(record)
     except SpecError as e:
-        raise UsageError(f"{where}: {e}") from None
+        raise UsageError(f"{where}: {e.render(_key)}") from None
+
+
+def _key(field: str) -> str:
+    """A spec field as a file names it: `data.rows`, `hyper.window`, `n_agents`."""
+    for part, cls in (("data", DataSpec), ("hyper", HyperSpec)):
+        if field in {f.name for f in dataclasses.fields(cls)}:
+            return f"{part}.{field}"
+    return field
 
 
 def config_defaults(spec: RunSpec) -> dict:
@@ -66,5 +75,7 @@ def config_defaults(spec: RunSpec) -> dict:
     if d.dataset is not None:  # (a --csv given on the command line replaces it)
         out.update(dataset=d.dataset, default_dataset=d.dataset)
     skip = {"data", "hyper", "methods", "learning_rate"}
-    out.update({f: getattr(spec, f) for f in spec.__dataclass_fields__ if f not in skip})
+    out.update(
+        {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec) if f.name not in skip}
+    )
     return out
