@@ -113,8 +113,8 @@ def main(args) -> int:
         return build(args, comparators=True)
 
     built = _distributed.agree(args, prepare, lambda b: b.data)
-    data, sims, hp, names = built.data, built.sims, built.hp, built.names
-    n_agents = args.n_agents
+    data, sims, hp, names, spec = built.data, built.sims, built.hp, built.names, built.spec
+    n_agents = spec.n_agents
     mesh = _distributed.agent_mesh(args)
     _distributed.check_even_shares(mesh, [n_agents] if any(s.batch_size for s in sims) else [])
     if args.distributed:
@@ -144,11 +144,11 @@ def main(args) -> int:
 
     _distributed.on_process_0(args, check_out)
     n_steps = data.n_rows - 1
-    homogeneity = args.homogeneity
+    homogeneity = spec.homogeneity
     print(
         f"memoa run: {data.name} ({data.n_rows} rows, d_x={data.d_x}, d={data.d}), "
-        f"N={n_agents:,}, {homogeneity}, {args.server} server, {args.dtype}, "
-        f"{args.seeds} seed(s), "
+        f"N={n_agents:,}, {homogeneity}, {spec.server} server, {spec.dtype}, "
+        f"{spec.seeds} seed(s), "
         + (
             f"sharded over {mesh.size} {jax.devices()[0].platform} device(s)"
             if mesh
@@ -161,16 +161,16 @@ def main(args) -> int:
     print(
         "  hyper-parameters: "
         + ", ".join(f"{k}={v}" for k, v in game_hp.items())
-        + f", q={args.q}, lam={args.lam}, sync_every={args.sync_every}"
+        + f", q={spec.q}, lam={spec.lam}, sync_every={spec.sync_every}"
     )
     if (
-        args.replay_base != "replay_end"
-        or args.replay_control != "replay"
-        or (args.moments != "population")
+        spec.replay_base != "replay_end"
+        or spec.replay_control != "replay"
+        or (spec.moments != "population")
     ):
         print(
-            f"  reading: base {args.replay_base}, control {args.replay_control}, "
-            f"moments {args.moments}"
+            f"  reading: base {spec.replay_base}, control {spec.replay_control}, "
+            f"moments {spec.moments}"
         )
     if "g1" in hp:
         g1 = hp["g1"]
@@ -190,7 +190,7 @@ def main(args) -> int:
 
     x, y = jax.numpy.asarray(data.x), jax.numpy.asarray(data.y)
     game = built.fedmoe_game
-    total = n_steps * (len(sims) + (game is not None)) * args.seeds
+    total = n_steps * (len(sims) + (game is not None)) * spec.seeds
     bar = tqdm(total=total, unit="step", disable=args.no_progress, leave=False, file=sys.stderr)
     # The bar advances by whole runs: a per-step host callback inside the compiled loop
     # would keep the program out of the persistent compilation cache.
@@ -223,7 +223,7 @@ def main(args) -> int:
     run_s = [[] for _ in sims]
     steps_run = [[] for _ in sims]  # this command's steps per seed (fewer when resumed)
     game_s = []  # fedmoe_game: seconds per seed (its first includes its compilation)
-    for s in range(args.seed, args.seed + args.seeds):
+    for s in range(spec.seed, spec.seed + spec.seeds):
         for i, sim in enumerate(sims):
             label = "+".join(m.name for m in sim.methods)
             bar.set_description(f"seed {s}: {label}")
@@ -299,7 +299,7 @@ def main(args) -> int:
     wall_s = time.perf_counter() - wall0
 
     def report():  # multi-host: process 0 reports and writes; a failure stops every process
-        print_summary(summary, n_agents, n_steps, args.seeds, args.wide)
+        print_summary(summary, n_agents, n_steps, spec.seeds, args.wide)
         print_frozen_warning(summary, hp.get("features"))
         print_timing(timing, wall_s)
         _write_outputs(out, args, built, summary, steps, timing, wall_s, persistence)
@@ -358,7 +358,7 @@ def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persi
 
     from ..plots import plot_run
 
-    data, sim, hp = built.data, built.sims[0], built.hp
+    data, hp, spec = built.data, built.hp, built.spec
     dataset = dict(name=data.name, rows=data.n_rows, d_x=data.d_x, d=data.d, credit=data.credit)
     if args.csv is not None:
         dataset.update(
@@ -376,24 +376,24 @@ def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persi
         command=command_line(args),
         dataset=dataset,
         config=dict(
-            n_agents=sim.n_agents,
-            methods=list(built.names),
-            homogeneity=sim.homogeneity,
-            server=args.server,
-            kappa=args.kappa,
-            eta=args.eta,
-            mean_field=args.mean_field,
-            replay_base=args.replay_base,
-            replay_control=args.replay_control,
-            moments=args.moments,
-            g1_params=args.g1_params,
-            dtype=args.dtype,
-            q=args.q,
-            lam=args.lam,
-            sync_every=args.sync_every,
-            ogd_lr=args.ogd_lr,
-            seeds=list(range(args.seed, args.seed + args.seeds)),
-            preset=built.spec.preset_name,
+            n_agents=spec.n_agents,
+            methods=list(spec.methods),
+            homogeneity=spec.homogeneity,
+            server=spec.server,
+            kappa=spec.kappa,
+            eta=spec.eta,
+            mean_field=spec.mean_field,
+            replay_base=spec.replay_base,
+            replay_control=spec.replay_control,
+            moments=spec.moments,
+            g1_params=spec.g1_params,
+            dtype=spec.dtype,
+            q=spec.q,
+            lam=spec.lam,
+            sync_every=spec.sync_every,
+            ogd_lr=spec.learning_rate,
+            seeds=list(range(spec.seed, spec.seed + spec.seeds)),
+            preset=spec.preset_name,
             **hp,
         ),
         device=str(jax.devices()[0]),
@@ -402,12 +402,12 @@ def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persi
         compilation_cache=getattr(args, "compile_cache_dir", None),
         timing=dict(simulations=timing, wall_s=wall_s, peak_rss_bytes=peak_rss_bytes()),
         summary=summary,
-        spec=built.spec.to_dict(),
+        spec=spec.to_dict(),
         steps={m: {k: v.tolist() for k, v in s.items()} for m, s in steps.items()},
     )
     title = (
-        f"MEMOA vs greedy baselines on {data.name}: N={sim.n_agents:,}, "
-        f"{sim.homogeneity}, mean of {args.seeds} seed(s)"
+        f"MEMOA vs greedy baselines on {data.name}: N={spec.n_agents:,}, "
+        f"{spec.homogeneity}, mean of {spec.seeds} seed(s)"
     )
     lag1 = next(iter(persistence.values()))["lag_1"]
     y = np.asarray(data.y)
@@ -419,7 +419,7 @@ def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persi
         persistence=np.sum((y[1:] - y[:-1]) ** 2, axis=-1),
     )
     text = strict_json(record)
-    rows = tidy_rows(summary, list(range(args.seed, args.seed + args.seeds)))
+    rows = tidy_rows(summary, list(range(spec.seed, spec.seed + spec.seeds)))
     make_out_dir(out)
     save_figure(out / "run.png", fig)
     write_text(out / "results.json", text)
