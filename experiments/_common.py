@@ -20,7 +20,6 @@ from memoa_jax.data import (
     G1_PRESETS,
     NO_FEDMOE_RECIPE,
     load_dataset,
-    preset,
     write_atomic,
 )
 
@@ -80,6 +79,33 @@ def data(name: str, rows: int | None = None):
     return d if rows is None or rows >= d.n_rows else d.head(rows)
 
 
+def spec(
+    dataset,
+    n_agents: int,
+    *,
+    lam: float = LAM,
+    hp: dict | None = None,
+    encoder: str = "rfn",
+    g1_params: str = "fedmoe",
+    reading: dict | None = None,
+) -> mj.RunSpec:
+    """The `RunSpec` of the experiments' runs of one data set (`dataset`, already cut to its
+    rows): H2 agents, MEMOA and G1–G4, q = 1, the ridge server κ = η = 1; `hp` replaces
+    preset values; `reading`: fields of every game method (`replay_base`, `replay_control`,
+    `moments`; default FedMOE's reading)."""
+    return mj.RunSpec(
+        data=mj.DataSpec(dataset.name, rows=dataset.n_rows),
+        hyper=mj.HyperSpec(**(hp or {})),
+        n_agents=n_agents,
+        methods=mj.DEFAULT_METHODS,
+        q=Q,
+        lam=float(lam),
+        encoder=encoder,
+        g1_params=g1_params,
+        **(reading or {}),
+    )
+
+
 def simulation(
     dataset,
     n_agents: int,
@@ -91,83 +117,69 @@ def simulation(
     g1_params: str = "fedmoe",
     reading: dict | None = None,
 ):
-    """The `Simulation`s of one data set (H2 agents) and their hyper-parameters.
+    """The `Simulation`s of one data set (`mj.build` of `spec(...)`) and their
+    hyper-parameters, as the experiments record them.
 
     MEMOA and G2–G4 run on the spec §10 / FedMOE game settings of the data set. G1 runs at
     FedMOE's own settings for its greedy client (`g1_params="fedmoe"`, `FEDMOE_G1`: its own
     α, γ, T_c and its own encoder draw, with its d_z and σ, in a simulation of its own on the
-    same data and key) or at the game's (`"game"`, in the same simulation). `nash`: also the
-    centralized comparator "fne" (the exact N-player feedback Nash gains in place of the
-    mean-field ones, same protocol and draws). `reading`: fields of every game method
-    (`replay_base`, `replay_control`, `moments`; default FedMOE's reading).
+    same data and key) or at the game's (`"game"`, in the same simulation). `lam` may be an
+    array: one compilation then serves every λ. `nash`: also the centralized comparator
+    "fne" (the exact N-player feedback Nash gains in place of the mean-field ones, same
+    protocol and draws).
 
     Returns `(sims, hp)`: a tuple of simulations run side by side (`Runner` merges them).
     """
-    if g1_params not in ("fedmoe", "game"):
-        raise ValueError(f"g1_params must be 'fedmoe' or 'game', got {g1_params!r}")
-    hp = dict(preset(dataset.name).as_dict(), **(hp or {}))
-    cost = mj.CostParams(q=Q, lam=lam, gamma=hp["gamma"], alpha=hp["alpha"])
-
-    def make_encoder(features, sigma):
-        size = dict(d=dataset.d, d_x=dataset.d_x, p=features, sigma=sigma)
-        return mj.ESNEncoder(**size) if encoder == "esn" else mj.RFNEncoder(**size)
-
-    enc = make_encoder(hp["features"], hp["sigma"])
-    if encoder == "esn":
-        hp["encoder"] = f"esn (HardSigmoid reservoir, {enc.n_mc} Monte-Carlo draws per agent)"
-    settings = dict(window=hp["window"], ridge_window=hp["ridge_window"], **(reading or {}))
-    methods = tuple(mj.make_method(n, cost, **settings) for n in mj.DEFAULT_METHODS)
+    run = spec(
+        dataset, n_agents, lam=lam, hp=hp, encoder=encoder, g1_params=g1_params, reading=reading
+    )
+    built = mj.build(run, data=dataset)
+    sims = built.sims
+    if not isinstance(lam, (int, float)):
+        sims = tuple(_with_lam(s, lam) for s in sims)
     if nash:
-        methods += (mj.nash.centralized_method(cost, name="fne", **settings),)
-    record = dict(hp, q=Q, lam=float(lam), homogeneity="h2", server="ridge kappa=1 eta=1")
+        main = sims[0]
+        settings = dict(window=built.hp["window"], ridge_window=built.hp["ridge_window"])
+        fne = mj.nash.centralized_method(main.cost, name="fne", **settings, **(reading or {}))
+        sims = (eqx.tree_at(lambda s: s.methods, main, (*main.methods, fne)), *sims[1:])
+    record = {k: v for k, v in built.hp.items() if k != "g1"}
+    if encoder == "esn":
+        n_mc = sims[0].encoder.n_mc
+        record["encoder"] = f"esn (HardSigmoid reservoir, {n_mc} Monte-Carlo draws per agent)"
+    record.update(q=Q, lam=float(lam), homogeneity="h2", server="ridge kappa=1 eta=1")
     record.update(reading or {})
     if g1_params == "game":
         record["g1"] = "the game's settings"
-        return (mj.Simulation(n_agents=n_agents, encoder=enc, methods=methods, cost=cost),), record
-    g1 = FEDMOE_G1[dataset.name]
-    g1_cost = mj.CostParams(q=Q, lam=lam, gamma=g1["gamma"], alpha=g1["alpha"])
-    g1_sim = mj.Simulation(
-        n_agents=n_agents,
-        encoder=make_encoder(g1["features"], g1["sigma"]),
-        methods=(mj.make_method("g1_ridge", g1_cost, ridge_window=g1["ridge_window"]),),
-        cost=cost,  # the realized cost is measured with the game's weights, like the others'
-    )
-    methods = tuple(m for m in methods if m.name != "g1_ridge")
-    main = mj.Simulation(n_agents=n_agents, encoder=enc, methods=methods, cost=cost)
-    record["g1"] = dict(g1, source=NO_FEDMOE_RECIPE.get(dataset.name, "FedMOE non_game_best_hp"))
-    return (main, g1_sim), record
+    else:
+        source = NO_FEDMOE_RECIPE.get(dataset.name, "FedMOE non_game_best_hp")
+        record["g1"] = dict(built.hp["g1"], source=source)
+    return sims, record
+
+
+def _with_lam(sim, lam):
+    """`sim` with the array `lam` wherever the spec's λ went: the simulation's cost and each
+    method's, unless the method fixes its own (G3's λ = 0, `mj.METHODS[name].cost`)."""
+
+    def where(s):
+        own = [m for m in s.methods if "lam" not in dict(mj.METHODS[m.name].cost)]
+        return [s.cost.lam, *(m.cost.lam for m in own)]
+
+    return eqx.tree_at(where, sim, [lam] * len(where(sim)))
 
 
 class Runner:
-    """One compilation per (data set, simulation, population slots); seeds, λ, N ≤ slots and
-    the tracked agent are run-time values (padding slots, `simulate(n_active=...)`)."""
+    """`mj.Runner` on a data set and a seed: one compilation per (simulation structure,
+    data shape); seeds, λ, N ≤ slots and the tracked agent are run-time values (padding
+    slots, `simulate(n_active=...)`)."""
 
     def __init__(self):
-        self._compiled = {}
-
-    def one(self, sim, dataset, *, seed: int, n_active: int | None = None, track=0):
-        x, y = jnp.asarray(dataset.x), jnp.asarray(dataset.y)
-        na = None if n_active is None else jnp.asarray(n_active, jnp.int32)
-        tr = jnp.asarray(track, jnp.int32)
-        static = jax.tree.flatten(eqx.filter(sim, eqx.is_array, inverse=True))
-        k = (dataset.name, dataset.n_rows, n_active is None, static[1], tuple(static[0]))
-        if k not in self._compiled:
-            self._compiled[k] = (
-                eqx.filter_jit(mj.simulate)
-                .lower(sim, x, y, key=jax.random.key(0), n_active=na, track_agent=tr)
-                .compile()
-            )
-        return jax.block_until_ready(
-            self._compiled[k](sim, x, y, key=jax.random.key(seed), n_active=na, track_agent=tr)
-        )
+        self.runner = mj.Runner()
 
     def __call__(self, sims, dataset, *, seed: int, n_active: int | None = None, track=0):
         """Every simulation of `sims` (same data, same key), as one `SimResult`."""
-        runs = [self.one(s, dataset, seed=seed, n_active=n_active, track=track) for s in sims]
-        merged = lambda field: {k: v for r in runs for k, v in getattr(r, field).items()}
-        return mj.SimResult(
-            steps=merged("steps"), summary=merged("summary"), agent_rmse=merged("agent_rmse")
-        )
+        x, y = jnp.asarray(dataset.x), jnp.asarray(dataset.y)
+        key = jax.random.key(seed)
+        return self.runner(sims, x, y, key=key, n_active=n_active, track=track)
 
 
 def summary_dict(res) -> dict:

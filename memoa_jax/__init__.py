@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from ._agents import map_agents as map_agents
     from ._agents import mean_field_control as mean_field_control
     from ._agents import ridge_control as ridge_control
+    from ._build import Built as Built
+    from ._build import build as build
+    from ._build import load_data as load_data
     from ._encoders import ENCODERS as ENCODERS
     from ._encoders import AbstractEncoder as AbstractEncoder
     from ._encoders import ESNEncoder as ESNEncoder
@@ -91,7 +94,14 @@ if TYPE_CHECKING:
     from ._progress import AbstractProgressMeter as AbstractProgressMeter
     from ._progress import CallbackProgressMeter as CallbackProgressMeter
     from ._progress import NoProgressMeter as NoProgressMeter
+    from ._runner import Compiled as Compiled
+    from ._runner import Runner as Runner
     from ._simulation import Simulation as Simulation
+    from ._spec import SPEC_VERSION as SPEC_VERSION
+    from ._spec import DataSpec as DataSpec
+    from ._spec import HyperSpec as HyperSpec
+    from ._spec import RunSpec as RunSpec
+    from ._spec import SpecError as SpecError
     from ._status import RESULTS as RESULTS
     from ._status import SimulationError as SimulationError
     from ._status import Status as Status

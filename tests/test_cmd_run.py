@@ -258,18 +258,18 @@ def test_compiled_simulation_is_read_from_jax_cache(tmp_path, monkeypatch):
     import jax
     from jax._src import compilation_cache
 
+    from memoa_jax import Runner
     from memoa_jax.cli import _parser
     from memoa_jax.cli._build import build
     from memoa_jax.cli._cache import enable_compile_cache
-    from memoa_jax.cli.run import compile_simulation
 
     def program(*extra):
         args = _parser().parse_args([*TINY, "--methods", "g1_ridge", *extra])
         built = build(args)
         x, y = jax.numpy.asarray(built.data.x), jax.numpy.asarray(built.data.y)
-        compiled, seconds, tracing, hit = compile_simulation(built.sims[0], x, y, None)
+        compiled, seconds, tracing, hit = Runner(throw=False).compile(built.sims[0], x, y)
         assert 0 < tracing <= seconds
-        return hit, compiled(built.sims[0], x, y, jax.random.key(3))
+        return hit, compiled(built.sims[0], x, y, key=jax.random.key(3))
 
     old = jax.config.jax_compilation_cache_dir  # pyright: ignore[reportAttributeAccessIssue]
     monkeypatch.setenv("MEMOA_JAX_CACHE", str(tmp_path / "cache"))

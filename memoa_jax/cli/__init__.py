@@ -5,10 +5,11 @@ One module per command (`run`, `sweep`, `bench`, `verify`, `reproduce`, `tune`),
 registers the command and sets `func=<its main(args) -> int>`, and `main(args)`. What they
 share lives in one private module per idea, none of which imports a command: `_errors` (the
 exit statuses and the error types below), `_options` (shared options, counts and sizes),
-`_build` (data, hyper-parameters, `build(args)`), `_resources` (memory checks), `_outputs`
-(output folders, atomic files, JSON, tables), `_cache` (JAX's compilation cache), `_tidy`
-(summary.csv) and `_distributed`. No command imports another; the measurements and the
-numerics the commands print live in the library (`memoa_jax.bench`, `memoa_jax.nash`).
+`_build` (the options' `RunSpec`, `build(args)`), `_config` (`memoa run --config FILE`),
+`_resources` (memory checks), `_outputs` (output folders, atomic files, JSON, tables),
+`_cache` (JAX's compilation cache), `_tidy` (summary.csv) and `_distributed`. No command
+imports another; the measurements and the numerics the commands print live in the library
+(`memoa_jax.bench`, `memoa_jax.nash`).
 
 One error path for every command (`main`): a failure the user can cause ends in one line
 on stderr, `memoa: error: ...`, naming the value or path and the cause, without a traceback
@@ -65,7 +66,10 @@ class _ArgumentError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors in the one error path of `main`: one line (the usage it
-    would print first is what `--help` shows), exit status 2."""
+    would print first is what `--help` shows), exit status 2. `commands`: each command's
+    parser, by name."""
+
+    commands: dict[str, argparse.ArgumentParser]
 
     def error(self, message):
         raise _ArgumentError(self.prog, message)
@@ -95,7 +99,21 @@ def _parser():
             action="store_true",
             help="on an error, show Python's traceback instead of the one-line message",
         )
+    p.commands = dict(sub.choices)
     return p
+
+
+def _parse(argv):
+    """The parsed options; with `--config FILE`, parsed again over the file's values as
+    the command's defaults, so that the options given explicitly override the file."""
+    p = _parser()
+    args = p.parse_args(argv)
+    if getattr(args, "config", None) is not None:
+        from ._config import config_defaults, read_config
+
+        p.commands[args.command].set_defaults(**config_defaults(read_config(args.config)))
+        args = p.parse_args(argv)
+    return args
 
 
 def _say(message: str) -> None:
@@ -167,9 +185,12 @@ def main(argv=None) -> int:
 def _main(argv) -> tuple[int, str]:
     """`main`'s work: the exit status and the command's name."""
     try:
-        args = _parser().parse_args(argv)
+        args = _parse(argv)
     except _ArgumentError as e:
         print(f"{e.prog}: error: {e} (see {e.prog} --help)", file=sys.stderr)
+        return EXIT_USAGE, "memoa"
+    except UsageError as e:  # (a bad --config file)
+        _say(str(e))
         return EXIT_USAGE, "memoa"
     args.argv = list(sys.argv[1:] if argv is None else argv)  # to say how to resume
     return _run(args), args.command

@@ -16,6 +16,7 @@ from .._methods._registry import (
     REPLAY_BASES,
     REPLAY_CONTROLS,
 )
+from .._spec import COMPARATORS
 from ._errors import UsageError, check
 
 # the library's named methods (`memoa_jax.METHODS`; its registry imports no JAX): those of
@@ -23,7 +24,7 @@ from ._errors import UsageError, check
 METHOD_NAMES = DEFAULT_METHODS
 OGD_NAMES = tuple(n for n in METHODS if n not in DEFAULT_METHODS)
 # FedMOE's own dense N-player game (`memoa_jax.simulate_fedmoe_game`): `memoa run` only
-COMPARATOR_NAMES = ("fedmoe_game",)
+COMPARATOR_NAMES = COMPARATORS
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -132,8 +133,9 @@ def check_finite(args, *names):
 
 def add_model_options(r, *, dataset: str = "ecb"):
     """Data, hyper-parameter and method options shared by `run` and the commands that
-    build a `Simulation` the same way (`build(args)`). New model options go here and into
-    `build`. `dataset`: this command's default data set."""
+    build a `Simulation` the same way (`build(args)`). A new model option goes here, into
+    `memoa_jax.RunSpec` (the field of the same name) and `memoa_jax.build`. `dataset`: this
+    command's default data set."""
     from ..data import DATASETS
 
     r.add_argument("--dataset", default=dataset, help=f"one of {', '.join(sorted(DATASETS))}")

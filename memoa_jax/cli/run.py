@@ -8,7 +8,7 @@ from typing import Any
 
 from ..data._checks import describe_stretches
 from . import _distributed
-from ._build import build, preset_name
+from ._build import build
 from ._checkpoints import RUN_RECORD, check_options, check_resume, run_in_segments, run_record
 from ._errors import UsageError, is_runtime_failure, runtime_failure
 from ._options import add_device_options, add_model_options, add_state_options, count_type
@@ -47,6 +47,15 @@ def add_parser(sub, formatter):
         type=count_type("--n-agents"),
         default=1000,
         help="population size N (1e6 notation allowed)",
+    )
+    r.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help='run what FILE describes: a results.json of memoa run (its "spec"), or a '
+        ".toml/.json spec file (memoa_jax.RunSpec.to_dict's keys, e.g. n_agents = 20 and a "
+        '[data] table with dataset = "periodic"; keys left out take the defaults '
+        "below); options given on the command line override the file's values",
     )
     add_model_options(r)
     r.add_argument(
@@ -104,8 +113,8 @@ def main(args) -> int:
         return build(args, comparators=True)
 
     built = _distributed.agree(args, prepare, lambda b: b.data)
-    data, sims, hp, names = built.data, built.sims, built.hp, built.names
-    n_agents = args.n_agents
+    data, sims, hp, names, spec = built.data, built.sims, built.hp, built.names, built.spec
+    n_agents = spec.n_agents
     mesh = _distributed.agent_mesh(args)
     _distributed.check_even_shares(mesh, [n_agents] if any(s.batch_size for s in sims) else [])
     if args.distributed:
@@ -135,11 +144,11 @@ def main(args) -> int:
 
     _distributed.on_process_0(args, check_out)
     n_steps = data.n_rows - 1
-    homogeneity = args.homogeneity
+    homogeneity = spec.homogeneity
     print(
         f"memoa run: {data.name} ({data.n_rows} rows, d_x={data.d_x}, d={data.d}), "
-        f"N={n_agents:,}, {homogeneity}, {args.server} server, {args.dtype}, "
-        f"{args.seeds} seed(s), "
+        f"N={n_agents:,}, {homogeneity}, {spec.server} server, {spec.dtype}, "
+        f"{spec.seeds} seed(s), "
         + (
             f"sharded over {mesh.size} {jax.devices()[0].platform} device(s)"
             if mesh
@@ -152,16 +161,16 @@ def main(args) -> int:
     print(
         "  hyper-parameters: "
         + ", ".join(f"{k}={v}" for k, v in game_hp.items())
-        + f", q={args.q}, lam={args.lam}, sync_every={args.sync_every}"
+        + f", q={spec.q}, lam={spec.lam}, sync_every={spec.sync_every}"
     )
     if (
-        args.replay_base != "replay_end"
-        or args.replay_control != "replay"
-        or (args.moments != "population")
+        spec.replay_base != "replay_end"
+        or spec.replay_control != "replay"
+        or (spec.moments != "population")
     ):
         print(
-            f"  reading: base {args.replay_base}, control {args.replay_control}, "
-            f"moments {args.moments}"
+            f"  reading: base {spec.replay_base}, control {spec.replay_control}, "
+            f"moments {spec.moments}"
         )
     if "g1" in hp:
         g1 = hp["g1"]
@@ -181,7 +190,7 @@ def main(args) -> int:
 
     x, y = jax.numpy.asarray(data.x), jax.numpy.asarray(data.y)
     game = built.fedmoe_game
-    total = n_steps * (len(sims) + (game is not None)) * args.seeds
+    total = n_steps * (len(sims) + (game is not None)) * spec.seeds
     bar = tqdm(total=total, unit="step", disable=args.no_progress, leave=False, file=sys.stderr)
     # The bar advances by whole runs: a per-step host callback inside the compiled loop
     # would keep the program out of the persistent compilation cache.
@@ -191,19 +200,19 @@ def main(args) -> int:
     # keeps it in its persistent compilation cache, where a second identical run finds it
     # (after tracing and lowering the loop again: JAX keys its cache by the lowered program).
     # With checkpoints: the loop in segments (`mj.Run`), compiled on its first segment.
-    compiled, compile_s, trace_s, from_cache = [], [], [], []
+    runner = mj.Runner(mesh=mesh, throw=False)
+    compile_s, trace_s, from_cache = [], [], []
     for sim in sims if every is None else ():
         label = "+".join(m.name for m in sim.methods)
         bar.set_description(f"compiling {label}")
         if not args.no_progress:  # the bar stands at 0 meanwhile: say why, and that it is once
             bar.write(f"compiling {label} (first run only: cached afterwards) ...", sys.stderr)
-        program, seconds, tracing, hit = compile_simulation(sim, x, y, mesh)
+        compiled = runner.compile(sim, x, y)
         if not args.no_progress:
-            bar.write(f"compiled {label} in {seconds:.1f} s", sys.stderr)
-        compiled.append(program)
-        compile_s.append(seconds)
-        trace_s.append(tracing)
-        from_cache.append(hit)
+            bar.write(f"compiled {label} in {compiled.compile_s:.1f} s", sys.stderr)
+        compile_s.append(compiled.compile_s)
+        trace_s.append(compiled.trace_s)
+        from_cache.append(compiled.from_cache)
     if every is not None:
         compile_s = trace_s = from_cache = [None] * len(sims)
     bar.reset(total=total)  # the rate and ETA count from here, not from the compilation
@@ -214,14 +223,14 @@ def main(args) -> int:
     run_s = [[] for _ in sims]
     steps_run = [[] for _ in sims]  # this command's steps per seed (fewer when resumed)
     game_s = []  # fedmoe_game: seconds per seed (its first includes its compilation)
-    for s in range(args.seed, args.seed + args.seeds):
+    for s in range(spec.seed, spec.seed + spec.seeds):
         for i, sim in enumerate(sims):
             label = "+".join(m.name for m in sim.methods)
             bar.set_description(f"seed {s}: {label}")
             try:
                 if every is None:
                     t0 = time.perf_counter()
-                    res = jax.block_until_ready(compiled[i](sim, x, y, jax.random.key(s)))
+                    res = runner.run(sim, x, y, key=jax.random.key(s))
                     run_s[i].append(time.perf_counter() - t0)
                     steps_run[i].append(n_steps)
                     bar.update(n_steps)
@@ -234,6 +243,7 @@ def main(args) -> int:
                         bar.write(f"seed {s}, {label}: resumed {at}")
                     run_s[i].append(seconds)
                     steps_run[i].append(ran)
+                assert res.status is not None  # (run with throw=False: its checks' status)
                 res.status.raise_if_failed()  # a failed runtime check: `mj.SimulationError`
             except Exception as e:  # a failed runtime check, out of memory
                 bar.close()
@@ -289,7 +299,7 @@ def main(args) -> int:
     wall_s = time.perf_counter() - wall0
 
     def report():  # multi-host: process 0 reports and writes; a failure stops every process
-        print_summary(summary, n_agents, n_steps, args.seeds, args.wide)
+        print_summary(summary, n_agents, n_steps, spec.seeds, args.wide)
         print_frozen_warning(summary, hp.get("features"))
         print_timing(timing, wall_s)
         _write_outputs(out, args, built, summary, steps, timing, wall_s, persistence)
@@ -338,37 +348,6 @@ def _aggregate(per_seed, persistence) -> dict:
     return out
 
 
-def compile_simulation(sim, x, y, mesh):
-    """`mj.simulate(sim, x, y, key=..., mesh=mesh)` compiled once for every key (checks
-    returned in the result's status, `throw=False`: no host callback), and what it cost:
-    `(program, compile seconds, of which tracing and lowering, whether XLA's part came from
-    JAX's persistent cache)`. `program(sim, x, y, key)` returns the `SimResult`."""
-    import equinox as eqx
-    import jax
-    import jax.monitoring
-
-    import memoa_jax as mj
-
-    fn = eqx.filter_jit(
-        lambda sim_, x_, y_, key: mj.simulate(sim_, x_, y_, key=key, mesh=mesh, throw=False)
-    )
-    seen: set[str] = set()
-
-    def listen(event: str, **_) -> None:
-        seen.add(event)
-
-    t0 = time.perf_counter()
-    lowered = fn.lower(sim, x, y, jax.random.key(0))  # pyright: ignore[reportFunctionMemberAccess]
-    t1 = time.perf_counter()
-    jax.monitoring.register_event_listener(listen)
-    try:
-        program = lowered.compile()
-    finally:
-        jax.monitoring.unregister_event_listener(listen)
-    hit = "/jax/compilation_cache/cache_hits" in seen
-    return program, time.perf_counter() - t0, t1 - t0, hit
-
-
 def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persistence):
     """results.json (strict JSON), summary.csv (tidy) and run.png, each written atomically
     (never half-written)."""
@@ -379,7 +358,7 @@ def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persi
 
     from ..plots import plot_run
 
-    data, sim, hp = built.data, built.sims[0], built.hp
+    data, hp, spec = built.data, built.hp, built.spec
     dataset = dict(name=data.name, rows=data.n_rows, d_x=data.d_x, d=data.d, credit=data.credit)
     if args.csv is not None:
         dataset.update(
@@ -397,24 +376,24 @@ def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persi
         command=command_line(args),
         dataset=dataset,
         config=dict(
-            n_agents=sim.n_agents,
-            methods=list(built.names),
-            homogeneity=sim.homogeneity,
-            server=args.server,
-            kappa=args.kappa,
-            eta=args.eta,
-            mean_field=args.mean_field,
-            replay_base=args.replay_base,
-            replay_control=args.replay_control,
-            moments=args.moments,
-            g1_params=args.g1_params,
-            dtype=args.dtype,
-            q=args.q,
-            lam=args.lam,
-            sync_every=args.sync_every,
-            ogd_lr=args.ogd_lr,
-            seeds=list(range(args.seed, args.seed + args.seeds)),
-            preset=preset_name(args),
+            n_agents=spec.n_agents,
+            methods=list(spec.methods),
+            homogeneity=spec.homogeneity,
+            server=spec.server,
+            kappa=spec.kappa,
+            eta=spec.eta,
+            mean_field=spec.mean_field,
+            replay_base=spec.replay_base,
+            replay_control=spec.replay_control,
+            moments=spec.moments,
+            g1_params=spec.g1_params,
+            dtype=spec.dtype,
+            q=spec.q,
+            lam=spec.lam,
+            sync_every=spec.sync_every,
+            ogd_lr=spec.learning_rate,
+            seeds=list(range(spec.seed, spec.seed + spec.seeds)),
+            preset=spec.preset_name,
             **hp,
         ),
         device=str(jax.devices()[0]),
@@ -423,11 +402,12 @@ def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persi
         compilation_cache=getattr(args, "compile_cache_dir", None),
         timing=dict(simulations=timing, wall_s=wall_s, peak_rss_bytes=peak_rss_bytes()),
         summary=summary,
+        spec=spec.to_dict(),
         steps={m: {k: v.tolist() for k, v in s.items()} for m, s in steps.items()},
     )
     title = (
-        f"MEMOA vs greedy baselines on {data.name}: N={sim.n_agents:,}, "
-        f"{sim.homogeneity}, mean of {args.seeds} seed(s)"
+        f"MEMOA vs greedy baselines on {data.name}: N={spec.n_agents:,}, "
+        f"{spec.homogeneity}, mean of {spec.seeds} seed(s)"
     )
     lag1 = next(iter(persistence.values()))["lag_1"]
     y = np.asarray(data.y)
@@ -439,7 +419,7 @@ def _write_outputs(out: Path, args, built, summary, steps, timing, wall_s, persi
         persistence=np.sum((y[1:] - y[:-1]) ** 2, axis=-1),
     )
     text = strict_json(record)
-    rows = tidy_rows(summary, list(range(args.seed, args.seed + args.seeds)))
+    rows = tidy_rows(summary, list(range(spec.seed, spec.seed + spec.seeds)))
     make_out_dir(out)
     save_figure(out / "run.png", fig)
     write_text(out / "results.json", text)
