@@ -312,7 +312,7 @@ def add_state_options(parser):
         "--batch-size",
         type=count_type("--batch-size"),
         help="process agents in chunks of this size, each device its own share's with "
-        "--shard (then N a multiple of the devices) (default: none with --state stored; "
+        "--shard (default: none with --state stored; "
         f"chunks of {LEAN_CHUNK:,} with --state lean above that many agents, so that a step's "
         "intermediates do not scale with N)",
     )

@@ -205,8 +205,6 @@ def main(args) -> int:
     sizes, built = _distributed.agree(args, prepare, lambda p: p[1].data)
     data, sims, hp = built.data, built.sims, built.hp
     mesh = _distributed.agent_mesh(args)
-    slots = [slots_for(n, args.pad_below) for n in sizes]
-    _distributed.check_even_shares(mesh, [n for n in slots if batch_size_for(args, n)])
     if args.distributed:
         check_population_share(args, sims)
     config = args.sweep_config = _config(args, hp, data)
