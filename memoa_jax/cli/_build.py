@@ -10,7 +10,14 @@ from typing import Any, NamedTuple
 
 from ..data import Dataset
 from ._errors import UsageError, check
-from ._options import COMPARATOR_NAMES, METHOD_NAMES, OGD_NAMES, batch_size_for, check_finite
+from ._options import (
+    COMPARATOR_NAMES,
+    METHOD_NAMES,
+    OGD_NAMES,
+    agent_devices,
+    batch_size_for,
+    check_finite,
+)
 from ._resources import check_population_fits
 
 # above this ridge window T_c, a note says that the compilation will take minutes
@@ -216,6 +223,7 @@ def build(args, *, comparators: bool = False) -> Built:
             return mj.ESNEncoder(**size, n_mc=args.mc_samples)
         return mj.RFNEncoder(**size)
 
+    n_devices = agent_devices(args)  # (lean's default chunks are of a device's share)
     try:
         cost = mj.CostParams(q=args.q, lam=args.lam, gamma=hp["gamma"], alpha=hp["alpha"])
         enc = encoder(hp["features"], hp["sigma"])
@@ -243,7 +251,7 @@ def build(args, *, comparators: bool = False) -> Built:
                 server=server,
                 cost=cost,
                 homogeneity=args.homogeneity,
-                batch_size=batch_size_for(args, args.n_agents),
+                batch_size=batch_size_for(args, args.n_agents, n_devices),
                 dtype=dtype,
                 state=getattr(args, "state", "stored"),
             )
@@ -275,9 +283,6 @@ def build(args, *, comparators: bool = False) -> Built:
         raise UsageError(str(e)) from None
     # (under --distributed the devices are known once it is up: `check_population_share`)
     if sims and not getattr(args, "distributed", False):
-        import jax
-
-        n_devices = jax.device_count() if getattr(args, "shard", False) else 1
         option = getattr(args, "size_option", "--n-agents")
         check_population_fits(sims, args.n_agents, option, n_devices)
     game = None
