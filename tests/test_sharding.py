@@ -238,3 +238,98 @@ def test_cli_run_with_shard_and_batch_size(tmp_path):
             assert (a is None and b is None) or abs(a - b) <= 1e-12 * (1 + abs(a)), (m, f, a, b)
             compared += 1
     assert compared >= 10, one
+
+
+FAILING_SHARD = textwrap.dedent(
+    """
+    import json
+    import equinox as eqx, jax, jax.numpy as jnp, jax.random as jr, numpy as np
+    jax.config.update("jax_enable_x64", True)
+    import memoa_jax as mj
+
+    assert len(jax.devices()) == 4, jax.devices()
+
+    class Params(eqx.Module):
+        A: jax.Array
+        b: jax.Array
+
+    class Flagged(mj.AbstractEncoder):
+        # Z = A x 1ᵀ + b + σ wᵀ (no activation), with exact moments; the agent whose b[0, 0]
+        # is `bad` has NaN moments of its own (`moments`), and only those: its features and
+        # the population's moments are finite
+        d: int = eqx.field(static=True)
+        d_x: int = eqx.field(static=True)
+        p: int = eqx.field(static=True)
+        bad: jax.Array
+        sigma: float = 0.5
+
+        def init(self, key, dtype=float):
+            kA, kb = jr.split(key)
+            return Params(jr.normal(kA, (self.d, self.d_x), dtype),
+                          jr.normal(kb, (self.d, self.p), dtype))
+
+        def _pre(self, params, x):
+            return sum(params.A[:, j] * x[j] for j in range(self.d_x))[:, None] + params.b
+
+        def features(self, params, x, w, prev=None):
+            pre = self._pre(params, x)
+            return pre + self.sigma * w[None].astype(pre.dtype)
+
+        def moment_parts(self, params, x, *, prev=None, key=None, t=None,
+                         kernels=mj.Kernels()):
+            M = self._pre(params, x)
+            return M, M[:, None] * M[None, :] + self.sigma**2
+
+        def moments(self, params, x, kernels=mj.Kernels()):
+            M, C = self.moment_parts(params, x)
+            outer = jnp.einsum("ak,bl->akbl", M, M)
+            same = jnp.einsum("abk,kl->akbl", C, jnp.eye(self.p))
+            M = jnp.where(params.b[0, 0] == self.bad, jnp.nan, M)
+            return M, outer * (1 - jnp.eye(self.p))[None, :, None, :] + same
+
+    n, k, key = 27, 16, jr.key(3)  # 7 agent slots per device (the last one padding)
+    assert k // 7 == 2  # the bad agent lives on device 2 alone
+    t = np.arange(20.0)
+    x, y = jnp.asarray(np.sin(t / 3)[:, None]), jnp.asarray(np.cos(t / 4)[:, None])
+    cost = mj.CostParams(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
+    memoa = mj.make_method("memoa", cost, window=3, moments="own")
+
+    def simulation(bad, batch_size=None):
+        enc = Flagged(d=1, d_x=1, p=3, bad=jnp.asarray(bad))
+        return mj.Simulation(n, enc, (memoa,), cost=cost, batch_size=batch_size)
+
+    b = mj.agent_draws(simulation(0.0), key, jnp.arange(n))[0].b[0, 0]
+    assert len(set(np.asarray(b).tolist())) == n
+    one, four = simulation(b[k]), simulation(b[k], batch_size=3)
+    mesh = jax.make_mesh((4,), ("agents",))
+    a = jax.jit(lambda: mj.simulate(one, x, y, key=key, throw=False))()
+    c = jax.jit(lambda: mj.simulate(four, x, y, key=key, mesh=mesh, throw=False))()
+    try:  # eagerly, in segments, raising on the host after the failed segment
+        mj.simulate(four, x, y, key=key, mesh=mesh)
+        raised = None
+    except mj.SimulationError as e:
+        raised = str(e)
+    status = lambda s: [int(v) for v in (s.code, s.s, s.T, s.step)]
+    print(json.dumps(dict(one=status(a.status), four=status(c.status), raised=raised)))
+    """
+)
+
+
+def test_a_check_failing_on_one_shard_is_reported():
+    """A runtime check that fails on one device only (one agent's own moments are NaN,
+    `moments="own"`; it lives on device 2 of 4, chunks on each device) comes back from
+    the loop as the same status as on one device, jitted, and raises on the host eagerly:
+    every device's status is gathered at every step, none is lost and nothing hangs."""
+    import memoa_jax as mj
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env.pop("JAX_PLATFORMS", None)
+    res = subprocess.run(
+        [sys.executable, "-c", FAILING_SHARD], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    code, s, T, step = out["one"]
+    assert code == int(mj.RESULTS.singular_mean_field) and T == 3 and step >= 0, out
+    assert out["four"] == out["one"], out
+    assert out["raised"] is not None and "is singular at window step" in out["raised"], out
