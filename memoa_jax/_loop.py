@@ -41,7 +41,7 @@ from ._moments import assemble_second_moment
 from ._progress import AbstractProgressMeter, CallbackProgressMeter, NoProgressMeter
 from ._random import bits_rows, fold_in_index, fold_in_rows, is_threefry, split_rows
 from ._scan import scan, scan_remat
-from ._sharding import AXIS, agent_sharding, on_shards, shard_state, state_specs
+from ._sharding import AXIS, agent_sharding, gather_in_sum, on_shards, shard_state, state_specs
 from ._simulation import Simulation, solve_dtype, validate_data
 from ._status import Status
 
@@ -556,9 +556,10 @@ def _step_on(sim: Simulation, x, y, key, mesh, n_active, track_agent):
     def here(state: _State, t):
         new, stats = step(state, t)
         # a method's check may be each agent's own (`moments="own"`): the first failure in
-        # agent order, from every shard's (one all-gather of its 4 numbers, packed)
+        # agent order, from every shard's 4 numbers (a psum, which XLA packs with the
+        # step's other sums: with ȳ_{t+1}'s; an all-gather was one collective more)
         leaves, tree = jax.tree.flatten(new.status)
-        every = lax.all_gather(jnp.stack(leaves), AXIS)  # (shards, 4)
+        every = gather_in_sum(jnp.stack(leaves), pop.shards, sim.dtype)  # (shards, 4)
         first = Status.first_of_batch(jax.tree.unflatten(tree, list(every.T)))
         return new._replace(status=first), stats
 
@@ -877,10 +878,15 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
             status = status.then(check.at_step(t))
             # SERVER MIXTURE: weights fitted on (Ŷ_t, y_t), applied to Ŷ_{t+1}
             srv = sim.server.predict(ms.yhat, y_t, y_hat_next, a.sse, pop)
-            # METRICS
+            # METRICS. The square errors in a chunk loop of their own: they do not read
+            # ȳ_{t+1}, so across shards XLA packs their sum with ȳ_{t+1}'s all-reduce (out
+            # of the chunk loop of the stage costs, which reads ȳ_{t+1}, the sum waited for
+            # it: one all-reduce more per step). (`cost_of`'s ȳ is unused there: any value.)
+            square_error = lambda yh, e: cost_of(c, y_next, y_next, yh, e)[0]
+            sq = map_chunks(square_error, y_hat_next, energy, batch_size=bs)
             ybar_next = pop.mean(y_hat_next)
-            sq, stage = map_chunks(
-                lambda yh, e: cost_of(c, y_next, ybar_next, yh, e),
+            stage = map_chunks(
+                lambda yh, e: cost_of(c, y_next, ybar_next, yh, e)[1],
                 y_hat_next,
                 energy,
                 batch_size=bs,

@@ -147,10 +147,8 @@ def test_lean_sharded_program_has_no_population_array():
     plain = _sharded("h2", 8004, "lean", 1, run=False)
     assert plain["ops"] == [] and plain["popdim"] == [], plain
     chunked = _sharded("h2", 8004, "lean", 1, run=False, batch_size=300)
-    # the only all-gathers: the step's status (4 numbers per device; see the test below),
-    # in each of the lean loop's two scans
-    assert chunked["ops"] == [["all-gather(", "loop"]] * 2, chunked
-    assert chunked["gathers"] == ["s32[4,4]{1,0}"] * 2 and chunked["popdim"] == [], chunked
+    # (the step's status, 4 numbers per device, goes in a psum: `gather_in_sum`)
+    assert chunked["ops"] == [] and chunked["popdim"] == [], chunked
     assert chunked["temp"] < plain["temp"] / 2, (chunked["temp"], plain["temp"])
 
 
@@ -176,16 +174,15 @@ def test_chunks_on_each_shard_equal_single_device(state, n, n_methods, batch_siz
     population reductions all-reduced. With N not a multiple of the devices, the slots past
     N are padding (`n_active`'s): out of every reduction, and NaN in `agent_rmse`. The
     results equal the unchunked single-device run to round-off, jitted and in segments
-    (`Run`). The programs hold no gather or sort of agents, nor any array of the
-    population's length (N or padded): the only all-gather is the step's status (a method's
-    check of each agent's own, `moments="own"`, can fail on one device only), 4 numbers
-    per device."""
+    (`Run`). The programs hold no gather or sort, nor any array of the population's length
+    (N or padded): even the step's status (a method's check of each agent's own,
+    `moments="own"`, can fail on one device only), 4 numbers per device, is gathered in a
+    psum."""
     out = _sharded("h2", n, state, n_methods, run=True, batch_size=batch_size)
     assert out["max_rel"] < 1e-12, out
     assert 0 < out["worst"] < 10, out
     assert all(out["same"]) and len(out["same"]) == 4 * n_methods, out
-    assert all(op == ["all-gather(", "loop"] for op in out["ops"]), out
-    assert set(out["gathers"]) == {"s32[4,4]{1,0}"} and out["popdim"] == [], out
+    assert out["ops"] == [] and out["popdim"] == [], out
 
 
 def test_mesh_without_agents_axis_is_refused():
@@ -319,7 +316,8 @@ def test_a_check_failing_on_one_shard_is_reported():
     """A runtime check that fails on one device only (one agent's own moments are NaN,
     `moments="own"`; it lives on device 2 of 4, chunks on each device) comes back from
     the loop as the same status as on one device, jitted, and raises on the host eagerly:
-    every device's status is gathered at every step, none is lost and nothing hangs."""
+    every device's status is gathered at every step (in a psum, `gather_in_sum`), none is
+    lost and nothing hangs."""
     import memoa_jax as mj
 
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
