@@ -41,7 +41,7 @@ from ._moments import assemble_second_moment
 from ._progress import AbstractProgressMeter, CallbackProgressMeter, NoProgressMeter
 from ._random import bits_rows, fold_in_index, fold_in_rows, is_threefry, split_rows
 from ._scan import scan, scan_remat
-from ._sharding import AXIS, agent_sharding, on_shards, shard_state, state_specs
+from ._sharding import AXIS, agent_sharding, gather_in_sum, on_shards, shard_state, state_specs
 from ._simulation import Simulation, solve_dtype, validate_data
 from ._status import Status
 
@@ -225,9 +225,11 @@ def simulate(
             (mean field, population moments, server statistics, metrics) are the only
             cross-device communication. None: one device. Results equal single-device ones up
             to the order of floating-point sums. With `sim.batch_size`, each device runs the
-            chunks of its own share (`jax.shard_map`; N a multiple of the devices), so that
-            its memory is bounded by its chunk; without, one program over the global arrays
-            (GSPMD).
+            chunks of its own share (`jax.shard_map`), so that its memory is bounded by its
+            chunk; without, one program over the global arrays (GSPMD). With chunks and N
+            not a multiple of the devices, each device holds ceil(N / devices) agent slots,
+            those past N padding (as `n_active`'s: `agent_rmse` then has the padded length,
+            NaN past N).
         n_active: run only the first `n_active ≤ N` agents; the other slots are padding that
             no reduction sees, so one compilation serves every population size up to
             `sim.n_agents`. Agent `i` is the same in any population, so this equals a run
@@ -250,8 +252,7 @@ def simulate(
 
     Raises:
         ValueError: data shapes that do not match the encoder, a window not shorter than the
-            series, `n_active` outside `[1, N]`, `progress` under a trace, `batch_size` with
-            a mesh whose devices do not divide N.
+            series, `n_active` outside `[1, N]`, `progress` under a trace.
         SimulationError: a failed runtime check (a singular system), with `throw=True`.
 
     Examples:
@@ -386,13 +387,6 @@ class Run(eqx.Module):
         track_agent: int | Array = 0,
     ):
         validate_data(sim, x, y)
-        shards = 1 if mesh is None else mesh.shape.get(AXIS, 1)
-        if _per_shard(sim, mesh) and sim.n_agents % shards:
-            raise ValueError(
-                f"batch_size={sim.batch_size} with a mesh of {shards} devices: each "
-                "device runs its own chunks of an equal share of the agents, so n_agents must "
-                f"be a multiple of the devices, got n_agents={sim.n_agents}"
-            )
         if n_active is not None and not isinstance(n_active, jax.core.Tracer):
             if not 1 <= int(n_active) <= sim.n_agents:
                 raise ValueError(
@@ -483,7 +477,7 @@ def _finish(sim, x, y, key, mesh, n_active, carry: SimCarry) -> SimResult:
     final = carry.state
     if final.moving is None:
         final = final._replace(moving=_moving_on(sim, x, key, mesh, x.shape[0] - 1))
-    return _results(sim, final, carry.steps, y, Population(sim.n_agents, n_active))
+    return _results(sim, final, carry.steps, y, _slots(sim, mesh, n_active))
 
 
 @eqx.filter_jit
@@ -508,7 +502,7 @@ def _simulate(sim, x, y, key, mesh, n_active, remat, track_agent):
         steps = lax.optimization_barrier(steps)
     if final.moving is None:
         final = final._replace(moving=_moving_on(sim, x, key, mesh, n_steps))
-    return _results(sim, final, steps, y, Population(sim.n_agents, n_active))
+    return _results(sim, final, steps, y, _slots(sim, mesh, n_active))
 
 
 def _per_shard(sim: Simulation, mesh) -> bool:
@@ -519,12 +513,27 @@ def _per_shard(sim: Simulation, mesh) -> bool:
     return mesh is not None and sim.batch_size is not None
 
 
+def _slots(sim: Simulation, mesh, n_active) -> Population:
+    """The agent slots of the loop's arrays (all of them, not a shard's): N, or on each
+    shard of a mesh (`_per_shard`) N rounded up to a multiple of the devices, so that each
+    holds an equal share (`jax.shard_map` splits evenly). The slots past N are padding, as
+    those past `n_active` are: left out of every reduction, and NaN in `agent_rmse`."""
+    if not _per_shard(sim, mesh):
+        return Population(sim.n_agents, n_active)
+    shards = mesh.shape[AXIS]
+    n_slots = -(-sim.n_agents // shards) * shards
+    if n_active is None and n_slots > sim.n_agents:
+        n_active = jnp.asarray(sim.n_agents, index_dtype(n_slots))
+    return Population(n_slots, n_active)
+
+
 def _population(sim: Simulation, mesh, n_active) -> tuple[Population, Callable]:
     """The population as the loop's code sees it, and the function that pins per-agent
     arrays to the mesh: all the slots (GSPMD or one device), or one shard's."""
+    pop = _slots(sim, mesh, n_active)
     if _per_shard(sim, mesh):
-        return Population(sim.n_agents, n_active, AXIS, mesh.shape[AXIS]), _same
-    return Population(sim.n_agents, n_active), agent_sharding(mesh)
+        return pop._replace(axis=AXIS, shards=mesh.shape[AXIS]), _same
+    return pop, agent_sharding(mesh)
 
 
 def _initial_state_on(sim: Simulation, x, y, key, mesh) -> _State:
@@ -547,9 +556,10 @@ def _step_on(sim: Simulation, x, y, key, mesh, n_active, track_agent):
     def here(state: _State, t):
         new, stats = step(state, t)
         # a method's check may be each agent's own (`moments="own"`): the first failure in
-        # agent order, from every shard's (one all-gather of its 4 numbers, packed)
+        # agent order, from every shard's 4 numbers (a psum, which XLA packs with the
+        # step's other sums: with ȳ_{t+1}'s; an all-gather was one collective more)
         leaves, tree = jax.tree.flatten(new.status)
-        every = lax.all_gather(jnp.stack(leaves), AXIS)  # (shards, 4)
+        every = gather_in_sum(jnp.stack(leaves), pop.shards, sim.dtype)  # (shards, 4)
         first = Status.first_of_batch(jax.tree.unflatten(tree, list(every.T)))
         return new._replace(status=first), stats
 
@@ -623,7 +633,7 @@ class _Agents(NamedTuple):
 
 def _agents(sim: Simulation, state: "_State | None", key, shard, pop: Population) -> _Agents:
     if sim.state == "lean":
-        index = shard(pop.slots(index_dtype(sim.n_agents)))
+        index = shard(pop.slots(index_dtype(pop.n_slots)))
         return _Agents(index, lambda i: _agent_draws_at(sim, key, i))
     assert state is not None, "the stored state's draws come from the state"
     if sim.homogeneity == "h2":
@@ -695,7 +705,7 @@ def _initial_state(sim: Simulation, x, y, key, shard, pop: Population | None = N
         status=Status.ok(),
     )
     if sim.state == "stored":  # (`init_agents`, of the agents here)
-        params, noise_keys = agent_draws(sim, key, pop.slots(index_dtype(sim.n_agents)))
+        params, noise_keys = agent_draws(sim, key, pop.slots(index_dtype(pop.n_slots)))
         state = state._replace(params=params, noise_keys=noise_keys)
     if not _lean_features(sim):
         zeros = jnp.zeros((d, p, N), dt)
@@ -868,10 +878,15 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
             status = status.then(check.at_step(t))
             # SERVER MIXTURE: weights fitted on (Ŷ_t, y_t), applied to Ŷ_{t+1}
             srv = sim.server.predict(ms.yhat, y_t, y_hat_next, a.sse, pop)
-            # METRICS
+            # METRICS. The square errors in a chunk loop of their own: they do not read
+            # ȳ_{t+1}, so across shards XLA packs their sum with ȳ_{t+1}'s all-reduce (out
+            # of the chunk loop of the stage costs, which reads ȳ_{t+1}, the sum waited for
+            # it: one all-reduce more per step). (`cost_of`'s ȳ is unused there: any value.)
+            square_error = lambda yh, e: cost_of(c, y_next, y_next, yh, e)[0]
+            sq = map_chunks(square_error, y_hat_next, energy, batch_size=bs)
             ybar_next = pop.mean(y_hat_next)
-            sq, stage = map_chunks(
-                lambda yh, e: cost_of(c, y_next, ybar_next, yh, e),
+            stage = map_chunks(
+                lambda yh, e: cost_of(c, y_next, ybar_next, yh, e)[1],
                 y_hat_next,
                 energy,
                 batch_size=bs,

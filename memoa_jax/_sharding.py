@@ -4,6 +4,7 @@ the global arrays, whose population reductions GSPMD turns into all-reduces; wit
 chunk loops inside, and the reductions are explicit (`Population.total`)."""
 
 import jax
+import jax.numpy as jnp
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
@@ -67,3 +68,17 @@ def on_shards(mesh, fn, in_specs, out_specs):
     is written for global arrays and does not type its loops' carries as varying."""
     mesh = _auto(mesh)
     return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+
+
+def gather_in_sum(row, shards: int, dtype):
+    """Every shard's int32 vector `row`, stacked in shard order `(shards, k)`, inside
+    `jax.shard_map` over the agent axis: an all-gather written as a psum, in the float
+    `dtype`, of a matrix that holds each shard's row in its own line, so that XLA's
+    all-reduce combiner packs it with the step's other sums of that type (an all-gather
+    stays a collective of its own). Exact: each int32 goes as its two 16-bit halves."""
+    halves = jnp.concatenate([row >> 16, row & 0xFFFF]).astype(dtype)  # (arithmetic shift)
+    rows = jnp.zeros((shards, halves.shape[0]), dtype)
+    rows = lax.dynamic_update_slice_in_dim(rows, halves[None], lax.axis_index(AXIS), 0)
+    every = lax.psum(rows, AXIS).astype(row.dtype)
+    k = row.shape[0]
+    return (every[:, :k] << 16) | every[:, k:]

@@ -98,9 +98,15 @@ class Status(eqx.Module):
         """This status, dated at loop step `t` if it failed and has no step yet."""
         return eqx.tree_at(lambda s: s.step, self, jnp.where(self.step < 0, _int(t), self.step))
 
-    def first_of_batch(self) -> "Status":
-        """A batched status (e.g. one per agent, from `vmap`) reduced to its first failure."""
-        flat = jax.tree.map(jnp.ravel, self)
+    def first_of_batch(self, where=None) -> "Status":
+        """A batched status (e.g. one per agent, from `vmap`) reduced to its first failure;
+        `where` (bool, the batch's shape): the entries that count (e.g. not padding slots),
+        the others taken as successful."""
+        status = self
+        if where is not None:
+            ok = jax.tree.map(lambda a: jnp.broadcast_to(a, where.shape), Status.ok())
+            status = jax.tree.map(lambda a, b: jnp.where(where, a, b), self, ok)
+        flat = jax.tree.map(jnp.ravel, status)
         i = jnp.argmax(flat.failed)
         return jax.tree.map(lambda a: a[i], flat)
 

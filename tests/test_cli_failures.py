@@ -476,12 +476,15 @@ def test_fuzz_numeric_options(command, option, value, tmp_path, capsys, _stop_at
 
 
 def test_lean_runs_chunk_large_populations_by_default():
-    """--state lean chunks above LEAN_CHUNK agents unless --batch-size says otherwise;
-    --state stored never chunks by default."""
+    """--state lean chunks above LEAN_CHUNK agents per device unless --batch-size says
+    otherwise (over 4 devices, a share of ceil(N / 4)); --state stored never chunks by
+    default."""
     big, chunk = _options.LEAN_CHUNK + 1, _options.LEAN_CHUNK
     lean, stored = SimpleNamespace(batch_size=None, state="lean"), SimpleNamespace(batch_size=None)
     assert _options.batch_size_for(lean, big) == chunk
     assert _options.batch_size_for(lean, chunk) is None
+    assert _options.batch_size_for(lean, 4 * chunk, 4) is None
+    assert _options.batch_size_for(lean, 4 * chunk + 1, 4) == chunk
     assert _options.batch_size_for(stored, big) is None
     assert _options.batch_size_for(SimpleNamespace(batch_size=7, state="lean"), big) == 7
 

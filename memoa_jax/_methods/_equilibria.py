@@ -159,7 +159,7 @@ class OwnMoments(AbstractMoments):
         gains, status = jax.vmap(solve, in_axes=-1, out_axes=-1)(M, S)
         own = lambda a: jnp.expand_dims(a, -2)  # (..., N) -> (..., 1, N): rows broadcast
         K, L, g, m = gains
-        return (own(K), own(L), own(g), own(m)), status.first_of_batch()
+        return (own(K), own(L), own(g), own(m)), status.first_of_batch(ctx.pop.mask())
 
     @property
     def per_agent(self) -> bool:

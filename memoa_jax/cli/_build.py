@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .._build import Built
 from .._methods._registry import METHODS
 from ._errors import UsageError, check
-from ._options import batch_size_for
+from ._options import agent_devices, batch_size_for
 from ._resources import check_population_fits
 
 # above this ridge window T_c, a note says that the compilation will take minutes
@@ -112,7 +112,7 @@ def spec_from_args(args, *, comparators: bool = False) -> RunSpec:
             seed=getattr(args, "seed", 0),
             dtype=args.dtype,
             state=getattr(args, "state", "stored"),
-            batch_size=batch_size_for(args, args.n_agents),
+            batch_size=batch_size_for(args, args.n_agents, agent_devices(args)),
             methods=names,
             learning_rate=args.ogd_lr,
             **{k: getattr(args, k) for k in MODEL_FIELDS},
@@ -142,7 +142,7 @@ def build(args, *, comparators: bool = False) -> "Built":
         notes = [_describe_csv(spec, built), *notes]
     # (under --distributed the devices are known once it is up: `check_population_share`)
     if built.sims and not getattr(args, "distributed", False):
-        n_devices = jax.device_count() if getattr(args, "shard", False) else 1
+        n_devices = agent_devices(args)
         size_option = getattr(args, "size_option", "--n-agents")
         check_population_fits(built.sims, spec.n_agents, size_option, n_devices)
     if built.hp["ridge_window"] > RIDGE_WINDOW_NOTE:  # (once every check has passed)

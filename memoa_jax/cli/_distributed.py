@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from .._multihost import allgather_bytes
 from ._build import data_fingerprint
-from ._errors import Failure, UsageError, check
+from ._errors import Failure, UsageError
 from ._options import check_device_options
 
 T = TypeVar("T")
@@ -67,20 +67,6 @@ def agent_mesh(args):
     if not (args.shard or args.distributed):
         return None
     return jax.make_mesh((jax.device_count(),), ("agents",))
-
-
-def check_even_shares(mesh, chunked: list[int]):
-    """With a mesh and chunks (`--batch-size`, or lean's default), each device runs the
-    chunks of an equal share of the agents: refuses (exit 2) a population (agent slots) of
-    `chunked`, those run in chunks, that is not a multiple of the devices."""
-    if mesh is None:
-        return
-    for n in chunked:
-        check(
-            n % mesh.size == 0,
-            f"--batch-size with {mesh.size} devices: each device runs the chunks of an equal "
-            f"share of the agents, so N must be a multiple of {mesh.size}, got {n}",
-        )
 
 
 def _first_line(e: BaseException) -> str:

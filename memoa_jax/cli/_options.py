@@ -314,9 +314,9 @@ def add_state_options(parser):
         "--batch-size",
         type=count_type("--batch-size"),
         help="process agents in chunks of this size, each device its own share's with "
-        "--shard (then N a multiple of the devices) (default: none with --state stored; "
-        f"chunks of {LEAN_CHUNK:,} with --state lean above that many agents, so that a step's "
-        "intermediates do not scale with N)",
+        "--shard (default: none with --state stored; chunks of "
+        f"{LEAN_CHUNK:,} with --state lean above that many agents per device, so that a "
+        "step's intermediates do not scale with N)",
     )
     parser.add_argument(
         "--state",
@@ -328,12 +328,24 @@ def add_state_options(parser):
     )
 
 
-def batch_size_for(args, n_agents: int) -> int | None:
-    """`--batch-size`, or its default for `n_agents` (`add_state_options`)."""
+def batch_size_for(args, n_agents: int, n_devices: int = 1) -> int | None:
+    """`--batch-size`, or its default for `n_agents` split over `n_devices`
+    (`add_state_options`): lean chunks when a device's share, ceil(N / devices), is above
+    `LEAN_CHUNK` agents."""
     if args.batch_size is not None:
         return args.batch_size
     lean = getattr(args, "state", "stored") == "lean"
-    return LEAN_CHUNK if lean and n_agents > LEAN_CHUNK else None
+    return LEAN_CHUNK if lean and -(-n_agents // n_devices) > LEAN_CHUNK else None
+
+
+def agent_devices(args) -> int:
+    """The devices the agents are split over: all of them with `--shard` or
+    `--distributed` (which must have started: `_distributed.start`), else 1."""
+    if not (getattr(args, "shard", False) or getattr(args, "distributed", False)):
+        return 1
+    import jax
+
+    return jax.device_count()
 
 
 def add_device_options(parser):

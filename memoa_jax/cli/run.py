@@ -116,7 +116,6 @@ def main(args) -> int:
     data, sims, hp, names, spec = built.data, built.sims, built.hp, built.names, built.spec
     n_agents = spec.n_agents
     mesh = _distributed.agent_mesh(args)
-    _distributed.check_even_shares(mesh, [n_agents] if any(s.batch_size for s in sims) else [])
     if args.distributed:
         check_population_share(args, sims)
     out = args.out

@@ -34,6 +34,7 @@ from ._options import (
     add_device_options,
     add_model_options,
     add_state_options,
+    agent_devices,
     batch_size_for,
     count_type,
     parse_sizes,
@@ -205,8 +206,6 @@ def main(args) -> int:
     sizes, built = _distributed.agree(args, prepare, lambda p: p[1].data)
     data, sims, hp = built.data, built.sims, built.hp
     mesh = _distributed.agent_mesh(args)
-    slots = [slots_for(n, args.pad_below) for n in sizes]
-    _distributed.check_even_shares(mesh, [n for n in slots if batch_size_for(args, n)])
     if args.distributed:
         check_population_share(args, sims)
     config = args.sweep_config = _config(args, hp, data)
@@ -318,7 +317,7 @@ def _run_points(args, built, todo, records, path, bar, compiled, mesh, guard) ->
     data, sims = built.data, built.sims
     x, y = jnp.asarray(data.x), jnp.asarray(data.y)
     n_steps = data.n_rows - 1
-    compiles = 0
+    compiles, n_devices = 0, agent_devices(args)
     for n, seed in todo:
         guard.check()
         slots = slots_for(n, args.pad_below)
@@ -330,7 +329,9 @@ def _run_points(args, built, todo, records, path, bar, compiled, mesh, guard) ->
         bar.set_description(f"N={n:,} seed {seed}")
         compile_s, run_s, xla_bytes, summary = 0.0, 0.0, 0, {}
         for i, sim in enumerate(sims):  # the main simulation, and G1's own (--g1-params)
-            one = dataclasses.replace(sim, n_agents=slots, batch_size=batch_size_for(args, slots))
+            one = dataclasses.replace(
+                sim, n_agents=slots, batch_size=batch_size_for(args, slots, n_devices)
+            )
             if (i, slots) not in compiled:
                 bar.set_description(f"N={n:,}: compiling")
                 t0 = time.perf_counter()
