@@ -32,11 +32,11 @@ def logistic():
 
 @pytest.mark.parametrize("every", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_jit_equals_no_jit(logistic, getkey, every):
-    """jit = eager: MEMOA and G1 by default (eager runs op by op, slowly), every method
-    under -m slow."""
+    """jit = eager: MEMOA by default (its warm-up steps are G1's `greedy_step`; eager runs
+    op by op, slowly), every method under -m slow."""
     sim, key = _sim(n_agents=3), getkey()
     if not every:
-        sim = eqx.tree_at(lambda s: s.methods, sim, sim.methods[:2])
+        sim = eqx.tree_at(lambda s: s.methods, sim, sim.methods[:1])
     x, y = (a[:6] for a in logistic)  # two sync steps after the warm-up: eager is slow
     jitted = eqx.filter_jit(mj.simulate)(sim, x, y, key=key)
     with jax.disable_jit():  # scan runs as a Python loop over time, op by op
@@ -58,8 +58,9 @@ def test_chunked_equals_unchunked(logistic, getkey, homogeneity):
 @pytest.mark.parametrize("every", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_joint_run_equals_separate_runs(logistic, getkey, every):
     """All methods in one call see the same draws as each method run alone (MEMOA and G1
-    alone by default, every method under -m slow)."""
-    key, sim = getkey(), _sim()
+    alone by default, every method under -m slow). (N = 10: the joint run's program is
+    test_chunked_equals_unchunked's, compiled once.)"""
+    key, sim = getkey(), _sim(n_agents=10)
     run = eqx.filter_jit(mj.simulate)
     joint = run(sim, *logistic, key=key)
     for m in sim.methods if every else sim.methods[:2]:
@@ -85,7 +86,8 @@ def test_agents_are_a_prefix_of_a_larger_population(logistic, getkey):
 @pytest.mark.parametrize(
     "homogeneity, server",
     [
-        pytest.param("h2", mj.RidgeMixture(kappa=0.7), id="h2-ridge"),
+        # (the default server: the exact run's program is test_chunked_equals_unchunked's)
+        pytest.param("h2", mj.RidgeMixture(), id="h2-ridge"),
         pytest.param("h1", mj.HedgeMixture(rate=2.0), id="h1-hedge", marks=pytest.mark.slow),
     ],
 )
@@ -102,7 +104,7 @@ def test_padded_population_equals_exact_size(logistic, getkey, homogeneity, serv
             _sim(16, homogeneity, server=server), *logistic, key=key, n_active=n_active
         )
 
-    for n in (5, 16):
+    for n in (10, 16):
         got = padded(jnp.asarray(n))
         if n == 16 and homogeneity == "h2":  # no padding: the exact run under -m slow (h1)
             continue
