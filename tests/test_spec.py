@@ -217,6 +217,29 @@ def test_run_config_reproduces_results_json_and_toml_with_overrides(tmp_path, ca
     assert "override the file's values" in " ".join(_help(capsys).split())
 
 
+def test_sweep_and_tune_take_a_run_config(tmp_path):
+    """`memoa sweep --config` and `memoa tune --config` read a run's results.json: its data,
+    methods and hyper-parameters, at the sweep's sizes; the sweep's point at the run's N is
+    the run (its padded program: to round-off, as in test_sweep.py)."""
+    first = _results(_ran(tmp_path, "o1", *TINY))
+    config = ["--config", str(tmp_path / "o1/results.json")]
+    out = _ran(tmp_path, "s1", "sweep", *config, "--sizes", "4")
+    (point,) = [json.loads(line) for line in (out / "sweep.jsonl").read_text().splitlines()]
+    assert (
+        point["n_agents"] == 4
+        and point["steps"] == 29
+        and list(point["summary"]) == ["g4_follow_mean"]
+    )
+    for field, value in point["summary"]["g4_follow_mean"].items():
+        want = first["summary"]["g4_follow_mean"].get(field)
+        if isinstance(want, dict) and "per_seed" in want and value is not None:
+            assert value == pytest.approx(want["per_seed"][0], rel=1e-10, abs=1e-14), field
+    tuned = _ran(tmp_path, "t1", "tune", *config, "--steps", "1", "--eval-seeds", "1")
+    record = json.loads((tuned / "tune.json").read_text())
+    assert record["method"] == "g4_follow_mean" and record["config"]["n_agents"] == 4
+    assert record["dataset"]["name"] == "periodic" and record["dataset"]["rows"] == 30
+
+
 def _ran(tmp_path, name, *argv):
     out = tmp_path / name
     assert main([*argv, "--no-progress", "--out", str(out)]) == 0

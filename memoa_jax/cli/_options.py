@@ -131,6 +131,20 @@ def check_finite(args, *names):
 # MODEL OPTIONS
 
 
+def add_config_option(parser, *, sizes: bool = False):
+    """`--config FILE` (`_config`: its values become the parser's defaults)."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help='run with what FILE describes: a results.json of memoa run (its "spec"), or a '
+        ".toml/.json spec file (memoa_jax.RunSpec.to_dict's keys, e.g. n_agents = 20 and a "
+        '[data] table with dataset = "periodic"; keys left out take the defaults '
+        "below); options given on the command line override the file's values"
+        + ("; its n_agents is not used (--sizes is)" if sizes else ""),
+    )
+
+
 def add_model_options(r, *, dataset: str = "ecb"):
     """Data, hyper-parameter and method options shared by `run` and the commands that
     build a `Simulation` the same way (`build(args)`). A new model option goes here, into

@@ -11,7 +11,13 @@ from . import _distributed
 from ._build import build
 from ._checkpoints import RUN_RECORD, check_options, check_resume, run_in_segments, run_record
 from ._errors import UsageError, is_runtime_failure, runtime_failure
-from ._options import add_device_options, add_model_options, add_state_options, count_type
+from ._options import (
+    add_config_option,
+    add_device_options,
+    add_model_options,
+    add_state_options,
+    count_type,
+)
 from ._outputs import (
     check_out_dir,
     command_line,
@@ -48,15 +54,7 @@ def add_parser(sub, formatter):
         default=1000,
         help="population size N (1e6 notation allowed)",
     )
-    r.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help='run what FILE describes: a results.json of memoa run (its "spec"), or a '
-        ".toml/.json spec file (memoa_jax.RunSpec.to_dict's keys, e.g. n_agents = 20 and a "
-        '[data] table with dataset = "periodic"; keys left out take the defaults '
-        "below); options given on the command line override the file's values",
-    )
+    add_config_option(r)
     add_model_options(r)
     r.add_argument(
         "--seeds",

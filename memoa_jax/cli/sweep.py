@@ -31,6 +31,7 @@ from ._errors import (
 )
 from ._options import (
     MAX_AGENTS,
+    add_config_option,
     add_device_options,
     add_model_options,
     add_state_options,
@@ -75,6 +76,7 @@ def add_parser(sub, formatter):
         default=DEFAULT_SIZES,
         help="comma-separated population sizes, 1e6 notation allowed",
     )
+    add_config_option(s, sizes=True)
     add_model_options(s, dataset="logistic")
     s.add_argument("--seeds", type=count_type("--seeds"), default=1, help="seeds per size")
     s.add_argument("--seed", type=int, default=0, help="first seed")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ._build import build
 from ._errors import UsageError, check, is_runtime_failure, runtime_failure
-from ._options import add_model_options, check_finite, count_type
+from ._options import add_config_option, add_model_options, check_finite, count_type
 from ._outputs import (
     check_out_dir,
     command_line,
@@ -53,6 +53,7 @@ def add_parser(sub, formatter):
         default=1000,
         help="population size N (1e6 notation allowed)",
     )
+    add_config_option(s)
     add_model_options(s)
     s.set_defaults(methods="memoa")
     s.add_argument(
