@@ -91,6 +91,7 @@ if TYPE_CHECKING:
     from ._metrics import is_diverged as is_diverged
     from ._metrics import persistence_rmse as persistence_rmse
     from ._mixture import AbstractServer as AbstractServer
+    from ._mixture import AbstractStatelessServer as AbstractStatelessServer
     from ._mixture import HedgeMixture as HedgeMixture
     from ._mixture import RidgeMixture as RidgeMixture
     from ._mixture import ridge_weights as ridge_weights

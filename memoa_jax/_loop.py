@@ -5,11 +5,13 @@ Per step `t = 0..n−2` (the target of step `t` is `y_{t+1}`):
 1. the run's features source (`_features`: the stored ring or recomputed from the agents'
    keys, chosen once) gives every agent's `Zⁱ_t = enc_i(x_t)` (shared by all methods);
 2. every method computes its controls and next predictions `Ŷ_{t+1}` (see `_methods/`);
-3. the server fits weights on `(Ŷ_t, y_t)` and predicts `ŷ^srv_{t+1} = w_tᵀ Ŷ_{t+1}`;
+3. the server (`AbstractServer.step`, its own state carried) fits weights on `(Ŷ_t, y_t)`
+   and predicts `ŷ^srv_{t+1} = w_tᵀ Ŷ_{t+1}`;
 4. per-step statistics are emitted and per-agent accumulators updated — never an N × T array.
 
 State holds only per-agent arrays (predictions, a ring of the last `H` feature draws, square
-error and cost accumulators) plus N-independent ring buffers of the population moments.
+error and cost accumulators) plus N-independent ring buffers of the population moments and
+each method's server state.
 """
 
 import dataclasses
@@ -76,6 +78,7 @@ class _State(NamedTuple):
     zz: Float[Array, "R d p d p"] | None
     methods: dict[str, MethodState]
     acc: dict[str, _Acc]
+    server: dict[str, Any]  # each method's server state (`AbstractServer.init`; replicated)
     # the agent's features were nonzero at some step so far (lean, stateless encoder, one
     # pass off: None, found after the loop by `_moving`)
     moving: Bool[Array, " n"] | None
@@ -672,6 +675,7 @@ def _initial_state(sim: Simulation, x, y, key, shard, pop: Population | None = N
             m.name: MethodState(y0, jnp.zeros((R, d, N), dt), m.init(N, p, dt)) for m in sim.methods
         },
         acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
+        server={m.name: sim.server.init(d, dt) for m in sim.methods},
         moving=None if _lean_features(sim) and not _one_pass(sim) else jnp.zeros((N,), bool),
         status=Status.ok(),
     )
@@ -801,7 +805,7 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
                 mom_S=ring_set(state.mom_S, slot, S_t.astype(sdt)),
             )
 
-        methods, acc, stats, status = {}, {}, {}, state.status
+        methods, acc, server, stats, status = {}, {}, {}, {}, state.status
         for m in sim.methods:
             ms, a = state.methods[m.name], state.acc[m.name]
             # CLIENT UPDATE (a failed runtime check is kept, the first one, for the host)
@@ -812,7 +816,9 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
                 base, energy, y_hat_next, extra, check = m.step_checked(ctx, ms)
             status = status.then(check.at_step(t))
             # SERVER MIXTURE: weights fitted on (Ŷ_t, y_t), applied to Ŷ_{t+1}
-            srv = sim.server.predict(ms.yhat, y_t, y_hat_next, a.sse, pop)
+            srv, server[m.name] = sim.server.step(
+                state.server[m.name], ms.yhat, y_t, y_hat_next, a.sse, pop
+            )
             # METRICS. The square errors in a chunk loop of their own: they do not read
             # ȳ_{t+1}, so across shards XLA packs their sum with ȳ_{t+1}'s all-reduce (out
             # of the chunk loop of the stage costs, which reads ȳ_{t+1}, the sum waited for
@@ -847,6 +853,7 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
             zz=ctx.zz,
             methods=methods,
             acc=acc,
+            server=server,
             moving=None if moved is None or state.moving is None else state.moving | moved,
             status=status,
         )

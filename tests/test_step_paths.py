@@ -1,11 +1,12 @@
 """One path through the step: the features source (stored ring or recomputed from the
-agents' keys)."""
+agents' keys) and a server with its own state."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import memoa_jax as mj
+from memoa_jax.data import load_dataset
 
 
 def _setup(n=5, d=2, d_x=2, p=3, steps=7):
@@ -42,3 +43,49 @@ def test_stored_and_recomputed_features_agree():
     np.testing.assert_array_equal(zs, zr)
     assert not np.any(np.asarray(zs[0, 1:]))  # Z_{−1}, Z_{−2}, … are zeros
     assert np.any(np.asarray(zs[:, 0]))
+
+
+class _Smoothed(mj.AbstractServer):
+    """A user's server with a state of its own: the uniform mixture of the clients, smoothed
+    over time, `s_{t+1} = (1 − a) s_t + a ȳ_{t+1}` (the state `s` and a step counter)."""
+
+    rate: float = 0.5
+
+    def init(self, d, dtype):
+        return jnp.zeros((d,), dtype), jnp.zeros((), jnp.int32)
+
+    def step(self, state, Y_t, y_t, Y_next, cum_loss, pop):
+        del Y_t, y_t, cum_loss
+        s, count = state
+        mean = pop.mean(Y_next)
+        s = jnp.where(count == 0, mean, (1 - self.rate) * s + self.rate * mean)
+        return s, (s, count + 1)
+
+
+def _server_run(server):
+    ds = load_dataset("logistic", n_rows=12)
+    x, y = jnp.asarray(ds.x), jnp.asarray(ds.y)
+    cost = mj.CostParams(q=1.0, lam=0.5, gamma=2.0, alpha=0.01)
+    enc = mj.RFNEncoder(d=1, d_x=ds.d_x, p=3, sigma=0.3)
+    method = mj.LocalRidge(cost)
+    sim = mj.Simulation(n_agents=8, encoder=enc, methods=(method,), cost=cost, server=server)
+    run = mj.Run(sim, x, y, key=jax.random.key(0))
+    carry = run.segment(run.init(), run.n_steps)
+    return run, carry, run.finish(carry).steps[method.name], carry.state.server[method.name]
+
+
+def test_a_server_with_its_own_state_runs():
+    """The state goes through the loop's carry: rate 1 is the clients' mean ȳ_{t+1} (the
+    server's error is the mean field's), rate ½ smooths it (the same at step 0 only)."""
+    run, _, mean, (s, count) = _server_run(_Smoothed(rate=1.0))
+    np.testing.assert_allclose(mean.server_se, mean.mean_field_se, rtol=1e-12)
+    assert int(count) == run.n_steps
+    run, _, smooth, (s, count) = _server_run(_Smoothed(rate=0.5))
+    assert int(count) == run.n_steps
+    pred, ybar = np.asarray(smooth.server_pred), np.asarray(mean.server_pred)
+    np.testing.assert_array_equal(pred[-1], s)
+    np.testing.assert_allclose(pred[0], ybar[0], rtol=1e-12)
+    expected = ybar[0]
+    for t in range(1, run.n_steps):
+        expected = 0.5 * expected + 0.5 * ybar[t]
+        np.testing.assert_allclose(pred[t], expected, rtol=1e-12)
