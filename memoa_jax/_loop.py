@@ -65,12 +65,11 @@ class _Acc(NamedTuple):
 class _State(NamedTuple):
     """The loop's carry. `state="lean"` leaves out what the agent index, the key and the
     step counter define (None): the parameters and noise keys, and for a stateless encoder
-    the feature ring and the drawn-ahead features."""
+    the features source's ring and drawn-ahead features (`RecomputedFeatures`)."""
 
     noise_keys: UInt32[Array, "2 n"] | None
     params: Any  # the encoder's parameters (per agent, agent axis last, or shared), or None
-    z_ring: Float[Array, "R d p n"] | None  # R = H + 1 slots: times t−H..t (see StepContext)
-    z_next: Float[Array, "d p n"] | None  # the features of the coming step, drawn one ahead
+    features: FeatureRing  # what the features source carries (`_features`)
     mom_M: Float[Array, "R d p"]
     mom_S: Float[Array, "R d p d p"]
     # the feature statistics (`StepContext.zbar`, `zz`) of a one-pass loop (`_one_pass`)
@@ -665,8 +664,7 @@ def _initial_state(sim: Simulation, x, y, key, shard, pop: Population | None = N
     state = _State(
         noise_keys=None,
         params=None,
-        z_ring=None,
-        z_next=None,
+        features=FeatureRing(None, None),
         mom_M=jnp.zeros((R, d, p), sdt),
         mom_S=jnp.zeros((R, d, p, d, p), sdt),
         zbar=jnp.zeros((R, d, p), sdt) if _one_pass(sim) else None,
@@ -683,7 +681,7 @@ def _initial_state(sim: Simulation, x, y, key, shard, pop: Population | None = N
         params, noise_keys = agent_draws(sim, key, pop.slots(index_dtype(pop.n_slots)))
         state = state._replace(params=params, noise_keys=noise_keys)
     ring = _features(sim, x).init(_agents(sim, state, key, shard, pop), N)
-    state = state._replace(z_ring=ring.ring, z_next=ring.next)
+    state = state._replace(features=ring)
     return shard_state(shard, state, h2)
 
 
@@ -761,7 +759,7 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
             return M.astype(sdt), S.astype(sdt)
 
         # FEATURES (shared by all methods), from the run's source (`_features`)
-        feats, carried = features.at(FeatureRing(state.z_ring, state.z_next), agents, t)
+        feats, carried = features.at(state.features, agents, t)
         ctx = StepContext(
             t=t,
             y=y,
@@ -845,8 +843,7 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
             methods[m.name] = MethodState(y_hat_next, ring, extra)
 
         new = state._replace(
-            z_ring=carried.ring,
-            z_next=carried.next,
+            features=carried,
             mom_M=ctx.mom_M,
             mom_S=ctx.mom_S,
             zbar=ctx.zbar,
