@@ -586,13 +586,14 @@ def _moving(sim: Simulation, x, key, shard, pop: Population, n_steps: int) -> Bo
     """Whether each agent's features were nonzero at some step `t < n_steps`, for a lean
     loop with a stateless encoder: its draws recomputed once here, chunk by chunk, rather
     than once more at every step."""
-    enc, kernels, agents = sim.encoder, sim.kernels, _agents(sim, None, key, shard, pop)
+    agents, kernels = _agents(sim, None, key, shard, pop), sim.kernels
+    features = RecomputedFeatures(sim.encoder, kernels, x)
 
     def of(a):
         q, k = agents.draws(a)
 
         def at(t, moving):
-            draw = lambda q_, k_: enc.features(q_, x[t], enc.noise(k_, t, kernels))
+            draw = lambda q_, k_: features.of(q_, k_, t)
             # into memory first: XLA:CPU fused the draws into the reduction, on one thread
             # (a quarter of a lean MEMOA run at N = 2·10⁶)
             z = computed_once(draw, q, k, live=t >= 0, apart=kernels.apart)
