@@ -49,7 +49,7 @@ class _Smoothed(mj.AbstractServer):
     """A user's server with a state of its own: the uniform mixture of the clients, smoothed
     over time, `s_{t+1} = (1 − a) s_t + a ȳ_{t+1}` (the state `s` and a step counter)."""
 
-    rate: float = 0.5
+    rate: jax.Array | float = 0.5  # (an array: one compilation for every rate)
 
     def init(self, d, dtype):
         return jnp.zeros((d,), dtype), jnp.zeros((), jnp.int32)
@@ -77,10 +77,10 @@ def _server_run(server):
 def test_a_server_with_its_own_state_runs():
     """The state goes through the loop's carry: rate 1 is the clients' mean ȳ_{t+1} (the
     server's error is the mean field's), rate ½ smooths it (the same at step 0 only)."""
-    run, _, mean, (s, count) = _server_run(_Smoothed(rate=1.0))
+    run, _, mean, (s, count) = _server_run(_Smoothed(rate=jnp.asarray(1.0)))
     np.testing.assert_allclose(mean.server_se, mean.mean_field_se, rtol=1e-12)
     assert int(count) == run.n_steps
-    run, _, smooth, (s, count) = _server_run(_Smoothed(rate=0.5))
+    run, _, smooth, (s, count) = _server_run(_Smoothed(rate=jnp.asarray(0.5)))
     assert int(count) == run.n_steps
     pred, ybar = np.asarray(smooth.server_pred), np.asarray(mean.server_pred)
     np.testing.assert_array_equal(pred[-1], s)
@@ -89,3 +89,18 @@ def test_a_server_with_its_own_state_runs():
     for t in range(1, run.n_steps):
         expected = 0.5 * expected + 0.5 * ybar[t]
         np.testing.assert_allclose(pred[t], expected, rtol=1e-12)
+
+
+def test_a_server_state_is_checkpointed(tmp_path):
+    """The server's state is part of the saved carry: a run resumed from a checkpoint
+    taken mid-run ends with the same bits as one run straight through."""
+    run, _, whole, _ = _server_run(_Smoothed(rate=jnp.asarray(0.5)))
+    half = run.segment(run.init(), 4)
+    mj.save_checkpoint(tmp_path, run, half)
+    resumed = mj.load_checkpoint(tmp_path, run)
+    np.testing.assert_array_equal(
+        resumed.state.server["g1_ridge"][0], half.state.server["g1_ridge"][0]
+    )
+    assert int(resumed.state.server["g1_ridge"][1]) == 4
+    end = run.finish(run.segment(resumed, run.n_steps)).steps["g1_ridge"]
+    np.testing.assert_array_equal(end.server_pred, whole.server_pred)
