@@ -27,6 +27,12 @@ if TYPE_CHECKING:
     from ._encoders import ESNParams as ESNParams
     from ._encoders import RFNEncoder as RFNEncoder
     from ._encoders import RFNParams as RFNParams
+    from ._features import AbstractFeatures as AbstractFeatures
+    from ._features import AgentDraws as AgentDraws
+    from ._features import FeatureRing as FeatureRing
+    from ._features import Features as Features
+    from ._features import RecomputedFeatures as RecomputedFeatures
+    from ._features import StoredFeatures as StoredFeatures
     from ._fedmoe_game import FedmoeGameResult as FedmoeGameResult
     from ._fedmoe_game import FedmoeGameSolution as FedmoeGameSolution
     from ._fedmoe_game import fedmoe_game_on_features as fedmoe_game_on_features
@@ -85,6 +91,7 @@ if TYPE_CHECKING:
     from ._metrics import is_diverged as is_diverged
     from ._metrics import persistence_rmse as persistence_rmse
     from ._mixture import AbstractServer as AbstractServer
+    from ._mixture import AbstractStatelessServer as AbstractStatelessServer
     from ._mixture import HedgeMixture as HedgeMixture
     from ._mixture import RidgeMixture as RidgeMixture
     from ._mixture import ridge_weights as ridge_weights

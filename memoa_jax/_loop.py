@@ -2,13 +2,16 @@
 
 Per step `t = 0..n−2` (the target of step `t` is `y_{t+1}`):
 
-1. every agent draws its features `Zⁱ_t = enc_i(x_t)` (shared by all methods);
+1. the run's features source (`_features`: the stored ring or recomputed from the agents'
+   keys, chosen once) gives every agent's `Zⁱ_t = enc_i(x_t)` (shared by all methods);
 2. every method computes its controls and next predictions `Ŷ_{t+1}` (see `_methods/`);
-3. the server fits weights on `(Ŷ_t, y_t)` and predicts `ŷ^srv_{t+1} = w_tᵀ Ŷ_{t+1}`;
+3. the server (`AbstractServer.step`, its own state carried) fits weights on `(Ŷ_t, y_t)`
+   and predicts `ŷ^srv_{t+1} = w_tᵀ Ŷ_{t+1}`;
 4. per-step statistics are emitted and per-agent accumulators updated — never an N × T array.
 
 State holds only per-agent arrays (predictions, a ring of the last `H` feature draws, square
-error and cost accumulators) plus N-independent ring buffers of the population moments.
+error and cost accumulators) plus N-independent ring buffers of the population moments and
+each method's server state.
 """
 
 import dataclasses
@@ -34,6 +37,14 @@ from ._agents import (
 )
 from ._custom_types import Array, Bool, Float, PRNGKeyArray, UInt32
 from ._encoders import AbstractEncoder
+from ._features import (
+    AbstractFeatures,
+    AgentDraws,
+    FeatureRing,
+    RecomputedFeatures,
+    StoredFeatures,
+    ring_set,
+)
 from ._kernels import Kernels, computed_once, stage_cost_rows
 from ._methods import MethodState, StepContext
 from ._metrics import SimResult, StepStats, persistence_rmse, summarize
@@ -54,12 +65,11 @@ class _Acc(NamedTuple):
 class _State(NamedTuple):
     """The loop's carry. `state="lean"` leaves out what the agent index, the key and the
     step counter define (None): the parameters and noise keys, and for a stateless encoder
-    the feature ring and the drawn-ahead features."""
+    the features source's ring and drawn-ahead features (`RecomputedFeatures`)."""
 
     noise_keys: UInt32[Array, "2 n"] | None
     params: Any  # the encoder's parameters (per agent, agent axis last, or shared), or None
-    z_ring: Float[Array, "R d p n"] | None  # R = H + 1 slots: times t−H..t (see StepContext)
-    z_next: Float[Array, "d p n"] | None  # the features of the coming step, drawn one ahead
+    features: FeatureRing  # what the features source carries (`_features`)
     mom_M: Float[Array, "R d p"]
     mom_S: Float[Array, "R d p d p"]
     # the feature statistics (`StepContext.zbar`, `zz`) of a one-pass loop (`_one_pass`)
@@ -67,17 +77,11 @@ class _State(NamedTuple):
     zz: Float[Array, "R d p d p"] | None
     methods: dict[str, MethodState]
     acc: dict[str, _Acc]
+    server: dict[str, Any]  # each method's server state (`AbstractServer.init`; replicated)
     # the agent's features were nonzero at some step so far (lean, stateless encoder, one
     # pass off: None, found after the loop by `_moving`)
     moving: Bool[Array, " n"] | None
     status: Status  # the runtime checks so far (`_status`): raised on the host after the loop
-
-
-def _ring_set(ring: Array, slot, value: Array) -> Array:
-    """`ring[slot] = value` as a dynamic-update-slice, in place in the scan carry when nothing
-    reads the old ring afterwards (`.at[slot].set` is a scatter, which XLA:CPU made a select
-    over the whole ring)."""
-    return lax.dynamic_update_index_in_dim(ring, value, slot, 0)
 
 
 def init_agents(sim: Simulation, *, key: PRNGKeyArray) -> tuple[Any, UInt32[Array, "2 n"]]:
@@ -162,7 +166,7 @@ def _population_moments(
     """Population moments at `x_t` (spec §2.2): the means over agents of each agent's `M` and
     `C` (exact for the RFN, Monte Carlo for the ESN, given each agent's `Z_{t−1}` = `prev`),
     and of `M ⊗ M`. `draws(src)`: the parameters and noise keys of the agents of `src`
-    (`_Agents`). Summed chunk by chunk: whole-population M and C would cost (d p + d² p)
+    (`AgentDraws`). Summed chunk by chunk: whole-population M and C would cost (d p + d² p)
     numbers per agent.
     """
 
@@ -582,13 +586,14 @@ def _moving(sim: Simulation, x, key, shard, pop: Population, n_steps: int) -> Bo
     """Whether each agent's features were nonzero at some step `t < n_steps`, for a lean
     loop with a stateless encoder: its draws recomputed once here, chunk by chunk, rather
     than once more at every step."""
-    enc, kernels, agents = sim.encoder, sim.kernels, _agents(sim, None, key, shard, pop)
+    agents, kernels = _agents(sim, None, key, shard, pop), sim.kernels
+    features = RecomputedFeatures(sim.encoder, kernels, x)
 
     def of(a):
         q, k = agents.draws(a)
 
         def at(t, moving):
-            draw = lambda q_, k_: enc.features(q_, x[t], enc.noise(k_, t, kernels))
+            draw = lambda q_, k_: features.of(q_, k_, t)
             # into memory first: XLA:CPU fused the draws into the reduction, on one thread
             # (a quarter of a lean MEMOA run at N = 2·10⁶)
             z = computed_once(draw, q, k, live=t >= 0, apart=kernels.apart)
@@ -620,44 +625,18 @@ def _drop_rings(sim: Simulation, methods: dict) -> dict:
     }
 
 
-class _Agents(NamedTuple):
-    """Where the agents' draws come from: `src`, per-agent leaves (agent axis last) that go
-    through `map_chunks` / `vmap` / sharding with the other per-agent arrays, and
-    `draws(src_slice) -> (params, noise_keys)`. Stored: `src` holds the parameters (H2) and
-    the noise keys, `draws` unpacks them. Lean: `src` is the agent indices and `draws` is
-    `agent_draws`, recomputed where needed."""
-
-    src: Any
-    draws: Callable[[Any], tuple[Any, Array]]
-
-
-def _agents(sim: Simulation, state: "_State | None", key, shard, pop: Population) -> _Agents:
+def _agents(sim: Simulation, state: "_State | None", key, shard, pop: Population) -> AgentDraws:
     if sim.state == "lean":
         index = shard(pop.slots(index_dtype(pop.n_slots)))
-        return _Agents(index, lambda i: _agent_draws_at(sim, key, i))
+        return AgentDraws(index, lambda i: _agent_draws_at(sim, key, i))
     assert state is not None, "the stored state's draws come from the state"
     if sim.homogeneity == "h2":
-        return _Agents((state.params, state.noise_keys), lambda a: a)
-    return _Agents(state.noise_keys, lambda k: (state.params, k))
+        return AgentDraws((state.params, state.noise_keys), lambda a: a)
+    return AgentDraws(state.noise_keys, lambda k: (state.params, k))
 
 
 # nested jits: `agent_draws` (as written) once per argument shape in the lowered program
 _agent_draws_at = eqx.filter_jit(agent_draws)
-
-
-@eqx.filter_jit
-def _features_at(enc: AbstractEncoder, kernels: Kernels, q, k, x_t, tau):
-    """The agents' features at time `tau` from their parameters and noise keys (lean). A
-    nested jit: the lowered program holds the draws once per argument shape, as a function
-    that XLA inlines before it fuses, not once per read (per offset and per ring phase)."""
-    return enc.features(q, x_t, enc.noise(k, tau, kernels))
-
-
-def _feature_at(sim: Simulation, x, q, k, tau):
-    """The agents' features `Z_τ` from their parameters `q` and noise keys `k` (lean):
-    zeros at `τ < 0`."""
-    z = _features_at(sim.encoder, sim.kernels, q, k, x[jnp.maximum(tau, 0)], tau)
-    return jnp.where(tau >= 0, z, jnp.zeros((), z.dtype))
 
 
 def _lean_features(sim: Simulation) -> bool:
@@ -665,18 +644,13 @@ def _lean_features(sim: Simulation) -> bool:
     return sim.state == "lean" and not sim.encoder.stateful
 
 
-def _draw_features(sim: Simulation, x, agents: _Agents, t, prev):
-    """Every agent's `Z_t` (`prev`: every agent's `Z_{t−1}`, for a stateful encoder). The
-    stored loop draws one step ahead and carries the draws, so that they are materialised
-    once: drawn inside the step, XLA would fuse the noise generation (threefry + erfinv) into
-    every consumer and recompute it once per method."""
-    enc = sim.encoder
-
-    def draw(a, z):
-        q, k = agents.draws(a)
-        return enc.features(q, x[t], enc.noise(k, t, sim.kernels), z)
-
-    return map_chunks(draw, agents.src, prev, batch_size=sim.batch_size)
+def _features(sim: Simulation, x) -> AbstractFeatures:
+    """Where the step's features come from, chosen once: recomputed from the agents' keys
+    (lean, a stateless encoder) or the stored ring."""
+    if _lean_features(sim):
+        return RecomputedFeatures(sim.encoder, sim.kernels, x)
+    R = sim.history + 1
+    return StoredFeatures(sim.encoder, sim.kernels, x, R, sim.batch_size, sim.dtype)
 
 
 def _initial_state(sim: Simulation, x, y, key, shard, pop: Population | None = None) -> _State:
@@ -691,8 +665,7 @@ def _initial_state(sim: Simulation, x, y, key, shard, pop: Population | None = N
     state = _State(
         noise_keys=None,
         params=None,
-        z_ring=None,
-        z_next=None,
+        features=FeatureRing(None, None),
         mom_M=jnp.zeros((R, d, p), sdt),
         mom_S=jnp.zeros((R, d, p, d, p), sdt),
         zbar=jnp.zeros((R, d, p), sdt) if _one_pass(sim) else None,
@@ -701,18 +674,15 @@ def _initial_state(sim: Simulation, x, y, key, shard, pop: Population | None = N
             m.name: MethodState(y0, jnp.zeros((R, d, N), dt), m.init(N, p, dt)) for m in sim.methods
         },
         acc={m.name: _Acc(zeros_n, zeros_n) for m in sim.methods},
+        server={m.name: sim.server.init(d, dt) for m in sim.methods},
         moving=None if _lean_features(sim) and not _one_pass(sim) else jnp.zeros((N,), bool),
         status=Status.ok(),
     )
     if sim.state == "stored":  # (`init_agents`, of the agents here)
         params, noise_keys = agent_draws(sim, key, pop.slots(index_dtype(pop.n_slots)))
         state = state._replace(params=params, noise_keys=noise_keys)
-    if not _lean_features(sim):
-        zeros = jnp.zeros((d, p, N), dt)
-        agents = _agents(sim, state, key, shard, pop)
-        state = state._replace(
-            z_ring=jnp.zeros((R, d, p, N), dt), z_next=_draw_features(sim, x, agents, 0, zeros)
-        )
+    ring = _features(sim, x).init(_agents(sim, state, key, shard, pop), N)
+    state = state._replace(features=ring)
     return shard_state(shard, state, h2)
 
 
@@ -722,7 +692,7 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
     sdt = solve_dtype()
     R = sim.history + 1
     h2 = sim.homogeneity == "h2"
-    lean_z = _lean_features(sim)
+    features = _features(sim, x)
     need_moments = any(m.needs_moments for m in sim.methods)
     one_pass = _one_pass(sim)
     cost_of = stage_cost_rows if kernels.rows else _vmapped_stage_cost
@@ -742,13 +712,15 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
         moment parts at `x_t`, `Z_t` and `Z_t ⊗ Z_{t−1}`, and whether `Z_t` is nonzero.
         Returns `({method: (base, energy, next)}, moved, sums)`."""
         agents = _agents(sim, state, key, shard, pop)
+        recompute = features
+        assert isinstance(recompute, RecomputedFeatures)  # (`_one_pass`: lean features)
         offsets = tuple(sorted({-1, 0}.union(*(p.offsets for p in passes.values()))))
         names = tuple(passes)
 
         def chunk(w, a, *yhats):
             q, k = agents.draws(a)
             zs = computed_once(
-                lambda q_, k_: [_feature_at(sim, x, q_, k_, t + o) for o in offsets],
+                lambda q_, k_: [recompute.of(q_, k_, t + o) for o in offsets],
                 q,
                 k,
                 live=t >= 0,
@@ -787,47 +759,13 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
                 )
             return M.astype(sdt), S.astype(sdt)
 
-        # FEATURES (shared by all methods). Stored: Z_t was drawn last step; draw Z_{t+1} now.
-        # The rings take step t first: written before any read, they are updated in place
-        # (written after the reads, XLA:CPU copied the whole feature ring twice per step).
-        # Lean (stateless encoder): Z_τ is recomputed from the agent, the key and τ wherever
-        # a method reads it, inside its chunk.
-        if lean_z:
-            z_ring = z_next = prev = None
-
-            def lean_features(a, offset, slot_=None):
-                q, k = agents.draws(a)  # once for all the offsets read together
-
-                def draw(q_, k_):
-                    at = lambda o: _feature_at(sim, x, q_, k_, t + o)
-                    return [at(o) for o in offset] if isinstance(offset, tuple) else at(offset)
-
-                # into memory before the methods' row expressions read them: fused into
-                # each, XLA:CPU would repeat the draws once per read (`computed_once`)
-                return computed_once(draw, q, k, live=t >= 0, apart=kernels.apart)
-
-            source, features = agents.src, lean_features
-            moved = None  # found after the loop, each agent's parameters drawn once (`_moving`)
-        else:
-            assert state.z_next is not None and state.z_ring is not None
-            z_now = state.z_next
-            z_next = _draw_features(sim, x, agents, t + 1, z_now)
-            z_ring = _ring_set(state.z_ring, slot, z_now)
-            prev = z_ring[jnp.mod(t - 1, R)]  # Z_{t−1} (zeros at t = 0: Z_{−1} = 0)
-
-            def ring_features(ring, offset, slot_=None):
-                if isinstance(offset, tuple):
-                    slots = (None,) * len(offset) if slot_ is None else slot_
-                    return [ring_features(ring, o, s) for o, s in zip(offset, slots)]
-                return ring[jnp.mod(t + offset, R) if slot_ is None else slot_]
-
-            source, features = z_ring, ring_features
-            moved = jnp.any(z_now != 0, axis=(0, 1))
+        # FEATURES (shared by all methods), from the run's source (`_features`)
+        feats, carried = features.at(state.features, agents, t)
         ctx = StepContext(
             t=t,
             y=y,
-            agents=source,
-            features=features,
+            agents=feats.src,
+            features=feats.read,
             ring_size=R,
             mom_M=state.mom_M,
             mom_S=state.mom_S,
@@ -840,7 +778,7 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
         )
         # ONE PASS (lean, `Kernels.onepass`): the one-pass methods' steps, prepared from the
         # rings of slots before t, then every agent visited once
-        passes, outs, sums = {}, {}, {}
+        passes, outs, sums, moved = {}, {}, {}, feats.moved
         if one_pass:
             for m in sim.methods:
                 plan = m.one_pass(ctx, state.methods[m.name])
@@ -848,8 +786,8 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
                     passes[m.name] = plan
             outs, moved, sums = visit(state, t, passes)
             assert state.zbar is not None and state.zz is not None
-            zbar = _ring_set(state.zbar, slot, sums["zbar"] / jnp.asarray(pop.n, sdt))
-            zz = _ring_set(state.zz, slot, sums["zz"] / jnp.asarray(pop.n, sdt))
+            zbar = ring_set(state.zbar, slot, sums["zbar"] / jnp.asarray(pop.n, sdt))
+            zz = ring_set(state.zz, slot, sums["zz"] / jnp.asarray(pop.n, sdt))
             ctx = ctx._replace(zbar=zbar, zz=zz)
         # POPULATION MOMENTS AT x_t
         if need_moments:
@@ -857,16 +795,16 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
                 M_t, S_t = _moments_of_sums(sums["moments"], pop.n)
             elif h2 or enc.stateful:  # an all-reduce of d p + d² p + (d p)²
                 M_t, S_t = _population_moments(
-                    enc, agents.draws, agents.src, x_t, t, prev, pop, bs, sdt, kernels
+                    enc, agents.draws, agents.src, x_t, t, feats.prev, pop, bs, sdt, kernels
                 )
             else:
                 M_t, S_t = enc.moments(agents.draws(agents.src)[0], x_t, kernels)
             ctx = ctx._replace(
-                mom_M=_ring_set(state.mom_M, slot, M_t.astype(sdt)),
-                mom_S=_ring_set(state.mom_S, slot, S_t.astype(sdt)),
+                mom_M=ring_set(state.mom_M, slot, M_t.astype(sdt)),
+                mom_S=ring_set(state.mom_S, slot, S_t.astype(sdt)),
             )
 
-        methods, acc, stats, status = {}, {}, {}, state.status
+        methods, acc, server, stats, status = {}, {}, {}, {}, state.status
         for m in sim.methods:
             ms, a = state.methods[m.name], state.acc[m.name]
             # CLIENT UPDATE (a failed runtime check is kept, the first one, for the host)
@@ -877,7 +815,9 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
                 base, energy, y_hat_next, extra, check = m.step_checked(ctx, ms)
             status = status.then(check.at_step(t))
             # SERVER MIXTURE: weights fitted on (Ŷ_t, y_t), applied to Ŷ_{t+1}
-            srv = sim.server.predict(ms.yhat, y_t, y_hat_next, a.sse, pop)
+            srv, server[m.name] = sim.server.step(
+                state.server[m.name], ms.yhat, y_t, y_hat_next, a.sse, pop
+            )
             # METRICS. The square errors in a chunk loop of their own: they do not read
             # ȳ_{t+1}, so across shards XLA packs their sum with ȳ_{t+1}'s all-reduce (out
             # of the chunk loop of the stage costs, which reads ȳ_{t+1}, the sum waited for
@@ -900,18 +840,18 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
                 agent_pred=pick(y_hat_next),
             )
             acc[m.name] = _Acc(a.sse + sq, a.cost + stage)
-            ring = None if ms.yhat_ring is None else _ring_set(ms.yhat_ring, slot, base)
+            ring = None if ms.yhat_ring is None else ring_set(ms.yhat_ring, slot, base)
             methods[m.name] = MethodState(y_hat_next, ring, extra)
 
         new = state._replace(
-            z_ring=z_ring,
-            z_next=z_next,
+            features=carried,
             mom_M=ctx.mom_M,
             mom_S=ctx.mom_S,
             zbar=ctx.zbar,
             zz=ctx.zz,
             methods=methods,
             acc=acc,
+            server=server,
             moving=None if moved is None or state.moving is None else state.moving | moved,
             status=status,
         )

@@ -14,6 +14,7 @@ At step `t` the server fits weights `w_t` to the clients' predictions `Ŷ_t` of 
 """
 
 import abc
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -49,7 +50,38 @@ def _push_through(Y: Float[Array, "d n"], kappa, pop: Population | None = None, 
 
 
 class AbstractServer(eqx.Module):
-    """A server rule: from `(Ŷ_t, y_t)` and the clients' losses, predict `y_{t+1}`."""
+    """A server rule with its own state, in a solver's protocol (diffrax's `init`/`step`):
+    `init` gives the state before step 0, `step` predicts `y_{t+1}` and gives the state
+    after step `t`. The loop carries one state per method (`SimCarry.state.server`), beside
+    the metrics and saved with the carry by `save_checkpoint`; it is replicated, not split
+    across devices, so it should not grow with the population. A rule with no state of its
+    own subclasses `AbstractStatelessServer` and writes `predict` only."""
+
+    @abc.abstractmethod
+    def init(self, d: int, dtype) -> Any:
+        """The server's state before step 0, for targets of dimension `d` (the clients'
+        predictions have type `dtype`)."""
+
+    @abc.abstractmethod
+    def step(
+        self,
+        state: Any,
+        Y_t: Float[Array, "d n"],
+        y_t: Float[Array, " d"],
+        Y_next: Float[Array, "d n"],
+        cum_loss: Float[Array, " n"],
+        pop: Population,
+    ) -> tuple[Float[Array, " d"], Any]:
+        """The server's prediction of `y_{t+1}` and its state after step `t`, from its
+        state before, the clients' predictions `Y_t = [ŷ¹_t … ŷᴺ_t]` of `y_t` and `Y_next`
+        of `y_{t+1}`; `cum_loss[i] = Σ_{u≤t} ‖y_u − ŷⁱ_u‖²` (the clients' losses so far,
+        which the loop keeps for the metrics); the clients are the real agent slots of
+        `pop`: means and sums over them go through `pop` (across devices, all-reduces)."""
+
+
+class AbstractStatelessServer(AbstractServer):
+    """A server rule whose prediction is a function of the step's inputs alone (no state:
+    `init` gives None)."""
 
     @abc.abstractmethod
     def predict(
@@ -60,12 +92,16 @@ class AbstractServer(eqx.Module):
         cum_loss: Float[Array, " n"],
         pop: Population,
     ) -> Float[Array, " d"]:
-        """Server prediction of `y_{t+1}` from the clients' predictions `Y_t = [ŷ¹_t … ŷᴺ_t]`
-        of `y_t`, and `Y_next` of `y_{t+1}`; `cum_loss[i] = Σ_{u≤t} ‖y_u − ŷⁱ_u‖²`; the
-        clients are the real agent slots of `pop`."""
+        """Server prediction of `y_{t+1}` (the arguments are `AbstractServer.step`'s)."""
+
+    def init(self, d: int, dtype) -> None:
+        del d, dtype
+
+    def step(self, state, Y_t, y_t, Y_next, cum_loss, pop):
+        return self.predict(Y_t, y_t, Y_next, cum_loss, pop), state
 
 
-class RidgeMixture(AbstractServer):
+class RidgeMixture(AbstractStatelessServer):
     """Constrained ridge weights (spec §8), O(N d²).
 
     Attributes:
@@ -116,7 +152,7 @@ def ridge_weights_dense(
     return Ainv_b - nu * Ainv_1
 
 
-class HedgeMixture(AbstractServer):
+class HedgeMixture(AbstractStatelessServer):
     """Exponentially weighted average of the clients (option; spec §8, A10).
 
     Attributes:

@@ -44,8 +44,7 @@ def shard_state(shard, state, h2: bool):
     return state._replace(
         noise_keys=shard(state.noise_keys),
         params=shard(state.params) if h2 else state.params,
-        z_ring=shard(state.z_ring),
-        z_next=shard(state.z_next),
+        features=shard(state.features),
         methods=shard(state.methods),
         acc=shard(state.acc),
         moving=shard(state.moving),

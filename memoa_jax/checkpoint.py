@@ -37,7 +37,9 @@ from ._loop import Run, SimCarry
 from ._multihost import allgather_bytes
 from .data import write_atomic
 
-FORMAT = "memoa-jax checkpoint 1"
+# 2: the features source's carry is one field, `state.features` (`FeatureRing`), where 1 had
+# `state.z_ring` and `state.z_next`; and the servers' states, `state.server`
+FORMAT = "memoa-jax checkpoint 2"
 MANIFEST = "manifest.json"
 SHARDS = "shards.json"
 _STEP = re.compile(r"step-(\d{12})")

@@ -17,9 +17,10 @@ class StepContext(NamedTuple):
     Features: `features(agents, offset, slot=None)` is `Z_{t+offset}` (`−H ≤ offset ≤ 0`,
     zeros at negative times) of the agents in `agents`, a pytree of per-agent leaves (agent
     axis last) to pass through `map_chunks` / `vmap` with a method's other per-agent
-    arrays, so that each chunk (or agent) reads or recomputes its own: the stored ring of the
-    last `R = H + 1` draws, or, with `Simulation(state="lean")`, the agent indices from which
-    the counter-based draws are recomputed. `slot`: the ring slot `(t + offset) mod R` when
+    arrays, so that each chunk (or agent) reads or recomputes its own: the run's features
+    source (`AbstractFeatures`, its `Features.src` and `Features.read`), the stored ring of
+    the last `R = H + 1` draws, or, with `Simulation(state="lean")`, the agent indices from
+    which the counter-based draws are recomputed. `slot`: the ring slot `(t + offset) mod R` when
     the caller knows it statically (`_kernels.by_phase`). A tuple of offsets (and of slots)
     gives the list of their features: read together, a lean state recomputes the agents'
     encoder parameters once for all of them. `z(offset)`: the same for every agent at once.
