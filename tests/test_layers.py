@@ -27,6 +27,8 @@ LAYERS = (
         "memoa_jax._mixture",
         "memoa_jax._metrics",
         "memoa_jax._kernels",
+        "memoa_jax._features",
+        "memoa_jax._multihost",
         "memoa_jax._simulation",
         "memoa_jax._sharding",
         "memoa_jax._scan",
