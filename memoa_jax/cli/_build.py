@@ -31,6 +31,11 @@ def _names(text: str | None, option: str) -> tuple[str, ...] | None:
     return names
 
 
+def lags_text(lags: tuple[int, ...]) -> str:
+    """Lags as the options write them (`_lags` reads them back): "0,1", or "none"."""
+    return ",".join(map(str, lags)) if lags else "none"
+
+
 def _lags(text: str, option: str) -> tuple[int, ...]:
     if text.strip().lower() == "none":
         return ()
@@ -157,12 +162,11 @@ def build(args, *, comparators: bool = False) -> "Built":
 def _describe_csv(spec: RunSpec, built) -> str:
     """The line that says what a --csv run reads."""
     d = spec.data
-    lags = lambda v: ",".join(map(str, v)) if v else "none"  # noqa: E731
     targets, inputs = built.columns
     return (
         f"--csv {d.csv}: target {', '.join(targets)}; inputs "
-        + (f"{', '.join(inputs)} at lags {lags(d.lags)}" if inputs else "none")
-        + f"; target lags {lags(d.target_lags)}; scale {d.scale}; {built.data.n_rows} rows"
+        + (f"{', '.join(inputs)} at lags {lags_text(d.lags)}" if inputs else "none")
+        + f"; target lags {lags_text(d.target_lags)}; scale {d.scale}; {built.data.n_rows} rows"
         + ("" if d.rows is None else f" (--rows {d.rows})")
     )
 

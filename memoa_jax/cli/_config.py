@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from .._spec import HYPER_PARAMETERS, DataSpec, HyperSpec, RunSpec, SpecError
+from ._build import lags_text
 from ._errors import UsageError
 
 
@@ -57,13 +58,12 @@ def config_defaults(spec: RunSpec) -> dict:
     `memoa run`'s parser: what the command line gives explicitly overrides them."""
     d, h = spec.data, spec.hyper
     names = lambda v: None if v is None else (",".join(v) if v else "none")  # noqa: E731
-    lags = lambda v: ",".join(map(str, v)) if v else "none"  # noqa: E731
     out = dict(
         csv=None if d.csv is None else Path(d.csv),
         target=names(d.target),
         inputs=names(d.inputs),
-        lags=lags(d.lags),
-        target_lags=lags(d.target_lags),
+        lags=lags_text(d.lags),
+        target_lags=lags_text(d.target_lags),
         scale=d.scale,
         rows=d.rows,
         data_dir=None if d.data_dir is None else Path(d.data_dir),
