@@ -4,7 +4,7 @@ standard normals (erf⁻¹), the two costs that bound a lean loop (`memoa bench 
 A step is traced once (`jax.make_jaxpr`, nothing runs) at a time `t` past every method's
 warm-up, so that it is the loop's steady state: the body of the main scan. Sub-programs are
 walked recursively: a scan's body counts `length` times, a conditional its costliest branch
-(the lean loop's `computed_once` is a conditional whose two branches are the same). A call of
+(the lean loop's `computed_once` is a conditional whose other branch is a constant). A call of
 `_kernels.threefry2x32` (a nested jit, named in the jaxpr) counts one hash per element of
 its output, and so does JAX's own `threefry2x32` primitive; every `erf_inv` element is one
 normal.

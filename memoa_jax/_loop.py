@@ -113,7 +113,7 @@ def agent_draws(sim: Simulation, key: PRNGKeyArray, index) -> tuple[Any, Array]:
         # each stage computed once (`computed_once`): a key feeds many draws, and fused into
         # each of them XLA:CPU would repeat its 20 Threefry rounds per draw
         words = jr.key_data(agents_key)
-        live = words[0] == 0  # (any traced value of the run's key)
+        live = (words[0] | 1) != 0  # (true, from a traced value of the run's key)
         keys = lambda i: split_rows(fold_in_rows(words, i), 2)
         apart = sim.kernels.apart
         param_key, noise_key = computed_once(keys, index, live=live, apart=apart)
