@@ -72,7 +72,8 @@ SCRIPT = textwrap.dedent(
         a = one(data.x, data.y, jr.key(3))
         b = four(data.x, data.y, jr.key(3))
         rel = [max_rel(a, b)]
-        if batch_size is not None:  # and in segments (`mj.Run`, as the CLI runs it)
+        if batch_size is not None and n_methods == 1:  # and in segments (`mj.Run`, as
+            # the CLI runs it; one method: segments = one scan for two in test_segments.py)
             c = mj.simulate(chunked, data.x, data.y, key=jr.key(3), mesh=mesh)
             rel.append(max_rel(a, c))
         # one device: the quantiles and the worst agent are the sort-based ones (bit for
@@ -173,8 +174,8 @@ def test_chunks_on_each_shard_equal_single_device(state, n, n_methods, batch_siz
     agent slots (the last chunk ragged), its draws from the agents' global indices, the
     population reductions all-reduced. With N not a multiple of the devices, the slots past
     N are padding (`n_active`'s): out of every reduction, and NaN in `agent_rmse`. The
-    results equal the unchunked single-device run to round-off, jitted and in segments
-    (`Run`). The programs hold no gather or sort, nor any array of the population's length
+    results equal the unchunked single-device run to round-off, jitted and (one method)
+    in segments (`Run`). The programs hold no gather or sort, nor any array of the population's length
     (N or padded): even the step's status (a method's check of each agent's own,
     `moments="own"`, can fail on one device only), 4 numbers per device, is gathered in a
     psum."""

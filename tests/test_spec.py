@@ -1,5 +1,6 @@
 """`RunSpec` (its checks, its JSON form), `memoa_jax.build(spec)` and `memoa run --config`."""
 
+import dataclasses
 import json
 import math
 
@@ -7,7 +8,8 @@ import equinox as eqx
 import pytest
 
 import memoa_jax as mj
-from memoa_jax.cli import main
+from memoa_jax.cli import _parse, main
+from memoa_jax.cli._build import spec_from_args
 
 # a run of one cheap method on 29 prediction steps: one compilation, read from JAX's cache after
 TINY = ["run", "--dataset", "periodic", "-n", "4", "--rows", "30", "--seeds", "1"]
@@ -234,10 +236,12 @@ def test_sweep_and_tune_take_a_run_config(tmp_path):
         want = first["summary"]["g4_follow_mean"].get(field)
         if isinstance(want, dict) and "per_seed" in want and value is not None:
             assert value == pytest.approx(want["per_seed"][0], rel=1e-10, abs=1e-14), field
-    tuned = _ran(tmp_path, "t1", "tune", *config, "--steps", "1", "--eval-seeds", "1")
-    record = json.loads((tuned / "tune.json").read_text())
-    assert record["method"] == "g4_follow_mean" and record["config"]["n_agents"] == 4
-    assert record["dataset"]["name"] == "periodic" and record["dataset"]["rows"] == 30
+    # tune builds its run from the same spec (`build(args)`): the file's values come
+    # through its parsed options (the tune itself: test_cmd_tune.py)
+    spec = spec_from_args(_parse(["tune", *config, "--steps", "1"]))
+    assert spec.methods == ("g4_follow_mean",) and spec.n_agents == 4
+    assert spec.data.dataset == "periodic" and spec.data.rows == 30
+    assert spec == dataclasses.replace(spec_from_args(_parse(["run", *config])), seeds=spec.seeds)
 
 
 def _ran(tmp_path, name, *argv):
