@@ -6,7 +6,10 @@ median and interquartile range over 10 seeds: with 5 agents, one seed's encoder 
 3 of 5 of them and a mean over 3 seeds follows that tail draw (FedMOE's game on ETT: mean over
 seeds 0–2 0.0333, median over 50 seeds 0.0269). At N = 1000 the mean ± std over 3 seeds:
 the frozen share averages 1000 draws, and the server RMSE's std over seeds is under 10 % of
-its mean on every series but Concept (see docs/reproduction.md):
+its mean on every series but Concept. The N = 1000 cells where one of seeds 0–2 set the mean
+of a MEMOA headline, Concept (server RMSE 0.308, 0.217, 0.219) and Concept drift (worst agent
+0.46, 0.42, 1.96), are listed in `MANY_SEEDS_CELLS` and read median [IQR] over 10 seeds too
+(see docs/reproduction.md):
 
 * MEMOA at spec §10's settings (FedMOE's best *game* hyper-parameters; q = 1, λ = 0.5);
 * G1, FedMOE's greedy local-ridge client, at the settings FedMOE tuned for it
