@@ -227,11 +227,14 @@ def how_summarised(cell) -> str:
 
 
 def size_summarised(cells, cfg, n, how=how_summarised) -> str:
-    """`how` of the cells of N agents: the first data set's, then each other one's by name."""
+    """`how` of the cells of N agents: the first data set's, then each other way with the data
+    sets summarised so, by name ("mean ± std over 3 seed(s); Concept, Concept drift: ...")."""
     ways = {name: how(cells[(name, n)]) for name in cfg["datasets"]}
-    first = ways[cfg["datasets"][0]]
-    others = [f"{label}: {ways[name]}" for name, label in C.labelled(cfg) if ways[name] != first]
-    return "; ".join([first, *others])
+    first, others = ways[cfg["datasets"][0]], {}
+    for name, label in C.labelled(cfg):
+        if ways[name] != first:
+            others.setdefault(ways[name], []).append(label)
+    return "; ".join([first, *(f"{', '.join(labs)}: {way}" for way, labs in others.items())])
 
 
 def many_seeds_text(cfg) -> str:
