@@ -243,21 +243,21 @@ def complete(record: Path, cfg: dict, *outputs: Path) -> bool:
 def cells(out: Path, name: str, cfg: dict, compute, n_seeds, progress, cell_config=None) -> dict:
     """Every `(data set, N)` cell of an experiment: `compute(data set, N)`, each kept in
     `<out>/<name>_cells/<data set>-N<N>.json` with the configuration (any subset's: the
-    data sets are left out of it), so an interrupted run resumes cell by cell. `n_seeds(N)`
-    is the progress a cell stands for. `cell_config(N)`: the configuration a cell of size N
-    is kept with (default: `cfg` without the data sets); a cell recomputes only when its own
-    changes."""
+    data sets are left out of it), so an interrupted run resumes cell by cell.
+    `n_seeds(data set, N)` is the progress a cell stands for. `cell_config(data set, N)`: the
+    configuration the cell is kept with (default: `cfg` without the data sets); a cell
+    recomputes only when its own changes."""
     out_cells = {}
     if cell_config is None:
-        cell_config = lambda n: {k: v for k, v in cfg.items() if k != "datasets"}  # noqa: E731
+        cell_config = lambda _, n: {k: v for k, v in cfg.items() if k != "datasets"}  # noqa: E731
     for dataset in cfg["datasets"]:
         for n in cfg["sizes"]:
-            cell_cfg = cell_config(n)
+            cell_cfg = cell_config(dataset, n)
             path = out / f"{name}_cells" / f"{dataset}-N{n}.json"
             done = read_json(path)
             if done is not None and done.get("config") == cell_cfg:
                 out_cells[(dataset, n)] = done
-                progress.update(n_seeds(n))
+                progress.update(n_seeds(dataset, n))
                 continue
             cell = compute(dataset, n)
             cell["config"] = cell_cfg

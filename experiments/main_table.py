@@ -6,7 +6,10 @@ median and interquartile range over 10 seeds: with 5 agents, one seed's encoder 
 3 of 5 of them and a mean over 3 seeds follows that tail draw (FedMOE's game on ETT: mean over
 seeds 0–2 0.0333, median over 50 seeds 0.0269). At N = 1000 the mean ± std over 3 seeds:
 the frozen share averages 1000 draws, and the server RMSE's std over seeds is under 10 % of
-its mean on every series but Concept (see docs/reproduction.md):
+its mean on every series but Concept. The N = 1000 cells where one of seeds 0–2 set the mean
+of a MEMOA headline, Concept (server RMSE 0.308, 0.217, 0.219) and Concept drift (worst agent
+0.46, 0.42, 1.96), are listed in `MANY_SEEDS_CELLS` and read median [IQR] over 10 seeds too
+(see docs/reproduction.md):
 
 * MEMOA at spec §10's settings (FedMOE's best *game* hyper-parameters; q = 1, λ = 0.5);
 * G1, FedMOE's greedy local-ridge client, at the settings FedMOE tuned for it
@@ -71,6 +74,8 @@ def config(quick: bool, datasets=None, rows=None) -> dict:
         seeds=[C.SEED] if quick else [C.SEED, C.SEED + 1, C.SEED + 2],
         # N <= FEDMOE_GAME_MAX_N: median and IQR over >= 10 seeds (`C.MEDIAN_MIN_SEEDS`)
         small_n_seeds=[C.SEED] if quick else list(range(C.SEED, C.SEED + SMALL_N_SEEDS)),
+        # the larger cells that take those seeds too (`MANY_SEEDS_CELLS`)
+        many_seeds_cells=[] if quick else [f"{d}-N{n}" for d, n in MANY_SEEDS_CELLS],
         rows=rows or (201 if quick else None),  # quick: the first 201 rows of the real series
         lam=C.LAM,
         g1_params="fedmoe",
@@ -80,23 +85,35 @@ def config(quick: bool, datasets=None, rows=None) -> dict:
 
 SMALL_N_SEEDS = 10
 FEDMOE_GAME_MAX_N = 32  # FedMOE's game is dense: run at N <= 32 (1-D targets)
+# The (data set, N) cells above FEDMOE_GAME_MAX_N that also run the SMALL_N_SEEDS seeds and read
+# median [IQR]: those where one of seeds 0-2 set the mean over 3 of a MEMOA headline (server or
+# worst agent; docs/reproduction.md): Concept's server RMSE 0.308, 0.217, 0.219 (std 17 % of
+# the mean), Concept drift's worst agent 0.46, 0.42, 1.96 (std 76 %). A fixed list, not a rule
+# applied to each run's numbers: no other cell's configuration, and so no other cell's numbers,
+# moves.
+MANY_SEEDS_CELLS = (("concept", 1000), ("concept-drift", 1000))
 
 
-def seeds_for(cfg: dict, n: int) -> list[int]:
-    """The seeds of a cell of N agents: more where a few agents make one draw decisive."""
-    return cfg["small_n_seeds"] if n <= FEDMOE_GAME_MAX_N else cfg["seeds"]
+def seeds_for(cfg: dict, dataset: str, n: int) -> list[int]:
+    """The seeds of the cell of `dataset` with N agents: more where one draw can be decisive
+    (any N <= FEDMOE_GAME_MAX_N, and the cells of `MANY_SEEDS_CELLS`)."""
+    many = n <= FEDMOE_GAME_MAX_N or f"{dataset}-N{n}" in cfg["many_seeds_cells"]
+    return cfg["small_n_seeds"] if many else cfg["seeds"]
 
 
-def cell_config(cfg: dict, n: int) -> dict:
-    """What a cell of N agents is kept with: `cfg` without the data sets, and with the seeds of
-    its own size only (the N = 1000 cells keep the configuration they were computed under)."""
-    out = {k: v for k, v in cfg.items() if k not in ("datasets", "small_n_seeds")}
-    return dict(out, seeds=seeds_for(cfg, n))
+def cell_config(cfg: dict, dataset: str, n: int) -> dict:
+    """What the cell of `dataset` with N agents is kept with: `cfg` without the data sets, and
+    with its own seeds only (the other N = 1000 cells keep the configuration they were computed
+    under)."""
+    out = {
+        k: v for k, v in cfg.items() if k not in ("datasets", "small_n_seeds", "many_seeds_cells")
+    }
+    return dict(out, seeds=seeds_for(cfg, dataset, n))
 
 
 def units(quick: bool, datasets=None, rows=None) -> int:
     cfg = config(quick, datasets, rows)
-    return len(cfg["datasets"]) * sum(len(seeds_for(cfg, n)) for n in cfg["sizes"])
+    return sum(len(seeds_for(cfg, d, n)) for d in cfg["datasets"] for n in cfg["sizes"])
 
 
 def _methods():
@@ -140,7 +157,7 @@ def _cell(name, n, cfg, progress):
         g1_params=cfg["g1_params"],
     )
     hp["lam"] = cfg["lam"]
-    seeds = seeds_for(cfg, n)
+    seeds = seeds_for(cfg, name, n)
     cell = make_cell(sims, hp, dataset, n, seeds, progress)
     if n <= FEDMOE_GAME_MAX_N and dataset.d == 1:
         cell["fedmoe_game"] = fedmoe_game(dataset, hp, n, seeds)
@@ -209,6 +226,24 @@ def how_summarised(cell) -> str:
     return f"mean ± std over {k} seed(s)"
 
 
+def size_summarised(cells, cfg, n, how=how_summarised) -> str:
+    """`how` of the cells of N agents: the first data set's, then each other way with the data
+    sets summarised so, by name ("mean ± std over 3 seed(s); Concept, Concept drift: ...")."""
+    ways = {name: how(cells[(name, n)]) for name in cfg["datasets"]}
+    first, others = ways[cfg["datasets"][0]], {}
+    for name, label in C.labelled(cfg):
+        if ways[name] != first:
+            others.setdefault(ways[name], []).append(label)
+    return "; ".join([first, *(f"{', '.join(labs)}: {way}" for way, labs in others.items())])
+
+
+def many_seeds_text(cfg) -> str:
+    """The cells of `MANY_SEEDS_CELLS` in this run, in words ("" if none)."""
+    labels = dict(C.DATASETS)
+    cells = [(d, n) for d, n in MANY_SEEDS_CELLS if f"{d}-N{n}" in cfg["many_seeds_cells"]]
+    return ", ".join(f"{labels[d]} at N = {n}" for d, n in cells if d in cfg["datasets"])
+
+
 def _best_ours(cell, metric):
     vals = {g: C.center(cell["methods"][g][metric]) for g in OURS if g in cell["methods"]}
     vals = {g: v for g, v in vals.items() if not mj.is_diverged(v, cell["persistence"]["lag1"])}
@@ -253,15 +288,15 @@ def markdown(cells, cfg) -> str:
         "agents whose were. Persistence: ŷ_{t+1} = y_t (lag 1) and ŷ_{t+1} = y_{t−T} "
         "(lag T + 1, a frozen agent's forecast under MEMOA). 'diverged (k of N agents)': not "
         "finite or above 10⁶ × lag-1 persistence (k: the most over the seeds). With "
-        f"{C.MEDIAN_MIN_SEEDS} seeds or more (N ≤ {FEDMOE_GAME_MAX_N}) a cell reads median "
-        "[25th, 75th percentile] over the seeds: with 5 agents one seed's encoder draw can "
-        "freeze most of them, and a mean over a few seeds follows that tail draw "
-        "(docs/reproduction.md).",
+        f"{C.MEDIAN_MIN_SEEDS} seeds or more (N ≤ {FEDMOE_GAME_MAX_N}"
+        + (f", and {many_seeds_text(cfg)}" if many_seeds_text(cfg) else "")
+        + ") a cell reads median [25th, 75th percentile] over the seeds: a mean over a few "
+        "seeds follows one tail draw (with 5 agents, one seed's encoder draw can freeze most of "
+        "them; docs/reproduction.md).",
         "",
     ]
     for n in cfg["sizes"]:
-        first = cells[(C.labelled(cfg)[0][0], n)]
-        lines += [f"## N = {n} ({how_summarised(first)})", ""]
+        lines += [f"## N = {n} ({size_summarised(cells, cfg, n)})", ""]
         head = ["dataset", "method", *(lab for _, lab in METRICS), "frozen", "persistence 1 / T+1"]
         lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for name, label in C.labelled(cfg):
@@ -370,8 +405,10 @@ def compact(cells, cfg) -> str:
     if any(n in C.NO_FEDMOE_RECIPE for n in cfg["datasets"]):
         lines += ["", "⚠ " + "; ".join(f"{n}: {why}" for n, why in C.NO_FEDMOE_RECIPE.items())]
         lines[-1] += " — G1 takes Concept drift's settings."
+    many = many_seeds_text(cfg)
     lines += ["", f"N ≤ {FEDMOE_GAME_MAX_N}: medians over the seeds (their interquartile ranges "
-              "are in main_table.md); larger N: mean ± std over the seeds."]  # fmt: skip
+              "are in main_table.md); larger N: mean ± std over the seeds"
+              + (f", but {many}: median [interquartile range]." if many else ".")]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -402,6 +439,11 @@ def yardstick(cell) -> dict:
                 ratio=c / p1, lo=q["q25"] / p1, hi=q["q75"] / p1, diverged=mj.is_diverged(c, p1)
             )
     return out
+
+
+def _bars(cell) -> str:
+    k = len(cell["methods"]["memoa"]["server_rmse"]["per_seed"])
+    return f"{'median' if k >= C.MEDIAN_MIN_SEEDS else 'mean'} over {k} seed(s)"
 
 
 YARDSTICK_TOP = 8.0  # the figure's y range ends here; larger ratios are drawn clipped
@@ -454,10 +496,9 @@ def figure(cells, cfg):
         for j in range(1, len(labels)):
             ax.axvline(j - 0.5, color="0.85", lw=0.6)
         ax.grid(axis="y", alpha=0.3)
-        k = len(cells[(cfg["datasets"][0], n)]["methods"]["memoa"]["server_rmse"]["per_seed"])
-        bar = "median" if k >= C.MEDIAN_MIN_SEEDS else "mean"
-        ax.set_title(f"N = {n} agents: bars the {bar} over {k} seed(s), whiskers the "
-                     "interquartile range over seeds", fontsize=10, loc="left")  # fmt: skip
+        bars = size_summarised(cells, cfg, n, how=_bars)
+        ax.set_title(f"N = {n} agents: bars the {bars}; whiskers the interquartile range over "
+                     "seeds", fontsize=10, loc="left")  # fmt: skip
         ax.set_ylabel("server RMSE ÷ lag-1 persistence RMSE\n(< 1 beats persistence)")
     axes[-1].set_xticks(np.arange(len(labels)), labels, fontsize=9)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[m]) for m, _ in YARDSTICK]
@@ -478,8 +519,9 @@ def figure(cells, cfg):
 def run(out: Path, *, quick: bool, progress, datasets=None, rows=None):
     cfg = config(quick, datasets, rows)
     compute = lambda name, n: _cell(name, n, cfg, progress)  # noqa: E731
-    n_seeds = lambda n: len(seeds_for(cfg, n))  # noqa: E731
-    cells = C.cells(out, NAME, cfg, compute, n_seeds, progress, lambda n: cell_config(cfg, n))
+    n_seeds = lambda name, n: len(seeds_for(cfg, name, n))  # noqa: E731
+    keep = lambda name, n: cell_config(cfg, name, n)  # noqa: E731
+    cells = C.cells(out, NAME, cfg, compute, n_seeds, progress, keep)
     keys = [(name, n) for n in cfg["sizes"] for name in cfg["datasets"]]
     record = dict(
         config=cfg,

@@ -149,7 +149,7 @@ def run(out: Path, *, quick: bool, progress, datasets=None, rows=None):
         progress.update(units(quick, datasets, rows))
         return []
     compute = lambda name, n: _cell(name, n, cfg, progress)  # noqa: E731
-    cells = C.cells(out, NAME, cfg, compute, lambda n: len(cfg["seeds"][str(n)]), progress)
+    cells = C.cells(out, NAME, cfg, compute, lambda _, n: len(cfg["seeds"][str(n)]), progress)
     keys = [(name, n) for name in cfg["datasets"] for n in cfg["sizes"]]
     rec = dict(
         config=cfg,

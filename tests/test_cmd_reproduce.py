@@ -167,11 +167,21 @@ def test_main_table_median_iqr_and_headline(main_table):
 
 def test_main_table_seeds_per_size_keep_the_large_cells(main_table):
     cfg = main_table.config(False)
-    small, large = (main_table.cell_config(cfg, n) for n in cfg["sizes"])
+    small, large = (main_table.cell_config(cfg, "ett", n) for n in cfg["sizes"])
     assert len(small["seeds"]) >= main_table.C.MEDIAN_MIN_SEEDS and large["seeds"] == [0, 1, 2]
     # the N = 1000 cells are kept with the configuration they were computed under
     assert set(large) == {"sizes", "seeds", "rows", "lam", "g1_params", "methods"}
-    assert main_table.units(False) == len(cfg["datasets"]) * (len(small["seeds"]) + 3)
+    # but the listed ones (one seed's draw dominated a mean over 3) take the small N's seeds
+    many = main_table.MANY_SEEDS_CELLS
+    assert ("concept", 1000) in many and all(n > main_table.FEDMOE_GAME_MAX_N for _, n in many)
+    for d, n in many:
+        assert main_table.cell_config(cfg, d, n) == dict(large, seeds=small["seeds"])
+    per_dataset = len(small["seeds"]) + 3
+    extra = len(many) * (len(small["seeds"]) - 3)
+    assert main_table.units(False) == len(cfg["datasets"]) * per_dataset + extra
+    # --quick: one seed everywhere, no larger cell listed
+    quick = main_table.config(True)
+    assert quick["many_seeds_cells"] == [] and main_table.units(True) == len(quick["datasets"]) * 2
 
 
 def test_main_table_yardstick(main_table):
