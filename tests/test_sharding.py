@@ -175,10 +175,10 @@ def test_chunks_on_each_shard_equal_single_device(state, n, n_methods, batch_siz
     population reductions all-reduced. With N not a multiple of the devices, the slots past
     N are padding (`n_active`'s): out of every reduction, and NaN in `agent_rmse`. The
     results equal the unchunked single-device run to round-off, jitted and (one method)
-    in segments (`Run`). The programs hold no gather or sort, nor any array of the population's length
-    (N or padded): even the step's status (a method's check of each agent's own,
-    `moments="own"`, can fail on one device only), 4 numbers per device, is gathered in a
-    psum."""
+    in segments (`Run`). The programs hold no gather or sort, nor any array of the
+    population's length (N or padded): even the step's status (a method's check of each
+    agent's own, `moments="own"`, can fail on one device only), 4 numbers per device, is
+    gathered in a psum."""
     out = _sharded("h2", n, state, n_methods, run=True, batch_size=batch_size)
     assert out["max_rel"] < 1e-12, out
     assert 0 < out["worst"] < 10, out
