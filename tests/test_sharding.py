@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
 
     assert len(jax.devices()) == 4, jax.devices()
     homogeneity, n, state, n_methods, run, batch_size = sys.argv[1:]
-    n, n_methods, run = int(n), int(n_methods), run == "run"
+    n, n_methods, segments, run = int(n), int(n_methods), run == "segments", run != "lower"
     batch_size = None if batch_size == "none" else int(batch_size)
     data = load_dataset("logistic", n_rows=40)
     enc = mj.RFNEncoder(d=1, d_x=1, p=4, sigma=0.1)
@@ -72,8 +72,7 @@ SCRIPT = textwrap.dedent(
         a = one(data.x, data.y, jr.key(3))
         b = four(data.x, data.y, jr.key(3))
         rel = [max_rel(a, b)]
-        if batch_size is not None and n_methods == 1:  # and in segments (`mj.Run`, as
-            # the CLI runs it; one method: segments = one scan for two in test_segments.py)
+        if segments:  # and in segments (`mj.Run`, as the CLI runs it)
             c = mj.simulate(chunked, data.x, data.y, key=jr.key(3), mesh=mesh)
             rel.append(max_rel(a, c))
         # one device: the quantiles and the worst agent are the sort-based ones (bit for
@@ -101,12 +100,13 @@ SCRIPT = textwrap.dedent(
 
 
 def _sharded(
-    homogeneity: str, n: int, state: str, n_methods: int, run: bool, batch_size=None
+    homogeneity: str, n: int, state: str, n_methods: int, run: bool | str, batch_size=None
 ) -> dict:
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     env.pop("JAX_PLATFORMS", None)
     chunks = "none" if batch_size is None else str(batch_size)
-    args = [homogeneity, str(n), state, str(n_methods), "run" if run else "lower", chunks]
+    mode = run if isinstance(run, str) else "run" if run else "lower"  # or "segments"
+    args = [homogeneity, str(n), state, str(n_methods), mode, chunks]
     res = subprocess.run(
         [sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, env=env, timeout=600
     )
@@ -115,18 +115,22 @@ def _sharded(
 
 
 @pytest.mark.parametrize(
-    "homogeneity, n",
+    "homogeneity, n, run",
     [
-        pytest.param("h2", 8004, id="h2"),  # 2001 agents per device
-        pytest.param("h2", 1002, id="h2-uneven", marks=pytest.mark.slow),
-        pytest.param("h1", 64, id="h1", marks=pytest.mark.slow),
+        # 2001 agents per device: the program, compiled; run under -m slow (the same GSPMD
+        # program's results equal one process's in test_multiprocess.py, with two)
+        pytest.param("h2", 8004, False, id="h2-compiled"),
+        pytest.param("h2", 8004, True, id="h2", marks=pytest.mark.slow),
+        pytest.param("h2", 1002, True, id="h2-uneven", marks=pytest.mark.slow),
+        pytest.param("h1", 64, True, id="h1", marks=pytest.mark.slow),
     ],
 )
-def test_sharded_run_equals_single_device(homogeneity, n):
-    out = _sharded(homogeneity, n, "stored", 5, run=True)
-    assert out["max_rel"] < 1e-9, out
-    assert 0 < out["worst"] < 10, out
-    assert all(out["same"]) and len(out["same"]) == 4 * 5, out
+def test_sharded_run_equals_single_device(homogeneity, n, run):
+    out = _sharded(homogeneity, n, "stored", 5, run=run)
+    if run:
+        assert out["max_rel"] < 1e-9, out
+        assert 0 < out["worst"] < 10, out
+        assert all(out["same"]) and len(out["same"]) == 4 * 5, out
     # the whole program: no per-agent array is gathered or sorted (the summaries' quantiles,
     # worst agent and frozen share are reductions, `Population.quantiles`), and none has the
     # population's length. With N not a multiple of the devices, JAX returns the per-agent
@@ -154,32 +158,33 @@ def test_lean_sharded_program_has_no_population_array():
 
 
 @pytest.mark.parametrize(
-    "state, n, n_methods, batch_size",
+    "state, n, n_methods, batch_size, mode",
     [
         # N not a multiple of the devices: 301 slots per device, the last one's last padding
-        ("stored", 4 * 301 - 1, 5, 70),
+        ("stored", 4 * 301 - 1, 5, 70, "run"),
         # 3 slots per device, the last device's all padding (chunks of 2: one shifted)
-        ("stored", 9, 1, 2),
+        ("stored", 9, 1, 2, "run"),
         # even shares, no padding (the CLI test's case too)
-        pytest.param("stored", 4 * 301, 5, 70, marks=pytest.mark.slow),
+        pytest.param("stored", 4 * 301, 5, 70, "segments", marks=pytest.mark.slow),
         # lean under -m slow (2.5 min in CI): its chunked sharded program is checked
         # compiled in the test above, lean = stored in test_lean.py, and the shards' chunk
         # loops run in the stored cases
-        pytest.param("lean", 4 * 301 - 1, 1, 70, marks=pytest.mark.slow),
-        pytest.param("lean", 9, 1, 2, marks=pytest.mark.slow),
+        pytest.param("lean", 4 * 301 - 1, 1, 70, "segments", marks=pytest.mark.slow),
+        pytest.param("lean", 9, 1, 2, "segments", marks=pytest.mark.slow),
     ],
 )
-def test_chunks_on_each_shard_equal_single_device(state, n, n_methods, batch_size):
+def test_chunks_on_each_shard_equal_single_device(state, n, n_methods, batch_size, mode):
     """`batch_size` with a mesh: each device runs the chunk loops over its own ceil(N / 4)
     agent slots (the last chunk ragged), its draws from the agents' global indices, the
     population reductions all-reduced. With N not a multiple of the devices, the slots past
     N are padding (`n_active`'s): out of every reduction, and NaN in `agent_rmse`. The
-    results equal the unchunked single-device run to round-off, jitted and (one method)
-    in segments (`Run`). The programs hold no gather or sort, nor any array of the
+    results equal the unchunked single-device run to round-off, jitted and (`mode`
+    "segments", under -m slow) in segments (`Run`; by default the CLI case below runs in
+    segments on the mesh). The programs hold no gather or sort, nor any array of the
     population's length (N or padded): even the step's status (a method's check of each
     agent's own, `moments="own"`, can fail on one device only), 4 numbers per device, is
     gathered in a psum."""
-    out = _sharded("h2", n, state, n_methods, run=True, batch_size=batch_size)
+    out = _sharded("h2", n, state, n_methods, run=mode, batch_size=batch_size)
     assert out["max_rel"] < 1e-12, out
     assert 0 < out["worst"] < 10, out
     assert all(out["same"]) and len(out["same"]) == 4 * n_methods, out
