@@ -137,9 +137,10 @@ class RecomputedFeatures(AbstractFeatures):
                 "features cannot be recomputed from the counter; use StoredFeatures"
             )
 
-    def of(self, q, k, tau) -> Float[Array, "d p n"]:
-        """The features `Z_τ` of the agents with parameters `q` and noise keys `k`: zeros
-        at `τ < 0`."""
+    def of(self, q, k, tau) -> Float[Array, "d p *n"]:
+        """The features `Z_τ` of the agents with parameters `q` and noise keys `k` (agent
+        axis last; none for one agent, as a vmapped one-agent method reads them): zeros at
+        `τ < 0`."""
         z = _features_at(self.encoder, self.kernels, q, k, self.x[jnp.maximum(tau, 0)], tau)
         return jnp.where(tau >= 0, z, jnp.zeros((), z.dtype))
 
