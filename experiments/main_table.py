@@ -238,9 +238,10 @@ def size_summarised(cells, cfg, n, how=how_summarised) -> str:
 
 
 def many_seeds_text(cfg) -> str:
-    """The cells of `MANY_SEEDS_CELLS` in this run, in words ("" if none)."""
-    labels = dict(C.DATASETS)
-    cells = [(d, n) for d, n in MANY_SEEDS_CELLS if f"{d}-N{n}" in cfg["many_seeds_cells"]]
+    """The cells of `MANY_SEEDS_CELLS` in this run, in words ("" if none; esn_table's
+    configuration, which `markdown` also renders, has no such cells)."""
+    labels, listed = dict(C.DATASETS), cfg.get("many_seeds_cells", [])
+    cells = [(d, n) for d, n in MANY_SEEDS_CELLS if f"{d}-N{n}" in listed]
     return ", ".join(f"{labels[d]} at N = {n}" for d, n in cells if d in cfg["datasets"])
 
 

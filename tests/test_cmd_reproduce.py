@@ -182,6 +182,13 @@ def test_main_table_seeds_per_size_keep_the_large_cells(main_table):
     # --quick: one seed everywhere, no larger cell listed
     quick = main_table.config(True)
     assert quick["many_seeds_cells"] == [] and main_table.units(True) == len(quick["datasets"]) * 2
+    assert main_table.many_seeds_text(cfg) == "Concept at N = 1000, Concept drift at N = 1000"
+    # esn_table renders its table with `markdown` and a configuration without the list
+    esn = importlib.util.spec_from_file_location("esn_under_test", EXPERIMENTS / "esn_table.py")
+    assert esn is not None and esn.loader is not None
+    esn_table = importlib.util.module_from_spec(esn)
+    esn.loader.exec_module(esn_table)
+    assert main_table.many_seeds_text(esn_table.config(False)) == ""
 
 
 def test_main_table_yardstick(main_table):
