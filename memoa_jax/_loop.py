@@ -693,11 +693,7 @@ def _make_step(sim: Simulation, x, y, key, pop: Population, shard, sharded: bool
     R = sim.history + 1
     h2 = sim.homogeneity == "h2"
     features = _features(sim, x)
-    # the methods' kernels: `phases` reads a stored ring at static slots; recomputed features
-    # have no ring, and there the phase branches only repeat the draws (lean, 5 methods,
-    # N = 10⁶, float32: compiled in 16.8 s instead of 31.0 s and ran 14 % faster without
-    # them, `memoa bench --state lean --kernels both --tricks phases`)
-    method_kernels = kernels.without("phases") if _lean_features(sim) else kernels
+    method_kernels = features.method_kernels(kernels)
     need_moments = any(m.needs_moments for m in sim.methods)
     one_pass = _one_pass(sim)
     cost_of = stage_cost_rows if kernels.rows else _vmapped_stage_cost
