@@ -18,6 +18,10 @@ Per point it prints and saves:
         --points 1e6:none,1e6:65536,1e7:65536,1e7:1048576 --steps 10 --repeat 3
     python experiments/bench_lean.py --baseline ../wt-base --out figures/bench_lean \
         --state stored --points 1e6:none,1e6:65536 --steps 10 --repeat 3
+    git worktree add ../wt-issue26 c3c0881  # main when issue 26 was filed
+    python experiments/bench_lean.py --baseline ../wt-issue26 --out figures/bench_lean \
+        --name bench_lean_vs_c3c0881 --points 1e6:none,1e6:65536,1e7:65536,1e7:1048576 \
+        --steps 10 --repeat 3
 
 Timings are from the machine as it is: the load average is saved with them.
 """
@@ -50,7 +54,9 @@ memoa = mj.default_methods(cost, window=3, ridge_window=3)[:1]
 sim = mj.Simulation(n, enc, memoa, mj.RidgeMixture(), cost, "h2", dtype=jnp.float32,
                     state=state, batch_size=bs)
 x, y = jnp.asarray(data.x, jnp.float32), jnp.asarray(data.y, jnp.float32)
-fn = jax.jit(lambda x_, y_, k: mj.simulate(sim, x_, y_, key=k, throw=False))
+import inspect  # checkouts from before the loop's Status (issue 25) have no `throw`
+kw = {"throw": False} if "throw" in inspect.signature(mj.simulate).parameters else {}
+fn = jax.jit(lambda x_, y_, k: mj.simulate(sim, x_, y_, key=k, **kw))
 exe = fn.lower(x, y, jax.random.key(0)).compile()
 res = jax.block_until_ready(exe(x, y, jax.random.key(0)))
 print("ready", float(res.summary["memoa"].worst_rmse), flush=True)
@@ -108,6 +114,15 @@ def counts(n: int, batch_size) -> dict:
     return lean_step_figures(sim) | dict(carried_bytes_per_agent=mj.carry_bytes_per_agent(sim))
 
 
+def _commit(tree: Path) -> str:
+    """The commit checked out at `tree` (`+dirty` with uncommitted changes)."""
+    git = ["git", "-C", str(tree)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--points", default="1e6:none,1e7:1048576,1e7:65536,1e7:16384",
@@ -154,6 +169,8 @@ def main(argv=None):
         print({k: v for k, v in shown.items() if not k.endswith("_runs_s")}, flush=True)
     record = dict(
         command=" ".join(["python", "experiments/bench_lean.py", *(argv or sys.argv[1:])]),
+        commit=_commit(ROOT),
+        baseline_commit=_commit(args.baseline) if args.baseline else None,
         machine_draw_rate_hashes_per_s=rate,
         load_average_before=load_before,
         load_average_after=os.getloadavg(),
