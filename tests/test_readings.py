@@ -39,14 +39,15 @@ def test_last_step_gains_do_not_depend_on_the_window_length(getkey, d):
     change them)."""
     cost = mj.CostParams(q=1.0, lam=0.7, gamma=2.0, alpha=0.3)
     M, S, y = _window(getkey, 5, d=d)
-    last = mj.solve_mean_field(M, S, y, cost)
+    solve = eqx.filter_jit(mj.solve_mean_field)  # (op by op it took 12 s here)
+    last = solve(M, S, y, cost)
     for T in (1, 2, 3):
-        sol = mj.solve_mean_field(M[-T:], S[-T:], y[-T - 1 :], cost)
+        sol = solve(M[-T:], S[-T:], y[-T - 1 :], cost)
         for a, b in ((sol.K, last.K), (sol.L, last.L), (sol.g, last.g)):
             np.testing.assert_allclose(a[-1], b[-1], rtol=1e-13, atol=1e-15)
-    one = mj.solve_mean_field(M[-1:], S[-1:], y[-2:], cost)
+    one = solve(M[-1:], S[-1:], y[-2:], cost)
     terminal = eqx.tree_at(lambda c: (c.q_T, c.lam_T), cost, (1.0, 0.5))
-    assert not np.allclose(mj.solve_mean_field(M[-1:], S[-1:], y[-2:], terminal).K, one.K)
+    assert not np.allclose(solve(M[-1:], S[-1:], y[-2:], terminal).K, one.K)
 
 
 @pytest.mark.parametrize("base", ["observed", "own"])
@@ -164,11 +165,12 @@ def test_diverged_agents_are_counted(getkey):
     pop = Population(5)
     rmse = jnp.array([0.1, jnp.inf, jnp.nan, 2e6, 0.3])
     steps = mj.StepStats(*(jnp.ones(3) for _ in range(6)))
-    s = mj._metrics.summarize(rmse, rmse, jnp.ones(5, bool), steps, pop, jnp.asarray(1.0))
+    summarize = eqx.filter_jit(mj._metrics.summarize)  # as the loop calls it (op by op: 5 s)
+    s = summarize(rmse, rmse, jnp.ones(5, bool), steps, pop, jnp.asarray(1.0))
     assert int(s.n_diverged) == 3
     padded = Population(7, jnp.asarray(5))
     rmse7 = jnp.concatenate([rmse, jnp.array([jnp.inf, jnp.inf])])
-    s7 = mj._metrics.summarize(rmse7, rmse7, jnp.ones(7, bool), steps, padded, jnp.asarray(1.0))
+    s7 = summarize(rmse7, rmse7, jnp.ones(7, bool), steps, padded, jnp.asarray(1.0))
     assert int(s7.n_diverged) == 3  # padding slots are not agents
 
 
