@@ -82,7 +82,7 @@ def test_a_user_method_runs_beside_memoa_on_a_user_encoder(homogeneity):
     enc = LinearGaussian(d=2, d_x=2, p=3)
     methods = (mj.MeanFieldGame(cost, window=2, name="memoa"), Persistence(cost))
     sim = mj.Simulation(9, enc, methods, cost=cost, homogeneity=homogeneity)
-    res = mj.simulate(sim, x, y, key=jr.key(0))
+    res = eqx.filter_jit(mj.simulate)(sim, x, y, key=jr.key(0))  # (one program)
     # the user's method is the lag-1 persistence forecast, for every agent
     np.testing.assert_allclose(res.summary["persistence"].avg_rmse, mj.persistence_rmse(y, 1))
     np.testing.assert_allclose(res.summary["persistence"].worst_rmse, mj.persistence_rmse(y, 1))

@@ -1,6 +1,7 @@
 """The tuned kernels (`_kernels.py`) against the plain path (`vmap` of the one-agent
 functions, `jax.random`, `jax.scipy`): the same run, every method, to float rounding."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -55,11 +56,12 @@ def test_plain_path_equals_tuned(homogeneity, every):
     cost = mj.CostParams(q=1.0, lam=0.5, gamma=2.0, alpha=0.01)
     enc = mj.RFNEncoder(d=1, d_x=1, p=4, sigma=0.3)
     runs = {}
+    run = eqx.filter_jit(mj.simulate)  # one program each (in segments, test_segments.py)
     for kernels in ("tuned", "plain"):
         sim = mj.Simulation(
             13, enc, _every_method(cost, every), cost=cost, homogeneity=homogeneity, kernels=kernels
         )
-        runs[kernels] = mj.simulate(sim, jnp.asarray(ds.x), jnp.asarray(ds.y), key=jr.key(3))
+        runs[kernels] = run(sim, jnp.asarray(ds.x), jnp.asarray(ds.y), key=jr.key(3))
     _assert_same(runs["tuned"], runs["plain"])
 
 

@@ -193,7 +193,15 @@ def _jax_draws(sim, x, key):
 _simulate = eqx.filter_jit(mj.simulate)
 
 
-@pytest.fixture(scope="module", params=CASES)
+# N = 1 (d = 2, the ridge server) under -m slow: d = 2 runs in h1_hedge_d2_p2_n7 by default, one
+# agent in test_loop's N = 1 comparator test and test_fedmoe_game's one-agent FNE test
+SLOW_CASES = ("h2_ridge_d2_p3_n1",)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in CASES],
+)
 def pair(request):
     sim, x, y = _case(request.param)
     key = jr.key(20260505 + CASES.index(request.param))
