@@ -678,7 +678,8 @@ def _check_interrupted(code, err, left):
     if code == 0:
         assert err == [] and left
         return
-    assert code == 130 and len(err) == 1 and "interrupted (Ctrl-C)" in err[0], (code, err)
+    whole = "\n".join(err)  # (all of it: a crash's traceback says where the signal landed)
+    assert code == 130 and len(err) == 1 and "interrupted (Ctrl-C)" in err[0], f"{code}:\n{whole}"
 
 
 def test_ctrl_c_during_the_work_of_a_program(tmp_path):
