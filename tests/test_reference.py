@@ -124,7 +124,9 @@ def _case(name):
     elif name == "h2_ridge_d2_p3_n1":
         x, y = _smooth_2d(N_ROWS)
         enc = mj.RFNEncoder(d=2, d_x=3, p=3, sigma=0.4)
-        methods = mj.default_methods(cost) + (
+        # MEMOA and G1, and the paths no other case runs (own moments at d = 2, a terminal
+        # cost with them); G2–G4 at d = 2 run in h1_hedge_d2_p2_n7
+        methods = mj.default_methods(cost)[:2] + (
             mj.MeanFieldGame(terminal, window=4, name="game_w4_terminal"),
             mj.MeanFieldGame(terminal, window=3, moments="own", name="own_moments_terminal"),
             mj.MeanFieldGame(
@@ -193,15 +195,7 @@ def _jax_draws(sim, x, key):
 _simulate = eqx.filter_jit(mj.simulate)
 
 
-# N = 1 (d = 2, the ridge server) under -m slow: d = 2 runs in h1_hedge_d2_p2_n7 by default, one
-# agent in test_loop's N = 1 comparator test and test_fedmoe_game's one-agent FNE test
-SLOW_CASES = ("h2_ridge_d2_p3_n1",)
-
-
-@pytest.fixture(
-    scope="module",
-    params=[pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c for c in CASES],
-)
+@pytest.fixture(scope="module", params=CASES)
 def pair(request):
     sim, x, y = _case(request.param)
     key = jr.key(20260505 + CASES.index(request.param))
