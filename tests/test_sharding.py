@@ -100,12 +100,13 @@ SCRIPT = textwrap.dedent(
 
 
 def _sharded(
-    homogeneity: str, n: int, state: str, n_methods: int, run: bool | str, batch_size=None
+    homogeneity: str, n: int, state: str, n_methods: int, mode: str, batch_size=None
 ) -> dict:
+    """SCRIPT's output for one case; `mode`: "lower" (compile only), "run" (jitted, against
+    one device) or "segments" (also in segments)."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     env.pop("JAX_PLATFORMS", None)
     chunks = "none" if batch_size is None else str(batch_size)
-    mode = run if isinstance(run, str) else "run" if run else "lower"  # or "segments"
     args = [homogeneity, str(n), state, str(n_methods), mode, chunks]
     res = subprocess.run(
         [sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, env=env, timeout=600
@@ -126,7 +127,7 @@ def _sharded(
     ],
 )
 def test_sharded_run_equals_single_device(homogeneity, n, run):
-    out = _sharded(homogeneity, n, "stored", 5, run=run)
+    out = _sharded(homogeneity, n, "stored", 5, "run" if run else "lower")
     if run:
         assert out["max_rel"] < 1e-9, out
         assert 0 < out["worst"] < 10, out
@@ -149,9 +150,9 @@ def test_lean_sharded_program_has_no_population_array():
     in the compiled program (compiled, not run; one method). With chunks (2001 agents per
     device, 300 per chunk), the same, and a device's temporary memory is bounded by its
     chunk: well under the unchunked program's."""
-    plain = _sharded("h2", 8004, "lean", 1, run=False)
+    plain = _sharded("h2", 8004, "lean", 1, "lower")
     assert plain["ops"] == [] and plain["popdim"] == [], plain
-    chunked = _sharded("h2", 8004, "lean", 1, run=False, batch_size=300)
+    chunked = _sharded("h2", 8004, "lean", 1, "lower", batch_size=300)
     # (the step's status, 4 numbers per device, goes in a psum: `gather_in_sum`)
     assert chunked["ops"] == [] and chunked["popdim"] == [], chunked
     assert chunked["temp"] < plain["temp"] / 2, (chunked["temp"], plain["temp"])
@@ -185,7 +186,7 @@ def test_chunks_on_each_shard_equal_single_device(state, n, n_methods, batch_siz
     population's length (N or padded): even the step's status (a method's check of each
     agent's own, `moments="own"`, can fail on one device only), 4 numbers per device, is
     gathered in a psum."""
-    out = _sharded("h2", n, state, n_methods, run=mode, batch_size=batch_size)
+    out = _sharded("h2", n, state, n_methods, mode, batch_size=batch_size)
     assert out["max_rel"] < 1e-12, out
     assert 0 < out["worst"] < 10, out
     assert all(out["same"]) and len(out["same"]) == 4 * n_methods, out
