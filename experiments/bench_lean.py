@@ -22,6 +22,9 @@ Per point it prints and saves:
     python experiments/bench_lean.py --baseline ../wt-issue26 --out figures/bench_lean \
         --name bench_lean_vs_c3c0881 --points 1e6:none,1e6:65536,1e7:65536,1e7:1048576 \
         --steps 10 --repeat 3
+    python experiments/bench_lean.py --baseline ../wt-issue26 --out figures/bench_lean \
+        --name bench_lean_carry_draws_vs_c3c0881 --carry-draws \
+        --points 1e6:none,1e6:65536,1e7:65536,1e7:1048576 --steps 10 --repeat 3
 
 Timings are from the machine as it is: the load average is saved with them.
 """
@@ -46,13 +49,14 @@ import memoa_jax as mj
 assert mj.__file__.startswith(sys.argv[1]), (mj.__file__, sys.argv[1])
 from memoa_jax.data import load_dataset
 n, steps, bs, state = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+carry = {"carry_draws": True} if sys.argv[6] == "1" else {}  # (older checkouts: no option)
 bs = None if bs == "none" else int(bs)
 data = load_dataset("logistic", n_rows=steps + 1)
 cost = mj.CostParams(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
 enc = mj.RFNEncoder(d=1, d_x=data.d_x, p=5, sigma=0.1)
 memoa = mj.default_methods(cost, window=3, ridge_window=3)[:1]
 sim = mj.Simulation(n, enc, memoa, mj.RidgeMixture(), cost, "h2", dtype=jnp.float32,
-                    state=state, batch_size=bs)
+                    state=state, batch_size=bs, **carry)
 x, y = jnp.asarray(data.x, jnp.float32), jnp.asarray(data.y, jnp.float32)
 import inspect  # checkouts from before the loop's Status (issue 25) have no `throw`
 kw = {"throw": False} if "throw" in inspect.signature(mj.simulate).parameters else {}
@@ -68,8 +72,8 @@ for line in sys.stdin:
 
 
 class Worker:
-    def __init__(self, tree: Path, n: int, steps: int, batch_size, state: str):
-        args = [str(tree), str(n), str(steps), str(batch_size or "none"), state]
+    def __init__(self, tree: Path, n: int, steps: int, batch_size, state: str, carry: bool):
+        args = [str(tree), str(n), str(steps), str(batch_size or "none"), state, str(int(carry))]
         env = dict(os.environ, JAX_ENABLE_X64="0")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", WORKER, *args],
@@ -96,7 +100,7 @@ class Worker:
         self.proc.wait()
 
 
-def counts(n: int, batch_size) -> dict:
+def counts(n: int, batch_size, carry_draws: bool) -> dict:
     """The step's draws and XLA figures (`memoa_jax.bench.lean_step_figures`) and the
     carried bytes, for MEMOA alone as the workers run it."""
     import jax.numpy as jnp
@@ -109,7 +113,7 @@ def counts(n: int, batch_size) -> dict:
     memoa = mj.default_methods(cost, window=3, ridge_window=3)[:1]
     sim = mj.Simulation(
         n, enc, memoa, mj.RidgeMixture(), cost, "h2", dtype=jnp.float32, state="lean",
-        batch_size=batch_size,
+        batch_size=batch_size, **({"carry_draws": True} if carry_draws else {}),
     )  # fmt: skip
     return lean_step_figures(sim) | dict(carried_bytes_per_agent=mj.carry_bytes_per_agent(sim))
 
@@ -130,10 +134,17 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--state", default="lean", choices=("lean", "stored"))
+    ap.add_argument(
+        "--carry-draws",
+        action="store_true",
+        help="this checkout's lean loop with Simulation(carry_draws=True)",
+    )
     ap.add_argument("--baseline", type=Path, help="an older checkout to time beside this one")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / f"bench_lean-{int(time.time())}")
     ap.add_argument("--name", help="the JSON file's stem (default bench_<state>)")
     args = ap.parse_args(argv)
+    if args.carry_draws and args.state != "lean":
+        ap.error(f"--carry-draws is an option of --state lean, got --state {args.state}")
     points = []
     for item in args.points.split(","):
         n, bs = item.split(":")
@@ -146,14 +157,18 @@ def main(argv=None):
     rows = []
     for n, bs in points:
         trees = {"this": ROOT} | ({"baseline": args.baseline} if args.baseline else {})
-        workers = {k: Worker(t, n, args.steps, bs, args.state) for k, t in trees.items()}
+        workers = {
+            k: Worker(t, n, args.steps, bs, args.state, args.carry_draws and k == "this")
+            for k, t in trees.items()
+        }
         times = {k: [] for k in workers}
         for _ in range(args.repeat):  # interleaved rounds
             for k, w in workers.items():
                 times[k].append(w.run())
         for w in workers.values():
             w.close()
-        row = dict(n_agents=n, batch_size=bs, state=args.state, steps=args.steps)
+        row = dict(n_agents=n, batch_size=bs, state=args.state, steps=args.steps,
+                   carry_draws=args.carry_draws)  # fmt: skip
         for k in workers:
             row[f"{k}_agent_steps_per_s"] = n * args.steps / min(times[k])
             row[f"{k}_runs_s"] = times[k]
@@ -161,7 +176,7 @@ def main(argv=None):
         if args.baseline:
             row["speedup_vs_previous"] = min(times["baseline"]) / min(times["this"])
         if args.state == "lean":
-            row |= counts(n, bs)
+            row |= counts(n, bs, args.carry_draws)
             hashes_per_s = row["this_agent_steps_per_s"] * row["hashes_per_agent_step"]
             row["draw_rate_share"] = hashes_per_s / rate
         rows.append(row)

@@ -164,6 +164,7 @@ def build(spec: RunSpec, *, data=None) -> Built:
                 batch_size=spec.batch_size,
                 dtype=dtype,
                 state=spec.state,
+                carry_draws=spec.carry_draws,
             )
 
         main = [n for n in names if not (g1_own and n == "g1_ridge") and n not in COMPARATORS]

@@ -64,8 +64,9 @@ class _Acc(NamedTuple):
 
 class _State(NamedTuple):
     """The loop's carry. `state="lean"` leaves out what the agent index, the key and the
-    step counter define (None): the parameters and noise keys, and for a stateless encoder
-    the features source's ring and drawn-ahead features (`RecomputedFeatures`)."""
+    step counter define (None): the parameters and noise keys (unless `carry_draws`), and
+    for a stateless encoder the features source's ring and drawn-ahead features
+    (`RecomputedFeatures`)."""
 
     noise_keys: UInt32[Array, "2 n"] | None
     params: Any  # the encoder's parameters (per agent, agent axis last, or shared), or None
@@ -625,11 +626,18 @@ def _drop_rings(sim: Simulation, methods: dict) -> dict:
     }
 
 
+def _carries_draws(sim: Simulation) -> bool:
+    """Whether the loop carries each agent's parameters and noise keys (stored, or lean
+    with `carry_draws`) rather than re-deriving them from the agent's index."""
+    return sim.state == "stored" or sim.carry_draws
+
+
 def _agents(sim: Simulation, state: "_State | None", key, shard, pop: Population) -> AgentDraws:
-    if sim.state == "lean":
+    """The agents' draws: from `state` where it carries them (`_carries_draws`), else (or
+    with no state: after the loop, `_moving`) re-derived from the agent index."""
+    if state is None or state.noise_keys is None:
         index = shard(pop.slots(index_dtype(pop.n_slots)))
         return AgentDraws(index, lambda i: _agent_draws_at(sim, key, i))
-    assert state is not None, "the stored state's draws come from the state"
     if sim.homogeneity == "h2":
         return AgentDraws((state.params, state.noise_keys), lambda a: a)
     return AgentDraws(state.noise_keys, lambda k: (state.params, k))
@@ -678,7 +686,7 @@ def _initial_state(sim: Simulation, x, y, key, shard, pop: Population | None = N
         moving=None if _lean_features(sim) and not _one_pass(sim) else jnp.zeros((N,), bool),
         status=Status.ok(),
     )
-    if sim.state == "stored":  # (`init_agents`, of the agents here)
+    if _carries_draws(sim):  # (`init_agents`, of the agents here)
         params, noise_keys = agent_draws(sim, key, pop.slots(index_dtype(pop.n_slots)))
         state = state._replace(params=params, noise_keys=noise_keys)
     ring = _features(sim, x).init(_agents(sim, state, key, shard, pop), N)

@@ -240,6 +240,8 @@ class RunSpec:
         seed: the first seed.
         dtype: "float64" or "float32".
         state: "stored" or "lean" (`Simulation.state`).
+        carry_draws: lean: carry each agent's parameters and noise keys
+            (`Simulation.carry_draws`).
         batch_size: agents per chunk, or None (`Simulation.batch_size`).
         methods: names of `memoa_jax.METHODS` (and of `COMPARATORS`), in the order of the
             results.
@@ -264,6 +266,7 @@ class RunSpec:
     seed: int = 0
     dtype: str = "float64"
     state: str = "stored"
+    carry_draws: bool = False
     batch_size: int | None = None
     methods: tuple[str, ...] = DEFAULT_METHODS
     q: float = 1.0
@@ -305,6 +308,15 @@ class RunSpec:
         _at_least("batch_size", self.batch_size, 1, optional=True)
         _one_of("dtype", self.dtype, ("float64", "float32"))
         _one_of("state", self.state, ("stored", "lean"))
+        _check(
+            isinstance(self.carry_draws, bool),
+            f"{{carry_draws}} must be true or false, got {self.carry_draws!r}",
+        )
+        _check(
+            not self.carry_draws or self.state == "lean",
+            f"{{carry_draws}} is an option of {{state}} lean (state {self.state} carries the "
+            "draws already)",
+        )
         _one_of("encoder", self.encoder, ("rfn", "esn"))
         if self.encoder == "esn":
             _at_least("mc_samples", self.mc_samples, 1)

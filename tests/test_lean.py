@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from helpers import assert_same_result
+from helpers import assert_same_bits, assert_same_result
 
 import memoa_jax as mj
 from memoa_jax._loop import carry_bytes_per_agent
@@ -90,6 +90,48 @@ def test_lean_equals_stored_with_an_esn():
     sim = mj.Simulation(9, enc, mj.default_methods(cost, window=2), cost=cost, batch_size=4)
     runs = _runs(sim, x, y)
     _assert_same(runs["stored"], runs["lean"])
+
+
+@pytest.mark.parametrize(
+    "homogeneity,batch_size,methods",
+    [
+        ("h2", 5, "g1"),
+        pytest.param("h2", 5, "memoa", marks=pytest.mark.slow),
+        pytest.param("h2", None, "five", marks=pytest.mark.slow),
+        pytest.param("h1", 5, "five", marks=pytest.mark.slow),
+    ],
+)
+def test_carry_draws_is_lean_bit_for_bit(homogeneity, batch_size, methods):
+    """`carry_draws=True` hands the loop the parameters and noise keys drawn at the start
+    instead of re-deriving them from the agent index where they are read: the same values,
+    so the same run bit for bit (float32, 13 agents in padded chunks of 5 or unchunked;
+    by default G1 alone, reading recomputed features, its `moving` flags found after the
+    loop (`_moving`); MEMOA's one pass and the five default methods under -m slow); it
+    carries them, 2 + 6 words more per agent under H2 (p = 5: `A` 1 × 1, `b` 5), the key's
+    2 under H1."""
+    ds = load_dataset("logistic", n_rows=12)
+    cost = mj.CostParams(q=1.0, lam=0.5, gamma=2.0, alpha=0.01)
+    enc = mj.RFNEncoder(d=1, d_x=1, p=5, sigma=0.3)
+    methods = {"g1": (mj.LocalRidge(cost),), "memoa": mj.default_methods(cost)[:1]}.get(
+        methods, mj.default_methods(cost)
+    )
+    lean = mj.Simulation(
+        13, enc, methods, cost=cost, homogeneity=homogeneity, batch_size=batch_size,
+        dtype=jnp.float32, state="lean",
+    )  # fmt: skip
+    carried = dataclasses.replace(lean, carry_draws=True)
+    x, y = jnp.asarray(ds.x, jnp.float32), jnp.asarray(ds.y, jnp.float32)
+    run = lambda sim: mj.simulate(sim, x, y, key=jr.key(4), n_active=11)
+    assert_same_bits(run(lean), run(carried))
+    words = 2 + (6 if homogeneity == "h2" else 0)
+    assert carry_bytes_per_agent(carried) == carry_bytes_per_agent(lean) + 4 * words
+
+
+def test_carry_draws_is_an_option_of_the_lean_state():
+    enc, cost = mj.RFNEncoder(d=1, d_x=1, p=3), mj.CostParams()
+    methods = mj.default_methods(cost)[:1]
+    with pytest.raises(ValueError, match="carry_draws=True is an option of state='lean'"):
+        mj.Simulation(3, enc, methods, cost=cost, carry_draws=True)
 
 
 def test_lean_carries_what_cannot_be_recomputed():

@@ -117,6 +117,7 @@ def spec_from_args(args, *, comparators: bool = False) -> RunSpec:
             seed=getattr(args, "seed", 0),
             dtype=args.dtype,
             state=getattr(args, "state", "stored"),
+            carry_draws=getattr(args, "carry_draws", False),
             batch_size=batch_size_for(args, args.n_agents, agent_devices(args)),
             methods=names,
             learning_rate=args.ogd_lr,
