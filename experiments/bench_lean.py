@@ -156,7 +156,7 @@ def main(argv=None):
     print(f"draw rate of this machine: {rate:.3g} hashes (+ erf⁻¹) per second", flush=True)
     rows = []
     for n, bs in points:
-        trees = {"this": ROOT} | ({"baseline": args.baseline} if args.baseline else {})
+        trees = {"this": ROOT} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
         workers = {
             k: Worker(t, n, args.steps, bs, args.state, args.carry_draws and k == "this")
             for k, t in trees.items()
