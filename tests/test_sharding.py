@@ -1,16 +1,82 @@
 """The agent axis sharded over a 4-device mesh gives the single-device results.
 
 Runs in a subprocess: the host platform's device count is fixed when JAX starts
-(`XLA_FLAGS=--xla_force_host_platform_device_count=4`).
+(`XLA_FLAGS=--xla_force_host_platform_device_count=4`). One subprocess serves the whole
+file (`four_devices`: each case a script run in it, in a fresh namespace), so that the
+file pays one start-up of Python, JAX and memoa_jax, not one per case.
 """
 
 import json
 import os
+import select
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+# Runs each request line (JSON: a script's code and its argv) in a fresh namespace, its
+# stdout captured; answers one JSON line, the output, or the traceback of a script that
+# raised
+WORKER = textwrap.dedent(
+    """
+    import contextlib, io, json, sys, traceback
+    for line in sys.stdin:
+        code, argv = json.loads(line)
+        sys.argv, out = ["-c", *argv], io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(compile(code, "<case>", "exec"), {"__name__": "__main__"})
+            reply = dict(out=out.getvalue())
+        except BaseException:
+            reply = dict(out=out.getvalue(), error=traceback.format_exc())
+        sys.__stdout__.write(json.dumps(reply) + "\\n")
+        sys.__stdout__.flush()
+    """
+)
+TIMEOUT_S = 600  # one case on 2 loaded cores takes < 60 s
+
+
+@pytest.fixture(scope="module")
+def four_devices(tmp_path_factory):
+    """`run(code, *argv)`: the last line of what `code` printed, as JSON, run with `argv`
+    as its `sys.argv[1:]` in the file's one Python process with 4 host devices. A case
+    that raises fails with its traceback; one that does not end within `TIMEOUT_S` fails
+    (and the process is killed)."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env.pop("JAX_PLATFORMS", None)
+    log = tmp_path_factory.mktemp("four-devices") / "stderr"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WORKER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+        )
+
+    def run(code: str, *argv: str):
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps([code, list(argv)]) + "\n")
+        proc.stdin.flush()
+        if not select.select([proc.stdout], [], [], TIMEOUT_S)[0]:
+            proc.kill()
+            pytest.fail(f"no answer within {TIMEOUT_S} s: {log.read_text()[-3000:]}")
+        line = proc.stdout.readline()
+        assert line, f"the process ended: {log.read_text()[-3000:]}"
+        reply = json.loads(line)
+        assert "error" not in reply, reply["error"][-3000:]
+        return json.loads(reply["out"].strip().splitlines()[-1])
+
+    yield run
+    with proc:  # (its streams closed)
+        proc.stdin.close()  # (the loop ends)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
 
 SCRIPT = textwrap.dedent(
     """
@@ -64,7 +130,8 @@ SCRIPT = textwrap.dedent(
         pad = [np.asarray(r[n:]) for r in b.agent_rmse.values()]
         assert all(len(p) == slots - n and np.isnan(p).all() for p in pad), pad
         b = dataclasses.replace(b, agent_rmse={m: r[:n] for m, r in b.agent_rmse.items()})
-        rel = jax.tree.map(lambda u, v: float(jnp.max(jnp.abs(u - v) / (1 + jnp.abs(u)))), a, b)
+        rel = jax.tree.map(
+            lambda u, v: float(np.max(np.abs(np.subtract(u, v)) / (1 + np.abs(u)))), a, b)
         return max(jax.tree.leaves(rel))
 
     if run:
@@ -100,19 +167,18 @@ SCRIPT = textwrap.dedent(
 
 
 def _sharded(
-    homogeneity: str, n: int, state: str, n_methods: int, mode: str, batch_size=None
+    four_devices,
+    homogeneity: str,
+    n: int,
+    state: str,
+    n_methods: int,
+    mode: str,
+    batch_size=None,
 ) -> dict:
     """SCRIPT's output for one case; `mode`: "lower" (compile only), "run" (jitted, against
     one device) or "segments" (also in segments)."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    env.pop("JAX_PLATFORMS", None)
     chunks = "none" if batch_size is None else str(batch_size)
-    args = [homogeneity, str(n), state, str(n_methods), mode, chunks]
-    res = subprocess.run(
-        [sys.executable, "-c", SCRIPT, *args], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return four_devices(SCRIPT, homogeneity, str(n), state, str(n_methods), mode, chunks)
 
 
 @pytest.mark.parametrize(
@@ -126,8 +192,8 @@ def _sharded(
         pytest.param("h1", 64, True, id="h1", marks=pytest.mark.slow),
     ],
 )
-def test_sharded_run_equals_single_device(homogeneity, n, run):
-    out = _sharded(homogeneity, n, "stored", 5, "run" if run else "lower")
+def test_sharded_run_equals_single_device(four_devices, homogeneity, n, run):
+    out = _sharded(four_devices, homogeneity, n, "stored", 5, "run" if run else "lower")
     if run:
         assert out["max_rel"] < 1e-9, out
         assert 0 < out["worst"] < 10, out
@@ -144,15 +210,15 @@ def test_sharded_run_equals_single_device(homogeneity, n, run):
         assert out["ops"] == [] and out["popdim"] == [], out
 
 
-def test_lean_sharded_program_has_no_population_array():
+def test_lean_sharded_program_has_no_population_array(four_devices):
     """The lean loop (agents recomputed from their index, the frozen agents found after the
     loop) and its summaries, sharded: no gather, sort or population-length array anywhere
     in the compiled program (compiled, not run; one method). With chunks (2001 agents per
     device, 300 per chunk), the same, and a device's temporary memory is bounded by its
     chunk: well under the unchunked program's."""
-    plain = _sharded("h2", 8004, "lean", 1, "lower")
+    plain = _sharded(four_devices, "h2", 8004, "lean", 1, "lower")
     assert plain["ops"] == [] and plain["popdim"] == [], plain
-    chunked = _sharded("h2", 8004, "lean", 1, "lower", batch_size=300)
+    chunked = _sharded(four_devices, "h2", 8004, "lean", 1, "lower", batch_size=300)
     # (the step's status, 4 numbers per device, goes in a psum: `gather_in_sum`)
     assert chunked["ops"] == [] and chunked["popdim"] == [], chunked
     assert chunked["temp"] < plain["temp"] / 2, (chunked["temp"], plain["temp"])
@@ -175,7 +241,9 @@ def test_lean_sharded_program_has_no_population_array():
         pytest.param("lean", 9, 1, 2, "segments", marks=pytest.mark.slow),
     ],
 )
-def test_chunks_on_each_shard_equal_single_device(state, n, n_methods, batch_size, mode):
+def test_chunks_on_each_shard_equal_single_device(
+    four_devices, state, n, n_methods, batch_size, mode
+):
     """`batch_size` with a mesh: each device runs the chunk loops over its own ceil(N / 4)
     agent slots (the last chunk ragged), its draws from the agents' global indices, the
     population reductions all-reduced. With N not a multiple of the devices, the slots past
@@ -186,7 +254,7 @@ def test_chunks_on_each_shard_equal_single_device(state, n, n_methods, batch_siz
     population's length (N or padded): even the step's status (a method's check of each
     agent's own, `moments="own"`, can fail on one device only), 4 numbers per device, is
     gathered in a psum."""
-    out = _sharded("h2", n, state, n_methods, mode, batch_size=batch_size)
+    out = _sharded(four_devices, "h2", n, state, n_methods, mode, batch_size=batch_size)
     assert out["max_rel"] < 1e-12, out
     assert 0 < out["worst"] < 10, out
     assert all(out["same"]) and len(out["same"]) == 4 * n_methods, out
@@ -214,22 +282,26 @@ def test_mesh_without_agents_axis_is_refused():
         )
 
 
-def test_cli_run_with_shard_and_batch_size(tmp_path):
+# `memoa ARGV` (`memoa_jax.cli.main`, as `python -m memoa_jax` runs it): its exit status
+CLI = textwrap.dedent(
+    """
+    import json, sys
+    from memoa_jax.cli import main
+
+    print(json.dumps(main(sys.argv[1:])))
+    """
+)
+
+
+def test_cli_run_with_shard_and_batch_size(tmp_path, four_devices):
     """`memoa run --shard --batch-size 70` on 4 devices, N = 1203 not a multiple of them
     (301 agent slots each, the last one padding; refused, exit 2, before padding came in):
     the summary of the unchunked one-device run, to round-off."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    env.pop("JAX_PLATFORMS", None)
     model = ["--dataset", "logistic", "--rows", "40", "--methods", "memoa", "--seeds", "1"]
     model += ["--no-progress", "--no-compile-cache"]
-
-    def memoa(*args):
-        cmd = [sys.executable, "-m", "memoa_jax", "run", *model, *args]
-        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-
     for name, args in (("one", []), ("four", ["--shard", "--batch-size", "70"])):
-        res = memoa("-n", "1203", *args, "--out", str(tmp_path / name))
-        assert res.returncode == 0, res.stderr[-3000:]
+        argv = ["run", *model, "-n", "1203", *args, "--out", str(tmp_path / name)]
+        assert four_devices(CLI, *argv) == 0
     one, four = (
         json.loads((tmp_path / name / "results.json").read_text())["summary"]
         for name in ("one", "four")
@@ -320,7 +392,7 @@ FAILING_SHARD = textwrap.dedent(
 )
 
 
-def test_a_check_failing_on_one_shard_is_reported():
+def test_a_check_failing_on_one_shard_is_reported(four_devices):
     """A runtime check that fails on one device only (one agent's own moments are NaN,
     `moments="own"`; it lives on device 2 of 4, chunks on each device) comes back from
     the loop as the same status as on one device, jitted, and raises on the host eagerly:
@@ -328,13 +400,7 @@ def test_a_check_failing_on_one_shard_is_reported():
     lost and nothing hangs."""
     import memoa_jax as mj
 
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    env.pop("JAX_PLATFORMS", None)
-    res = subprocess.run(
-        [sys.executable, "-c", FAILING_SHARD], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out = four_devices(FAILING_SHARD)
     code, s, T, step = out["one"]
     assert code == int(mj.RESULTS.singular_mean_field) and T == 3 and step >= 0, out
     assert out["four"] == out["one"], out
