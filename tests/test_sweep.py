@@ -27,20 +27,27 @@ def setup():
 
 
 def test_sweep_compiles_once_per_bucket_and_equals_single_runs(setup, getkey, monkeypatch):
+    """Two buckets in one sweep: 3, 7 and 20 padded to one of 1024 slots, 700 (from
+    `pad_below` on) compiled as itself, `simulate`'s run at N = 700. The same 700 in a
+    second sweep, padded: the 1024-slot program again (no trace), and the exact run's
+    summaries. (The exact run is the sweep's own point: one compilation less than a
+    `simulate` of its own.)"""
     sim, x, y = setup
     key = getkey()
-    exact = mj.simulate(eqx_replace(sim, 7), x, y, key=key)
     traces = guard_loop_traces(monkeypatch, n=2)  # two buckets: 3, 7, 20 share one
-    points = mj.sweep(sim, x, y, [7, 3, 20, 3, 1500], key=key, pad_below=2000)
+    points = mj.sweep(sim, x, y, [7, 3, 20, 3, 700], key=key, pad_below=500)
     assert len(traces) == 2  # the guard saw the traces it bounds
-    assert [p.n_agents for p in points] == [3, 7, 20, 1500]
-    assert [p.slots for p in points] == [1024, 1024, 1024, 2048]
-    for p in points[:3]:
+    assert [p.n_agents for p in points] == [3, 7, 20, 700]
+    assert [p.slots for p in points] == [1024, 1024, 1024, 700]
+    for p in points:
         assert list(p.summary) == ["memoa", "g1_ridge"]  # as the methods were given
-    for name, s in exact.ordered():
+    (padded,) = mj.sweep(sim, x, y, [700], key=key, pad_below=2000)
+    assert padded.slots == 1024 and len(traces) == 2
+    assert [mj.bucket_slots(n, 2000) for n in (1, 1024, 1025, 1500)] == [1024, 1024, 2048, 2048]
+    for name, s in points[3].summary.items():
         for f, v in s._asdict().items():
             np.testing.assert_allclose(
-                points[1].summary[name]._asdict()[f], v, rtol=1e-11, err_msg=f"{name}.{f}"
+                padded.summary[name]._asdict()[f], v, rtol=1e-11, err_msg=f"{name}.{f}"
             )
 
 
