@@ -41,7 +41,7 @@ class Simulation(eqx.Module):
         carry_draws: with `state="lean"`, carry each agent's encoder parameters and noise
             keys (as "stored" does) and recompute only the features from them: the key chain
             and the parameter normals are derived once per run instead of in every pass of
-            every step. Same results, bitwise (tested); 1.6× the agent-steps/s of plain lean
+            every step. Same results, bitwise (tested); about 1.5× the agent-steps/s of lean
             at 10⁷ agents in chunks on XLA:CPU (docs/performance.md) for 32 more carried bytes
             per agent (float32, RFN p = 5: 45 B against 13; `carry_bytes_per_agent`).
         kernels: the backend tricks of the hot path: "tuned" (default; each measured to pay
