@@ -113,7 +113,7 @@ def counts(n: int, batch_size, carry_draws: bool) -> dict:
     memoa = mj.default_methods(cost, window=3, ridge_window=3)[:1]
     sim = mj.Simulation(
         n, enc, memoa, mj.RidgeMixture(), cost, "h2", dtype=jnp.float32, state="lean",
-        batch_size=batch_size, **({"carry_draws": True} if carry_draws else {}),
+        batch_size=batch_size, carry_draws=carry_draws,
     )  # fmt: skip
     return lean_step_figures(sim) | dict(carried_bytes_per_agent=mj.carry_bytes_per_agent(sim))
 
