@@ -60,6 +60,7 @@ def test_bench_writes_json_and_figure(tmp_path, capsys):
         (["--tricks", "rows"], "--tricks rows needs --kernels both (got --kernels tuned)"),
         (["--kernels", "both", "--tricks", "rows,fast"], "--tricks: unknown 'fast' (the tricks"),
         (["--kernels", "both", "--tricks", ","], "--tricks: unknown empty list"),
+        (["--carry-draws"], "--carry-draws needs --state lean or both (got --state stored)"),
     ],
 )
 def test_bench_bad_input(tmp_path, capsys, args, match):
@@ -127,3 +128,51 @@ def test_points_dominated_by_a_fixed_cost_are_marked():
     assert cmd_bench._ratio(points[0]["policy"], "speedup_vs_numpy") == "0.04x*"
     flat = [dict(n_agents=n, loop=dict(run_s=0.5)) for n in (10, 100)]  # no growth at all
     assert mark_overhead(flat) and flat[0]["loop"]["overhead_dominated"]
+
+
+def test_carry_draws_is_named_in_the_state_column():
+    """A lean loop with `carry_draws` is `lean+carry_draws` in summary.csv's state column (its
+    own rows beside plain lean's; the flag itself is no metric row), and in the kernels'."""
+    from memoa_jax.cli._tidy import bench_rows
+
+    loop = lambda state, carry: dict(state=state, carry_draws=carry, run_s=1.0)  # noqa: E731
+    record = dict(
+        points=[
+            dict(n_agents=10, loop=loop("stored", False), loop_lean=loop("lean", True)),
+            dict(n_agents=20, loop=loop("lean", False)),
+        ],
+        kernels_lean=dict(
+            n_agents=10, state="lean", carry_draws=True, variants=[dict(variant="tuned", run_s=2.0)]
+        ),
+        copy=dict(bytes_per_s=3.0),
+    )
+    assert sorted(r for r in bench_rows(record) if r[0] != "copy") == [
+        ("kernels: tuned", "lean+carry_draws", 10, "run_s", 2.0),
+        ("loop", "lean", 20, "run_s", 1.0),
+        ("loop", "lean+carry_draws", 10, "run_s", 1.0),
+        ("loop", "stored", 10, "run_s", 1.0),
+    ]
+
+
+@pytest.mark.slow  # the lean loop of the five methods compiled once
+def test_bench_lean_with_carry_draws(tmp_path, capsys):
+    """`--state lean --carry-draws`: the loop runs with `Simulation(carry_draws=True)`, its
+    carried bytes are that simulation's, and its tables name the state."""
+    import jax.numpy as jnp
+
+    from memoa_jax import carry_bytes_per_agent
+    from memoa_jax.bench import make_simulation
+
+    args = ["bench", "--sizes", "64", "--steps", "5", "--repeat", "1", "--copy-mib", "4"]
+    args += ["--dense-sizes", "none", "--numpy-max", "0", "--python-max", "0"]
+    assert main([*args, "--state", "lean", "--carry-draws", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    rec = json.loads((tmp_path / "bench.json").read_text())
+    loop = rec["points"][0]["loop"]
+    assert rec["carry_draws"] and loop["state"] == "lean" and loop["carry_draws"]
+    sim = make_simulation(64, 5, jnp.float64, state="lean", carry_draws=True)
+    plain = make_simulation(64, 5, jnp.float64, state="lean")
+    assert loop["carried_bytes_per_agent"] == carry_bytes_per_agent(sim)
+    assert carry_bytes_per_agent(sim) > carry_bytes_per_agent(plain)
+    assert loop["hashes_per_agent_step"] > 0 and loop["run_s"] > 0
+    assert "lean+carry_draws" in text

@@ -43,6 +43,7 @@ from ._timing import lean_step_figures as lean_step_figures
 from ._timing import mark_overhead as mark_overhead
 from ._timing import measure_loops as measure_loops
 from ._timing import measure_policy as measure_policy
+from ._timing import state_label as state_label
 from ._timing import time_kernels as time_kernels
 from ._timing import time_loop as time_loop
 from ._timing import time_nash_solves as time_nash_solves

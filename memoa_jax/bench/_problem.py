@@ -18,9 +18,11 @@ COST = dict(q=1.0, lam=0.5, gamma=15.0, alpha=1e-4)
 WINDOW = RIDGE_WINDOW = 3
 
 
-def make_simulation(n_agents, n_steps, dtype, kernels: "str | Kernels" = "tuned", state="stored"):
+def make_simulation(
+    n_agents, n_steps, dtype, kernels: "str | Kernels" = "tuned", state="stored", carry_draws=False
+):
     """The bench's simulation; `kernels`: "tuned", "plain" or a `Kernels`; `state`: "stored"
-    or "lean"."""
+    or "lean"; `carry_draws`: the lean state's option (`Simulation.carry_draws`)."""
     cost = CostParams(**COST)
     enc = RFNEncoder(d=D, d_x=D_X, p=P, sigma=SIGMA)
     methods = default_methods(cost, window=WINDOW, ridge_window=RIDGE_WINDOW)
@@ -34,6 +36,7 @@ def make_simulation(n_agents, n_steps, dtype, kernels: "str | Kernels" = "tuned"
         dtype=dtype,
         kernels=kernels,
         state=state,
+        carry_draws=carry_draws,
     )
 
 

@@ -106,16 +106,16 @@ def lean_step_figures(sim) -> dict[str, float]:
     )
 
 
-def time_loop(n, x, y, dtype, repeat, kernels="tuned", state="stored"):
+def time_loop(n, x, y, dtype, repeat, kernels="tuned", state="stored", carry_draws=False):
     """The full loop at `n` agents: tracing and lowering, XLA's compilation and the best of
     `repeat` runs timed apart, the StableHLO size, the carry's bytes per agent and XLA's
-    estimate of the bytes accessed."""
+    estimate of the bytes accessed. `carry_draws`: the lean state's option."""
     import jax
     import jax.random as jr
 
     from .._loop import carry_bytes_per_agent, simulate
 
-    sim = make_simulation(n, x.shape[0] - 1, dtype, kernels, state)
+    sim = make_simulation(n, x.shape[0] - 1, dtype, kernels, state, carry_draws)
     # one scan, no host callback: the runtime checks come back in the result's status
     fn = jax.jit(lambda x_, y_, k: simulate(sim, x_, y_, key=k, throw=False))
     t0 = time.perf_counter()
@@ -143,13 +143,16 @@ def time_loop(n, x, y, dtype, repeat, kernels="tuned", state="stored"):
     )
 
 
-def time_kernels(n, x, y, dtype, repeat, progress=None, state="stored", tricks=None) -> dict:
+def time_kernels(
+    n, x, y, dtype, repeat, progress=None, state="stored", tricks=None, carry_draws=False
+) -> dict:
     """The full loop at `n` agents with the tuned kernels, the plain path, and the tuned
     kernels with each trick replaced by its plain form in turn, compiled first, then timed in
     interleaved rounds (the minimum of `repeat` per variant), so that every ratio comes from
     the same minutes of the machine. A trick's gain is `run(without it) / run(tuned) − 1`.
     `state`: the loop's state, "stored" or "lean" (some tricks pay only where the draws are
-    recomputed). `tricks`: those to turn off in turn (default all)."""
+    recomputed). `tricks`: those to turn off in turn (default all). `carry_draws`: the lean
+    state's option."""
     import jax
     import jax.random as jr
 
@@ -160,7 +163,7 @@ def time_kernels(n, x, y, dtype, repeat, progress=None, state="stored", tricks=N
     variants.update({f"without {t}": Kernels().without(t) for t in tricks or TRICKS})
     compiled, out = {}, {}
     for name, kernels in variants.items():
-        sim = make_simulation(n, x.shape[0] - 1, dtype, kernels, state)
+        sim = make_simulation(n, x.shape[0] - 1, dtype, kernels, state, carry_draws)
         fn = jax.jit(lambda x_, y_, k, sim=sim: simulate(sim, x_, y_, key=k, throw=False))
         t0 = time.perf_counter()
         compiled[name] = fn.lower(x, y, jr.key(0)).compile()
@@ -186,7 +189,7 @@ def time_kernels(n, x, y, dtype, repeat, progress=None, state="stored", tricks=N
                 vs_tuned=run_s / base - 1.0,
             )
         )
-    return dict(n_agents=n, state=state, variants=rows)
+    return dict(n_agents=n, state=state, carry_draws=carry_draws, variants=rows)
 
 
 def time_numpy_loop(n, x, y, repeat):
@@ -331,6 +334,12 @@ def measure_policy(n, dtype, repeat, numpy_max, python_max, bandwidth: float) ->
     return pol
 
 
+def state_label(timed: dict) -> str:
+    """The state a bench record's loop (or kernels comparison) ran in, as its tables and
+    summary.csv name it: `stored`, `lean`, or `lean+carry_draws`."""
+    return timed.get("state", "stored") + ("+carry_draws" if timed.get("carry_draws") else "")
+
+
 def measure_loops(
     point: dict,
     x,
@@ -345,17 +354,20 @@ def measure_loops(
     numpy_max,
     bandwidth: float,
     rate: float | None = None,
+    carry_draws: bool = False,
 ) -> dict:
     """The full loop at `point["n_agents"]` agents in each of `states` ("stored", "lean"),
     with its rates and fraction of the roofline (the carry read once per step over
     `bandwidth` bytes/s; a lean loop's hashes per second also over the machine's draw
     `rate`, `draw_rate`), into `point` as each is done (`loop`, then `loop_lean`): a
     failure part way keeps what was measured. Up to `numpy_max` agents the first state is
-    also timed against the NumPy loop on `xn`, `yn`."""
+    also timed against the NumPy loop on `xn`, `yn`. `carry_draws`: the lean state's option
+    (`state_label` names it)."""
     n, steps = point["n_agents"], x.shape[0] - 1
     for state in states:
-        loop: dict = time_loop(n, x, y, dtype, repeat, kernels, state)
-        loop["state"] = state
+        carry = carry_draws and state == "lean"
+        loop: dict = time_loop(n, x, y, dtype, repeat, kernels, state, carry)
+        loop["state"], loop["carry_draws"] = state, carry
         loop["agent_steps_per_s"] = n * steps / loop["run_s"]
         per_step = loop["carry_bytes_per_agent_step"] * n * steps
         loop["roofline_fraction"] = per_step / bandwidth / loop["run_s"]

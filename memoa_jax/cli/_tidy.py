@@ -104,28 +104,30 @@ def bench_rows(record: dict) -> list[tuple]:
     record: every numeric figure of the full loop (part `loop`, per state), of the policy
     step (`policy`, no state), of `--kernels both` (`kernels: <variant>`, per state), of the
     Nash solves (`nash`; the reduced solve at N = 10⁹, the mean-field one at no N) and of
-    the copy test (`copy`, no N)."""
+    the copy test (`copy`, no N). The state is `bench.state_label`'s."""
+    from ..bench import state_label
+
     rows: list[tuple] = []
 
     def add(part, state, n, timings: dict):
         rows.extend(
             (part, state, n, k, _number(v))
             for k, v in timings.items()
-            if k not in ("state", "n_agents", "variant") and _number(v) is not None
+            if k not in ("state", "carry_draws", "n_agents", "variant") and _number(v) is not None
         )
 
     for p in record["points"]:
         n = p["n_agents"]
         for key in ("loop", "loop_lean"):
             if key in p:
-                add("loop", p[key].get("state", "stored"), n, p[key])
+                add("loop", state_label(p[key]), n, p[key])
         if "policy" in p:
             add("policy", "", n, p["policy"])
     for key in ("kernels", "kernels_lean"):
         if key in record:
             k = record[key]
             for v in k["variants"]:
-                add(f"kernels: {v['variant']}", k.get("state", "stored"), k["n_agents"], v)
+                add(f"kernels: {v['variant']}", state_label(k), k["n_agents"], v)
     if "nash" in record:
         nsh = record["nash"]
         rows.append(("nash", "", "", "mean_field_s", nsh["mean_field_s"]))

@@ -80,6 +80,12 @@ def add_parser(sub, formatter):
         "prints both modes' carried bytes per agent",
     )
     b.add_argument(
+        "--carry-draws",
+        action="store_true",
+        help="with --state lean or both: the lean loop carries each agent's encoder "
+        "parameters and noise keys (Simulation(carry_draws=True); see memoa run --help)",
+    )
+    b.add_argument(
         "--kernels-n",
         type=count_type("--kernels-n", MAX_AGENTS),
         default=10**6,
@@ -168,6 +174,10 @@ def main(args) -> int:
         f"--tricks {args.tricks} needs --kernels both (got --kernels {args.kernels})",
     )
     tricks = _tricks(args.tricks)
+    check(
+        not args.carry_draws or args.state in ("lean", "both"),
+        f"--carry-draws needs --state lean or both (got --state {args.state})",
+    )
     check(args.kernels_n >= 1, f"--kernels-n must be an integer >= 1, got {args.kernels_n}")
     none = args.dense_sizes.strip().lower() == "none"
     dense = None if none else parse_sizes(args.dense_sizes, "--dense-sizes", limit=MAX_AGENTS)
@@ -214,6 +224,7 @@ def main(args) -> int:
         jax_version=jax.__version__,
         numpy_version=np.__version__,
         dtype=args.dtype,
+        carry_draws=args.carry_draws,
         steps=args.steps,
         repeat=args.repeat,
         problem=dict(
@@ -256,6 +267,7 @@ def main(args) -> int:
                     numpy_max=args.numpy_max,
                     bandwidth=roofline,
                     rate=rate,
+                    carry_draws=args.carry_draws,
                 )
         except Exception as e:  # out of memory at the largest sizes: record it, go on
             if not out_of_memory(e):
@@ -268,7 +280,10 @@ def main(args) -> int:
         for state in ("stored", "lean") if args.state == "both" else (args.state,):
             with tqdm(total=len(tricks) + 2, desc=f"kernels at N={n_k:.0e}, {state}",
                       file=sys.stderr, leave=False, disable=args.no_progress) as bar:  # fmt: skip
-                timed = bench.time_kernels(n_k, x, y, dtype, args.repeat, bar.update, state, tricks)
+                timed = bench.time_kernels(
+                    n_k, x, y, dtype, args.repeat, bar.update, state, tricks,
+                    carry_draws=args.carry_draws and state == "lean",
+                )  # fmt: skip
             record[KERNELS_KEY[state]] = timed
             _save(out, record)
     if bench.mark_overhead(record["points"]):
@@ -308,12 +323,14 @@ def _ratio(d, k):
 
 
 def _print_tables(record):
+    from ..bench import state_label
+
     pts = record["points"]
     print("\nfull online loop (5 methods), agent-steps/s:")
     rows = [
         [
             f"{p['n_agents']:.0e}",
-            lp.get("state", "stored"),
+            state_label(lp),
             _g(lp, "carried_bytes_per_agent", "{:.0f}"),
             _g(lp, "trace_s", "{:.1f}"),
             _g(lp, "compile_s", "{:.1f}"),
@@ -411,7 +428,7 @@ def _print_tables(record):
         )
     for kr in (record[k] for k in KERNELS_KEY.values() if k in record):
         print(
-            f"\nkernels (full loop, N = {kr['n_agents']:.0e}, {kr.get('state', 'stored')} "
+            f"\nkernels (full loop, N = {kr['n_agents']:.0e}, {state_label(kr)} "
             "state; a trick's gain: the loop's time without it over the tuned one's, same run):"
         )
         print_table(
