@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The device check (docs/performance.md, "GPU"): one NVIDIA H100/H200, on the device image as
 # it is (Python 3.12 with jax + its CUDA plugin, equinox, optax, jaxtyping, matplotlib, tqdm
-# and scipy preinstalled; no network; no `memoa` command), in about 8 minutes, every output
+# and scipy preinstalled; no network; no `memoa` command), in about 9 minutes, every output
 # in one folder of at most 8 files.
 #
 #     bash experiments/device_check.sh --make-wheels   # here, once, with network: wheels/
@@ -19,7 +19,7 @@
 # device's versions.
 #
 # Each part has its own time limit (`timeout`; times LIMIT_SCALE, default 1), so a slow part
-# cannot eat the next one's: the four measuring parts' limits add up to 480 s, the probe's and
+# cannot eat the next one's: the five measuring parts' limits add up to 555 s, the probe's and
 # the wheels' to 170 s more at worst (seconds, normally). Most of a part's time is XLA
 # compiling (one program per size, state and dtype). The parts, in order of priority:
 #   0. the GPU and the versions (nvidia-smi, the packages, jax.devices());
@@ -31,14 +31,17 @@
 #   3. the bench of part 1 in float64, N = 10^7, stored state;
 #   4. the lean loop at 10^7 in float32, tuned, plain, and without `rows` (the (1, N) row
 #      form against the vmapped one-agent form, the trick most specific to XLA:CPU); not
-#      without `apart`, whose program took 102 s to compile on this VM, twice the tuned one.
+#      without `apart`, whose program took 102 s to compile on this VM, twice the tuned one;
+#   5. the lean loop of part 1 at N = 10^8 with `carry_draws` (the draws carried: 2.3-2.4x
+#      plain lean on this CPU; its bytes accessed are what issue 26 item 3 counts).
 # The run has a compilation cache of its own, empty at the start: each program's first
 # compilation is cold (its compile seconds are measured ones), a later part reads it back.
 # Outputs (OUT): log.txt (everything printed), summary.md (the figures, from the JSON files),
 # bench-float32.json, bench-float32.png, run-lean.json, bench-float64.json,
-# kernels-float32-lean.json. bench writes its JSON after every size, so a part that runs
-# out of time keeps what it measured. Exit status: 0 when every part passed, 1 otherwise, 2
-# for bad use. With --rehearse: N = 10^4 in parts 1, 3 and 4, 10^5 in part 2.
+# kernels-float32-lean.json, bench-float32-carry.json. bench writes its JSON after every
+# size, so a part that runs out of time keeps what it measured. Exit status: 0 when every
+# part passed, 1 otherwise, 2 for bad use. With --rehearse: N = 10^4 in parts 1, 3, 4 and 5,
+# 10^5 in part 2.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 PY=${PYTHON:-python3}
@@ -65,7 +68,7 @@ EOF
                 -d "$WHEELS" $pins wadler-lindig || exit 1
             ls "$WHEELS"
             exit 0 ;;
-        -h | --help) sed -n '2,41p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,44p' "$0"; exit 0 ;;
         *) echo "device_check.sh: unknown option '$arg' (--rehearse, --make-wheels)" >&2; exit 2 ;;
     esac
 done
@@ -148,9 +151,9 @@ elif [ "$probe" -ne 0 ]; then
 fi
 
 if [ "$rehearse" -eq 1 ]; then
-    sizes=1e4 n_run=1e5 size64=1e4 kernels_n=1e4
+    sizes=1e4 n_run=1e5 size64=1e4 kernels_n=1e4 size_carry=1e4
 else
-    sizes=1e6,1e7,1e8 n_run=1e9 size64=1e7 kernels_n=1e7
+    sizes=1e6,1e7,1e8 n_run=1e9 size64=1e7 kernels_n=1e7 size_carry=1e8
 fi
 memoa=("$PY" -m memoa_jax)
 common=(--steps 20 --repeat 2 --dense-sizes none --numpy-max 0 --python-max 0 --no-progress)
@@ -172,6 +175,9 @@ part "kernels float32 lean" 120 "${memoa[@]}" bench --dtype float32 --sizes "$ke
     --loop-max 0 --state lean --kernels both --kernels-n "$kernels_n" --tricks rows \
     "${common[@]}" --out "$work/kernels"
 keep "$work/kernels/bench.json" kernels-float32-lean.json
+part "bench float32 lean carry_draws" 75 "${memoa[@]}" bench --dtype float32 \
+    --sizes "$size_carry" --state lean --carry-draws "${common[@]}" --out "$work/carry"
+keep "$work/carry/bench.json" bench-float32-carry.json
 
 timeout 30 "$PY" - "$OUT" "$rehearse" <<'EOF' | tee "$OUT/summary.md"
 import json, sys
@@ -192,7 +198,7 @@ def g(v, fmt="{:.3g}"):
 
 
 print("# Device check" + (" (REHEARSAL: small sizes; not GPU figures)" if rehearse else ""))
-for name in ("bench-float32.json", "bench-float64.json"):
+for name in ("bench-float32.json", "bench-float64.json", "bench-float32-carry.json"):
     b = load(name)
     if b is None:
         print(f"\n{name}: missing")
@@ -210,7 +216,8 @@ for name in ("bench-float32.json", "bench-float64.json"):
             if key not in p:
                 continue
             lp, pol = p[key], p.get("policy", {})
-            print(f"| {p['n_agents']:.0e} | {lp['state']} | {g(lp['agent_steps_per_s'])} "
+            state = lp["state"] + ("+carry_draws" if lp.get("carry_draws") else "")
+            print(f"| {p['n_agents']:.0e} | {state} | {g(lp['agent_steps_per_s'])} "
                   f"| {g(lp['compile_s'], '{:.1f}')} | {lp['carried_bytes_per_agent']} "
                   f"| {g(lp.get('xla_bytes_accessed_per_agent'), '{:.0f}')} "
                   f"| {g(100 * lp['roofline_fraction'], '{:.1f}')} "
