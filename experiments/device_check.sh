@@ -19,7 +19,7 @@
 # device's versions.
 #
 # Each part has its own time limit (`timeout`; times LIMIT_SCALE, default 1), so a slow part
-# cannot eat the next one's: the five measuring parts' limits add up to 555 s, the probe's and
+# cannot eat the next one's: the five measuring parts' limits add up to 570 s, the probe's and
 # the wheels' to 170 s more at worst (seconds, normally). Most of a part's time is XLA
 # compiling (one program per size, state and dtype). The parts, in order of priority:
 #   0. the GPU and the versions (nvidia-smi, the packages, jax.devices());
@@ -175,7 +175,7 @@ part "kernels float32 lean" 120 "${memoa[@]}" bench --dtype float32 --sizes "$ke
     --loop-max 0 --state lean --kernels both --kernels-n "$kernels_n" --tricks rows \
     "${common[@]}" --out "$work/kernels"
 keep "$work/kernels/bench.json" kernels-float32-lean.json
-part "bench float32 lean carry_draws" 75 "${memoa[@]}" bench --dtype float32 \
+part "bench float32 lean carry_draws" 90 "${memoa[@]}" bench --dtype float32 \
     --sizes "$size_carry" --state lean --carry-draws "${common[@]}" --out "$work/carry"
 keep "$work/carry/bench.json" bench-float32-carry.json
 

@@ -15,7 +15,7 @@
 # loop of all five methods at N = 10^3 compiled in 450 s, the stored one in 47 s;
 # figures/bench_kernels_lean records 51 s for the lean one), and a rehearsal checks that every
 # part runs, not how long it takes on the device. The rehearsal of 2026-12-06 passed in 37 min
-# under that load.
+# under that load; that of 2026-12-07 (five parts) in 6 min under a load of about 4.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 VENV=${VENV:-/tmp/memoa-device-venv}
