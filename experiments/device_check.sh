@@ -207,11 +207,12 @@ for name in ("bench-float32.json", "bench-float64.json", "bench-float32-carry.js
     print(f"\n## {name}: {b['device_kind'] or b['platform']}, jax {b['jax_version']}, "
           f"{b['steps']} steps, copy bandwidth {bw / 1e9:.0f} GB/s (a + 1, read + write)\n")
     print("| N | state | agent-steps/s | compile s | carried B/agent | XLA B accessed/agent "
-          "| loop % of copy bw | policy step % of copy bw |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| one lean step: XLA B/agent, hashes | loop % of copy bw "
+          "| policy step % of copy bw |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for p in b["points"]:
         if "error" in p:
-            print(f"| {p['n_agents']:.0e} | – | {p['error'][:60]} | | | | | |")
+            print(f"| {p['n_agents']:.0e} | – | {p['error'][:60]} | | | | | | |")
         for key in ("loop", "loop_lean"):
             if key not in p:
                 continue
@@ -220,6 +221,8 @@ for name in ("bench-float32.json", "bench-float64.json", "bench-float32-carry.js
             print(f"| {p['n_agents']:.0e} | {state} | {g(lp['agent_steps_per_s'])} "
                   f"| {g(lp['compile_s'], '{:.1f}')} | {lp['carried_bytes_per_agent']} "
                   f"| {g(lp.get('xla_bytes_accessed_per_agent'), '{:.0f}')} "
+                  f"| {g(lp.get('xla_bytes_accessed_per_agent_step'), '{:.0f}')}, "
+                  f"{g(lp.get('hashes_per_agent_step'), '{:.1f}')} "
                   f"| {g(100 * lp['roofline_fraction'], '{:.1f}')} "
                   f"| {g(100 * pol['roofline_fraction'] if pol else None, '{:.0f}')} |")
 k = load("kernels-float32-lean.json")
