@@ -183,6 +183,8 @@ timeout 30 "$PY" - "$OUT" "$rehearse" <<'EOF' | tee "$OUT/summary.md"
 import json, sys
 from pathlib import Path
 
+from memoa_jax.bench import state_label
+
 out, rehearse = Path(sys.argv[1]), sys.argv[2] == "1"
 
 
@@ -217,8 +219,7 @@ for name in ("bench-float32.json", "bench-float64.json", "bench-float32-carry.js
             if key not in p:
                 continue
             lp, pol = p[key], p.get("policy", {})
-            state = lp["state"] + ("+carry_draws" if lp.get("carry_draws") else "")
-            print(f"| {p['n_agents']:.0e} | {state} | {g(lp['agent_steps_per_s'])} "
+            print(f"| {p['n_agents']:.0e} | {state_label(lp)} | {g(lp['agent_steps_per_s'])} "
                   f"| {g(lp['compile_s'], '{:.1f}')} | {lp['carried_bytes_per_agent']} "
                   f"| {g(lp.get('xla_bytes_accessed_per_agent'), '{:.0f}')} "
                   f"| {g(lp.get('xla_bytes_accessed_per_agent_step'), '{:.0f}')}, "
