@@ -8,7 +8,8 @@ constrained-ridge server; all five methods (MEMOA, G1–G4) in one loop.
 * full loop: `simulate` compiled once per N (tracing and lowering, XLA's compilation and the
   lowered program's StableHLO size reported apart, per state), run `--repeat` times (the
   minimum is reported) vs `reference.simulate_numpy` (vectorised float64 NumPy, the same
-  protocol) up to `--numpy-max` agents. agent-steps/s = N · steps / run time.
+  protocol) up to `--numpy-max` agents. agent-steps/s = N · steps / run time. The states:
+  `stored`, `lean`, and with `--carry-draws` the lean one carrying its draws (`state_label`).
 * policy step: `ŷ' = ŷ + Z(Kŷ + Lȳ + g)` with `ȳ` the population mean, the decentralized
   MEMOA step itself (the same `mean_field_update` every replay step of the loop runs), vs
   NumPy and, up to `--python-max` agents, a Python loop over agents.
