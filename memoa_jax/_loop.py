@@ -522,14 +522,15 @@ def _slots(sim: Simulation, mesh, n_active) -> Population:
     """The agent slots of the loop's arrays (all of them, not a shard's): N, or on each
     shard of a mesh (`_per_shard`) N rounded up to a multiple of the devices, so that each
     holds an equal share (`jax.shard_map` splits evenly). The slots past N are padding, as
-    those past `n_active` are: left out of every reduction, and NaN in `agent_rmse`."""
+    those past `n_active` are: left out of every reduction, and NaN in `agent_rmse`. With a
+    mesh the arrays are the global ones that GSPMD splits (`Population.partitioned`)."""
     if not _per_shard(sim, mesh):
-        return Population(sim.n_agents, n_active)
+        return Population(sim.n_agents, n_active, partitioned=mesh is not None)
     shards = mesh.shape[AXIS]
     n_slots = -(-sim.n_agents // shards) * shards
     if n_active is None and n_slots > sim.n_agents:
         n_active = jnp.asarray(sim.n_agents, index_dtype(n_slots))
-    return Population(n_slots, n_active)
+    return Population(n_slots, n_active, partitioned=True)
 
 
 def _population(sim: Simulation, mesh, n_active) -> tuple[Population, Callable]:
@@ -537,7 +538,7 @@ def _population(sim: Simulation, mesh, n_active) -> tuple[Population, Callable]:
     arrays to the mesh: all the slots (GSPMD or one device), or one shard's."""
     pop = _slots(sim, mesh, n_active)
     if _per_shard(sim, mesh):
-        return pop._replace(axis=AXIS, shards=mesh.shape[AXIS]), _same
+        return pop._replace(axis=AXIS, shards=mesh.shape[AXIS], partitioned=False), _same
     return pop, agent_sharding(mesh)
 
 

@@ -42,14 +42,16 @@ def population(rng, n: int, dtype, kind: str) -> np.ndarray:
     return a.astype(dtype)
 
 
+@pytest.mark.parametrize("partitioned", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_quantiles_equal_the_sorted_ones_bit_for_bit(dtype):
+def test_quantiles_equal_the_sorted_ones_bit_for_bit(dtype, partitioned):
     """Populations of 1 to 1001 agents (the first `n_active` of 1001 slots, whatever the
     padding holds: the sort filled it with +inf, which came before a NaN agent; and all of
-    them, without padding), against the sort: bit for bit."""
+    them, without padding), against the sort: bit for bit. The ranks' hits counted in one
+    variadic reduce and, `partitioned` (GSPMD's form), by `jnp.sum`."""
     rng = np.random.default_rng(0)
-    padded = jax.jit(lambda v, k: Population(1001, k).quantiles(v, QS))
-    full = jax.jit(lambda v: Population(1001).quantiles(v, QS))
+    padded = jax.jit(lambda v, k: Population(1001, k, partitioned=partitioned).quantiles(v, QS))
+    full = jax.jit(lambda v: Population(1001, partitioned=partitioned).quantiles(v, QS))
     for kind in ("wide", "ties", "special"):
         a = population(rng, 1001, dtype, kind)
         for n in (1, 2, 5, 1001):
