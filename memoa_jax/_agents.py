@@ -339,11 +339,13 @@ class Population(NamedTuple):
             hits = hits & valid[None, :]
         dtype = jnp.int32 if self.n_slots < 2**31 else count_dtype()
         if self.partitioned:
-            return jnp.sum(hits, axis=-1, dtype=dtype).astype(count_dtype())
-        rows = [row.astype(dtype) for row in hits]
-        zeros = [jnp.zeros((), dtype)] * len(rows)
-        n = lax.reduce(rows, zeros, lambda a, b: [u + v for u, v in zip(a, b)], (0,))
-        return self.total(jnp.stack(n)).astype(count_dtype())
+            n = jnp.sum(hits, axis=-1, dtype=dtype)
+        else:
+            rows = [row.astype(dtype) for row in hits]
+            zeros = [jnp.zeros((), dtype)] * len(rows)
+            add = lambda a, b: [u + v for u, v in zip(a, b)]  # noqa: E731
+            n = jnp.stack(lax.reduce(rows, zeros, add, (0,)))
+        return self.total(n).astype(count_dtype())
 
 
 def count_dtype():

@@ -22,7 +22,8 @@ def make_simulation(
     n_agents, n_steps, dtype, kernels: "str | Kernels" = "tuned", state="stored", carry_draws=False
 ):
     """The bench's simulation; `kernels`: "tuned", "plain" or a `Kernels`; `state`: "stored"
-    or "lean"; `carry_draws`: the lean state's option (`Simulation.carry_draws`)."""
+    or "lean"; `carry_draws`: the lean state's option (`Simulation.carry_draws`; the stored
+    state carries its draws anyway, and ignores it)."""
     cost = CostParams(**COST)
     enc = RFNEncoder(d=D, d_x=D_X, p=P, sigma=SIGMA)
     methods = default_methods(cost, window=WINDOW, ridge_window=RIDGE_WINDOW)
@@ -36,7 +37,7 @@ def make_simulation(
         dtype=dtype,
         kernels=kernels,
         state=state,
-        carry_draws=carry_draws,
+        carry_draws=carry_draws and state == "lean",
     )
 
 

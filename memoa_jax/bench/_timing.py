@@ -137,6 +137,7 @@ def time_loop(n, x, y, dtype, repeat, kernels="tuned", state="stored", carry_dra
         run_s=run_s,
         xla_bytes_accessed_per_agent=float(cost.get("bytes accessed", float("nan"))) / n,
         carried_bytes_per_agent=carry_bytes_per_agent(sim),
+        carry_draws=sim.carry_draws,
         memoa_worst_rmse=float(res.summary["memoa"].worst_rmse),
         carry_bytes_per_agent_step=carry_bytes_per_agent(sim),  # the floor: read once
         **(lean_step_figures(sim) if state == "lean" else {}),
@@ -162,8 +163,11 @@ def time_kernels(
     variants = {"tuned": Kernels(), "plain": Kernels.plain()}
     variants.update({f"without {t}": Kernels().without(t) for t in tricks or TRICKS})
     compiled, out = {}, {}
-    for name, kernels in variants.items():
-        sim = make_simulation(n, x.shape[0] - 1, dtype, kernels, state, carry_draws)
+    sims = {
+        name: make_simulation(n, x.shape[0] - 1, dtype, kernels, state, carry_draws)
+        for name, kernels in variants.items()
+    }
+    for name, sim in sims.items():
         fn = jax.jit(lambda x_, y_, k, sim=sim: simulate(sim, x_, y_, key=k, throw=False))
         t0 = time.perf_counter()
         compiled[name] = fn.lower(x, y, jr.key(0)).compile()
@@ -189,7 +193,7 @@ def time_kernels(
                 vs_tuned=run_s / base - 1.0,
             )
         )
-    return dict(n_agents=n, state=state, carry_draws=carry_draws, variants=rows)
+    return dict(n_agents=n, state=state, carry_draws=sims["tuned"].carry_draws, variants=rows)
 
 
 def time_numpy_loop(n, x, y, repeat):
@@ -365,9 +369,8 @@ def measure_loops(
     (`state_label` names it)."""
     n, steps = point["n_agents"], x.shape[0] - 1
     for state in states:
-        carry = carry_draws and state == "lean"
-        loop: dict = time_loop(n, x, y, dtype, repeat, kernels, state, carry)
-        loop["state"], loop["carry_draws"] = state, carry
+        loop: dict = time_loop(n, x, y, dtype, repeat, kernels, state, carry_draws)
+        loop["state"] = state
         loop["agent_steps_per_s"] = n * steps / loop["run_s"]
         per_step = loop["carry_bytes_per_agent_step"] * n * steps
         loop["roofline_fraction"] = per_step / bandwidth / loop["run_s"]

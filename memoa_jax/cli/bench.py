@@ -281,9 +281,8 @@ def main(args) -> int:
             with tqdm(total=len(tricks) + 2, desc=f"kernels at N={n_k:.0e}, {state}",
                       file=sys.stderr, leave=False, disable=args.no_progress) as bar:  # fmt: skip
                 timed = bench.time_kernels(
-                    n_k, x, y, dtype, args.repeat, bar.update, state, tricks,
-                    carry_draws=args.carry_draws and state == "lean",
-                )  # fmt: skip
+                    n_k, x, y, dtype, args.repeat, bar.update, state, tricks, args.carry_draws
+                )
             record[KERNELS_KEY[state]] = timed
             _save(out, record)
     if bench.mark_overhead(record["points"]):
