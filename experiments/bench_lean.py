@@ -25,6 +25,10 @@ Per point it prints and saves:
     python experiments/bench_lean.py --baseline ../wt-issue26 --out figures/bench_lean \
         --name bench_lean_carry_draws_vs_c3c0881 --carry-draws \
         --points 1e6:none,1e6:65536,1e7:65536,1e7:1048576 --steps 10 --repeat 3
+    # item 2: 10^7 in chunks against 10^6 in one piece, interleaved rounds, no baseline
+    python experiments/bench_lean.py --carry-draws --out figures/bench_lean \
+        --name bench_lean_chunks_carry_draws --steps 10 --repeat 5 --points \
+        1e6:none,1e7:65536,1e6:65536,1e6:none,1e7:65536,1e6:65536,1e6:none,1e7:65536
 
 Timings are from the machine as it is: the load average is saved with them.
 """
