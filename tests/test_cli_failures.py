@@ -475,18 +475,23 @@ def test_fuzz_numeric_options(command, option, value, tmp_path, capsys, _stop_at
         assert not out.exists()
 
 
-def test_lean_runs_chunk_large_populations_by_default():
+@pytest.mark.parametrize(
+    "backend, chunk", [("cpu", _options.LEAN_CHUNK_CPU), ("gpu", _options.LEAN_CHUNK)]
+)
+def test_lean_runs_chunk_large_populations_by_default(backend, chunk):
     """--state lean chunks above LEAN_CHUNK agents per device unless --batch-size says
-    otherwise (over 4 devices, a share of ceil(N / 4)); --state stored never chunks by
-    default."""
-    big, chunk = _options.LEAN_CHUNK + 1, _options.LEAN_CHUNK
+    otherwise (over 4 devices, a share of ceil(N / 4)), in cache-sized chunks on the CPU;
+    --state stored never chunks by default. (This process's backend is the CPU.)"""
+    above = _options.LEAN_CHUNK
+    big = above + 1
     lean, stored = SimpleNamespace(batch_size=None, state="lean"), SimpleNamespace(batch_size=None)
-    assert _options.batch_size_for(lean, big) == chunk
-    assert _options.batch_size_for(lean, chunk) is None
-    assert _options.batch_size_for(lean, 4 * chunk, 4) is None
-    assert _options.batch_size_for(lean, 4 * chunk + 1, 4) == chunk
-    assert _options.batch_size_for(stored, big) is None
+    assert _options.batch_size_for(lean, big, backend=backend) == chunk
+    assert _options.batch_size_for(lean, above, backend=backend) is None
+    assert _options.batch_size_for(lean, 4 * above, 4, backend) is None
+    assert _options.batch_size_for(lean, 4 * above + 1, 4, backend) == chunk
+    assert _options.batch_size_for(stored, big, backend=backend) is None
     assert _options.batch_size_for(SimpleNamespace(batch_size=7, state="lean"), big) == 7
+    assert _options.batch_size_for(lean, big) == _options.LEAN_CHUNK_CPU
 
 
 # ISSUE 28: THE REMAINING FAILURE CASES

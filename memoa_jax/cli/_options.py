@@ -319,7 +319,11 @@ def add_model_options(r, *, dataset: str = "ecb"):
     )
 
 
-LEAN_CHUNK = 2**20
+LEAN_CHUNK = 2**20  # --state lean runs in chunks above this many agents per device
+# ... of this size on the CPU: cache-sized chunks of 2^16 ran 1.19-1.34x as fast as 2^20 at
+# 10^7 agents with --carry-draws, and 1.09-1.11x plain (docs/performance.md, Lean agents);
+# accelerators keep LEAN_CHUNK (wide kernels; not measured there)
+LEAN_CHUNK_CPU = 2**16
 
 
 def add_state_options(parser):
@@ -328,9 +332,9 @@ def add_state_options(parser):
         "--batch-size",
         type=count_type("--batch-size"),
         help="process agents in chunks of this size, each device its own share's with "
-        "--shard (default: none with --state stored; chunks of "
-        f"{LEAN_CHUNK:,} with --state lean above that many agents per device, so that a "
-        "step's intermediates do not scale with N)",
+        "--shard (default: none with --state stored; with --state lean above "
+        f"{LEAN_CHUNK:,} agents per device, chunks of {LEAN_CHUNK_CPU:,} on the CPU and "
+        f"{LEAN_CHUNK:,} on accelerators, so that a step's intermediates do not scale with N)",
     )
     parser.add_argument(
         "--state",
@@ -348,14 +352,23 @@ def add_state_options(parser):
     )
 
 
-def batch_size_for(args, n_agents: int, n_devices: int = 1) -> int | None:
+def batch_size_for(
+    args, n_agents: int, n_devices: int = 1, backend: str | None = None
+) -> int | None:
     """`--batch-size`, or its default for `n_agents` split over `n_devices`
     (`add_state_options`): lean chunks when a device's share, ceil(N / devices), is above
-    `LEAN_CHUNK` agents."""
+    `LEAN_CHUNK` agents, of `LEAN_CHUNK_CPU` agents on `backend` "cpu" (default: JAX's
+    default backend, looked up only then) and `LEAN_CHUNK` on others."""
     if args.batch_size is not None:
         return args.batch_size
     lean = getattr(args, "state", "stored") == "lean"
-    return LEAN_CHUNK if lean and -(-n_agents // n_devices) > LEAN_CHUNK else None
+    if not (lean and -(-n_agents // n_devices) > LEAN_CHUNK):
+        return None
+    if backend is None:
+        import jax
+
+        backend = jax.default_backend()
+    return LEAN_CHUNK_CPU if backend == "cpu" else LEAN_CHUNK
 
 
 def agent_devices(args) -> int:
