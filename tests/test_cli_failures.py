@@ -10,6 +10,7 @@ import random
 import signal
 from types import SimpleNamespace
 
+import jax
 import pytest
 
 import memoa_jax
@@ -481,7 +482,7 @@ def test_fuzz_numeric_options(command, option, value, tmp_path, capsys, _stop_at
 def test_lean_runs_chunk_large_populations_by_default(backend, chunk):
     """--state lean chunks above LEAN_CHUNK agents per device unless --batch-size says
     otherwise (over 4 devices, a share of ceil(N / 4)), in cache-sized chunks on the CPU;
-    --state stored never chunks by default. (This process's backend is the CPU.)"""
+    --state stored never chunks by default. Without `backend`, JAX's default backend's."""
     above = _options.LEAN_CHUNK
     big = above + 1
     lean, stored = SimpleNamespace(batch_size=None, state="lean"), SimpleNamespace(batch_size=None)
@@ -491,7 +492,8 @@ def test_lean_runs_chunk_large_populations_by_default(backend, chunk):
     assert _options.batch_size_for(lean, 4 * above + 1, 4, backend) == chunk
     assert _options.batch_size_for(stored, big, backend=backend) is None
     assert _options.batch_size_for(SimpleNamespace(batch_size=7, state="lean"), big) == 7
-    assert _options.batch_size_for(lean, big) == _options.LEAN_CHUNK_CPU
+    here = "cpu" if jax.default_backend() == "cpu" else "gpu"
+    assert _options.batch_size_for(lean, big) == _options.batch_size_for(lean, big, 1, here)
 
 
 # ISSUE 28: THE REMAINING FAILURE CASES
