@@ -29,6 +29,12 @@ Per point it prints and saves:
     python experiments/bench_lean.py --carry-draws --out figures/bench_lean \
         --name bench_lean_chunks_carry_draws --steps 10 --repeat 5 --points \
         1e6:none,1e7:65536,1e6:65536,1e6:none,1e7:65536,1e6:65536,1e6:none,1e7:65536
+    # the chunk size at 10^7 (cache-sized chunks: --state lean's default on the CPU)
+    python experiments/bench_lean.py --carry-draws --out figures/bench_lean \
+        --name bench_lean_chunk_sizes_carry_draws --steps 10 --repeat 3 --points \
+        1e7:16384,1e7:65536,1e7:262144,1e7:1048576,1e7:16384,1e7:65536,1e7:262144,1e7:1048576
+    python experiments/bench_lean.py --out figures/bench_lean --name bench_lean_chunk_sizes \
+        --steps 10 --repeat 3 --points 1e7:65536,1e7:1048576,1e7:65536,1e7:1048576
 
 Timings are from the machine as it is: the load average is saved with them.
 """

@@ -321,7 +321,7 @@ def add_model_options(r, *, dataset: str = "ecb"):
 
 LEAN_CHUNK = 2**20  # --state lean runs in chunks above this many agents per device
 # ... of this size on the CPU: cache-sized chunks of 2^16 ran 1.19-1.34x as fast as 2^20 at
-# 10^7 agents with --carry-draws, and 1.09-1.11x plain (docs/performance.md, Lean agents);
+# 10^7 agents with --carry-draws, and 1.03-1.16x plain (docs/performance.md, Lean agents);
 # accelerators keep LEAN_CHUNK (wide kernels; not measured there)
 LEAN_CHUNK_CPU = 2**16
 
