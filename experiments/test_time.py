@@ -119,8 +119,7 @@ def report(run: dict, tests: dict) -> str:
         f"{run['cores']} cores busy on average); load average {run['load_before']:.2f} "
         f"before. JAX {run['jax']}, Python {run['python']}.",
         "",
-        "Summed over the tests (every worker; a test's subprocesses count in its wall time "
-        "only):",
+        "Summed over the tests (every worker; a test's subprocesses count in its wall time only):",
         "",
         head,
         _row("all tests", total),
@@ -143,6 +142,15 @@ def report(run: dict, tests: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def write_json(path: Path, run: dict, tests: dict) -> None:
+    """`{"run": ..., "tests": {test: fields}}`, one line per test, times to the millisecond."""
+    rows = ",\n".join(
+        f"  {json.dumps(name)}: {json.dumps({k: round(v, 3) for k, v in f.items()})}"
+        for name, f in sorted(tests.items())
+    )
+    path.write_text(f'{{\n "run": {json.dumps(run)},\n "tests": {{\n{rows}\n }}\n}}\n')
 
 
 def main(argv=None):
@@ -177,7 +185,7 @@ def main(argv=None):
     }
     text = report(run, tests)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "test_time.json").write_text(json.dumps({"run": run, "tests": tests}, indent=1))
+    write_json(args.out / "test_time.json", run, tests)
     (args.out / "test_time.md").write_text(text)
     print(text)
     print(f"wrote {args.out / 'test_time.json'} and {args.out / 'test_time.md'}")
