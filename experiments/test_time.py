@@ -17,6 +17,7 @@ writes one JSON per worker into $MEMOA_TEST_TIME_DIR.
 
 import argparse
 import collections
+import importlib.metadata
 import json
 import os
 import platform
@@ -158,8 +159,6 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path("runs/test-time"))
     parser.add_argument("pytest_args", nargs="*", help="after --: passed on to pytest")
     args = parser.parse_args(argv)
-    import jax
-
     command = [sys.executable, "-m", "pytest", "-p", "experiments.test_time", *args.pytest_args]
     with tempfile.TemporaryDirectory() as folder:
         env = {**os.environ, "MEMOA_TEST_TIME_DIR": folder}
@@ -180,7 +179,7 @@ def main(argv=None):
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "cores": os.cpu_count(),
         "load_before": load,
-        "jax": jax.__version__,
+        "jax": importlib.metadata.version("jax"),
         "python": platform.python_version(),
     }
     text = report(run, tests)
